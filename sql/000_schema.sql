@@ -1,0 +1,101 @@
+-- 000_schema.sql: the pgmq_jobs schema, its roles, its private tables and
+-- composite result types. Idempotent: every statement can run again.
+
+create schema if not exists pgmq_jobs;
+comment on schema pgmq_jobs is
+'pgmq-jobs: retries with backoff, dead letters and replay over PGMQ queues';
+
+-- Least-privilege roles. Members are granted by the operator:
+--   grant pgmq_jobs_producer to app_user;
+do $roles$
+begin
+    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_producer') then
+        create role pgmq_jobs_producer nologin;
+    end if;
+    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_worker') then
+        create role pgmq_jobs_worker nologin;
+    end if;
+    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_admin') then
+        create role pgmq_jobs_admin nologin;
+    end if;
+end
+$roles$;
+
+revoke all on schema pgmq_jobs from public;
+grant usage on schema pgmq_jobs to pgmq_jobs_producer, pgmq_jobs_worker, pgmq_jobs_admin;
+
+-- Functions created later in this schema are not executable by PUBLIC.
+alter default privileges in schema pgmq_jobs revoke execute on functions from public;
+
+-- One row per queue: its retry policy and limits. Read once per call by
+-- primary key; never updated on the job path.
+create table if not exists pgmq_jobs.queue_settings (
+    queue text primary key,
+    max_attempts integer not null default 5,
+    visibility_timeout interval not null default interval '30 seconds',
+    retry_base interval not null default interval '1 second',
+    retry_max interval not null default interval '5 minutes',
+    retry_factor double precision not null default 2,
+    jitter text not null default 'full',
+    keep_completed interval not null default interval '7 days',
+    max_payload_bytes integer not null default 1048576,
+    unlogged boolean not null default false,
+    created_at timestamptz not null default pg_catalog.now(),
+    updated_at timestamptz not null default pg_catalog.now(),
+    constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
+);
+comment on table pgmq_jobs.queue_settings is
+'Per-queue settings of pgmq-jobs; change them with pgmq_jobs.configure_queue';
+
+-- The schema version, written by the last file of sql/.
+create table if not exists pgmq_jobs.schema_version (
+    version text primary key,
+    installed_at timestamptz not null default pg_catalog.now()
+);
+comment on table pgmq_jobs.schema_version is
+'Versions of the pgmq_jobs schema applied to this database';
+
+-- Result row types. Created once; kept stable because callers read them by name.
+do $types$
+begin
+    if pg_catalog.to_regtype('pgmq_jobs.claimed_job') is null then
+        create type pgmq_jobs.claimed_job as (
+            job_id bigint,
+            attempt integer,
+            max_attempts integer,
+            payload jsonb,
+            enqueued_at timestamptz,
+            visible_until timestamptz
+        );
+    end if;
+    if pg_catalog.to_regtype('pgmq_jobs.fail_result') is null then
+        create type pgmq_jobs.fail_result as (
+            outcome text,
+            attempt integer,
+            next_attempt_at timestamptz
+        );
+    end if;
+    if pg_catalog.to_regtype('pgmq_jobs.dead_letter') is null then
+        create type pgmq_jobs.dead_letter as (
+            dead_id bigint,
+            job_id bigint,
+            original_job_id bigint,
+            payload jsonb,
+            attempts integer,
+            reason text,
+            errors jsonb,
+            last_error text,
+            enqueued_at timestamptz,
+            died_at timestamptz,
+            replays integer
+        );
+    end if;
+end
+$types$;
+
+comment on type pgmq_jobs.claimed_job is
+'A delivery returned by claim: attempt is the fencing token for complete, fail and extend';
+comment on type pgmq_jobs.fail_result is
+'Result of fail: outcome is retry, dead or stale';
+comment on type pgmq_jobs.dead_letter is
+'A dead letter as returned by dead_letters';

@@ -1,0 +1,208 @@
+-- 010_private_checks.sql: private validation helpers shared by the public
+-- functions. Each raises a clear error that names the problem.
+
+-- Queue names: lowercase [a-z][a-z0-9_]*, at most 43 characters so that the
+-- dead-letter queue "<queue>_dlq" fits PGMQ's 47-character limit. Names are
+-- never rewritten (no lower-casing, no trimming): anything else is refused.
+create or replace function pgmq_jobs._check_queue_name(queue text)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if queue is null then
+        raise exception 'queue name must not be null'
+            using errcode = '22004';
+    end if;
+    if queue = '' then
+        raise exception 'queue name must not be empty'
+            using errcode = '22023';
+    end if;
+    if length(queue) > 43 then
+        raise exception 'queue name %... is too long: % characters, at most 43 allowed',
+            quote_literal(left(queue, 50)), length(queue)
+            using errcode = '22023',
+            hint = 'The dead-letter queue <queue>_dlq must fit PGMQ''s 47-character limit.';
+    end if;
+    if queue !~ '^[a-z][a-z0-9_]*$' then
+        raise exception 'invalid queue name %: use lowercase letters, digits and underscores, starting with a letter',
+            quote_literal(queue)
+            using errcode = '22023';
+    end if;
+    if queue ~ '_dlq$' then
+        raise exception 'invalid queue name %: names ending in _dlq are reserved for dead-letter queues',
+            quote_literal(queue)
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+-- The settings of an existing queue, or an error naming the unknown queue.
+create or replace function pgmq_jobs._settings(queue text)
+returns pgmq_jobs.queue_settings
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings;
+begin
+    select * into s from pgmq_jobs.queue_settings as qs where qs.queue = _settings.queue;
+    if not found then
+        perform pgmq_jobs._check_queue_name(queue);
+        raise exception 'unknown queue %', quote_literal(queue)
+            using errcode = '42704',
+            hint = 'Create it first with pgmq_jobs.create_queue.';
+    end if;
+    return s;
+end
+$$;
+
+-- An interval argument within [lo, hi] (lo exclusive when lo_open).
+create or replace function pgmq_jobs._check_interval(
+    name text, val interval, lo interval, hi interval, lo_open boolean default false
+)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if val is null then
+        raise exception '% must not be null', name using errcode = '22004';
+    end if;
+    if (lo_open and val <= lo) or (not lo_open and val < lo) then
+        raise exception '% must be % %, got %', name,
+            case when lo_open then 'greater than' else 'at least' end, lo, val
+            using errcode = '22023';
+    end if;
+    if val > hi then
+        raise exception '% must be at most %, got %', name, hi, val
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+-- Every setting of a queue within its documented range.
+create or replace function pgmq_jobs._check_settings(s pgmq_jobs.queue_settings)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if s.max_attempts is null or s.max_attempts < 1 or s.max_attempts > 1000 then
+        raise exception 'max_attempts must be between 1 and 1000, got %',
+            coalesce(s.max_attempts::text, 'null')
+            using errcode = '22023';
+    end if;
+    perform pgmq_jobs._check_interval(
+        'visibility_timeout', s.visibility_timeout, interval '0', interval '1 day', true
+    );
+    perform pgmq_jobs._check_interval(
+        'retry_base', s.retry_base, interval '0', interval '1 day', true
+    );
+    perform pgmq_jobs._check_interval(
+        'retry_max', s.retry_max, interval '0', interval '30 days', true
+    );
+    if s.retry_max < s.retry_base then
+        raise exception 'retry_max (%) must be at least retry_base (%)', s.retry_max, s.retry_base
+            using errcode = '22023';
+    end if;
+    if s.retry_factor is null or s.retry_factor < 1 or s.retry_factor > 100
+        or s.retry_factor = 'NaN'::double precision then
+        raise exception 'retry_factor must be between 1 and 100, got %',
+            coalesce(s.retry_factor::text, 'null')
+            using errcode = '22023';
+    end if;
+    if s.jitter is null or s.jitter not in ('none', 'full', 'equal') then
+        raise exception 'jitter must be one of none, full, equal; got %',
+            coalesce(quote_literal(s.jitter), 'null')
+            using errcode = '22023';
+    end if;
+    perform pgmq_jobs._check_interval(
+        'keep_completed', s.keep_completed, interval '0', interval '3650 days'
+    );
+    if s.max_payload_bytes is null or s.max_payload_bytes < 2
+        or s.max_payload_bytes > 67108864 then
+        raise exception 'max_payload_bytes must be between 2 and 67108864 (64 MiB), got %',
+            coalesce(s.max_payload_bytes::text, 'null')
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+-- A job payload: a JSON object no larger than the queue's limit (as text).
+create or replace function pgmq_jobs._check_payload(
+    payload jsonb, max_bytes integer, what text default 'payload'
+)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    size integer;
+begin
+    if payload is null then
+        raise exception '% must be a JSON object, got null', what using errcode = '22004';
+    end if;
+    if jsonb_typeof(payload) <> 'object' then
+        raise exception '% must be a JSON object, got %', what, jsonb_typeof(payload)
+            using errcode = '22023';
+    end if;
+    size := octet_length(payload::text);
+    if size > max_bytes then
+        raise exception '% is % bytes, over the queue''s limit of % bytes', what, size, max_bytes
+            using errcode = '54000';
+    end if;
+end
+$$;
+
+-- Raise when job_id was never issued by the queue; a job that was issued and
+-- has since finished or moved on is a stale reference, not an error.
+create or replace function pgmq_jobs._check_job_issued(queue text, job_id bigint)
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    seq text := pg_catalog.pg_get_serial_sequence(format('pgmq.%I', 'q_' || queue), 'msg_id');
+    last_id bigint;
+begin
+    if seq is null then
+        return;
+    end if;
+    execute format('select case when is_called then last_value else 0 end from %s', seq)
+        into last_id;
+    if job_id > last_id then
+        raise exception 'job % does not exist in queue %', job_id, quote_literal(queue)
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+-- The common argument checks of complete/fail/extend.
+create or replace function pgmq_jobs._check_delivery(job_id bigint, attempt integer)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if job_id is null then
+        raise exception 'job_id must not be null' using errcode = '22004';
+    end if;
+    if job_id < 1 then
+        raise exception 'job_id must be positive, got %', job_id using errcode = '22023';
+    end if;
+    if attempt is null then
+        raise exception 'attempt must not be null' using errcode = '22004';
+    end if;
+    if attempt < 1 then
+        raise exception 'attempt must be at least 1, got %', attempt using errcode = '22023';
+    end if;
+end
+$$;

@@ -1,0 +1,103 @@
+-- 020_private_lifecycle.sql: private helpers of the job lifecycle: the retry
+-- delay, error-history entries and the shape of a dead letter.
+
+-- Delay before the retry that follows failed attempt n (1-based):
+--   d = min(retry_max, retry_base * retry_factor^(n-1))
+--   jitter none -> d; full -> uniform [0, d]; equal -> d/2 + uniform [0, d/2]
+-- Computed in log space so that huge attempt numbers cap at retry_max
+-- instead of overflowing.
+create or replace function pgmq_jobs._retry_delay(
+    attempt integer,
+    retry_base interval,
+    retry_max interval,
+    retry_factor double precision,
+    jitter text
+)
+returns interval
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    base_s double precision := extract(epoch from retry_base);
+    max_s double precision := extract(epoch from retry_max);
+    d double precision;
+begin
+    if retry_factor <= 1 or attempt <= 1 then
+        d := least(base_s, max_s);
+    elsif (attempt - 1) * ln(retry_factor) >= ln(max_s / base_s) then
+        d := max_s;
+    else
+        d := least(max_s, base_s * power(retry_factor, attempt - 1));
+    end if;
+    d := case jitter
+        when 'none' then d
+        when 'full' then random() * d
+        when 'equal' then d / 2 + random() * (d / 2)
+    end;
+    return make_interval(secs => d);
+end
+$$;
+
+-- One entry of a job's error history.
+create or replace function pgmq_jobs._error_entry(
+    attempt integer, error text, worker jsonb, at timestamptz
+)
+returns jsonb
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select jsonb_strip_nulls(jsonb_build_object(
+        'attempt', attempt,
+        'at', at,
+        -- Error texts (tracebacks) are kept up to 8 KiB characters each.
+        'error', case when length(error) > 8192 then left(error, 8192) || '…[truncated]' else error end,
+        'worker', worker
+    ))
+$$;
+
+-- The message stored in <queue>_dlq for a job that died. "errors" holds every
+-- recorded error with its time; final_error (if any) is appended last.
+create or replace function pgmq_jobs._dead_letter(
+    queue text,
+    job_id bigint,
+    payload jsonb,
+    attempts integer,
+    headers jsonb,
+    enqueued_at timestamptz,
+    reason text,
+    final_error jsonb
+)
+returns jsonb
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select jsonb_build_object(
+        'queue', queue,
+        'job_id', job_id,
+        'original_job_id', coalesce((headers ->> 'original_job_id')::bigint, job_id),
+        'payload', payload,
+        'attempts', attempts,
+        'reason', reason,
+        'errors', coalesce(headers -> 'errors', '[]'::jsonb)
+            || case when final_error is null then '[]'::jsonb else jsonb_build_array(final_error) end,
+        'enqueued_at', coalesce((headers ->> 'first_enqueued_at')::timestamptz, enqueued_at),
+        'died_at', clock_timestamp(),
+        'replays', coalesce((headers ->> 'replays')::integer, 0),
+        'max_attempts', headers -> 'max_attempts'
+    )
+$$;
+
+-- Is delivery read_ct of a job still open, i.e. not yet failed? A failed
+-- delivery records its error under its attempt number; until the job is
+-- claimed again (read_ct + 1) that delivery accepts no further outcome.
+create or replace function pgmq_jobs._open_delivery(headers jsonb, read_ct integer)
+returns boolean
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select coalesce((headers #>> '{errors,-1,attempt}')::integer, 0) < read_ct
+$$;

@@ -1,0 +1,57 @@
+-- 101_configure_queue.sql: configure_queue, change a queue's settings.
+
+create or replace function pgmq_jobs.configure_queue(
+    queue text,
+    max_attempts integer default null,
+    visibility_timeout interval default null,
+    retry_base interval default null,
+    retry_max interval default null,
+    retry_factor double precision default null,
+    jitter text default null,
+    keep_completed interval default null,
+    max_payload_bytes integer default null
+)
+returns pgmq_jobs.queue_settings
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings;
+begin
+    perform pgmq_jobs._settings(queue);
+    select * into strict s from pgmq_jobs.queue_settings as qs
+    where qs.queue = configure_queue.queue
+    for update;
+    s.max_attempts := coalesce(max_attempts, s.max_attempts);
+    s.visibility_timeout := coalesce(visibility_timeout, s.visibility_timeout);
+    s.retry_base := coalesce(retry_base, s.retry_base);
+    s.retry_max := coalesce(retry_max, s.retry_max);
+    s.retry_factor := coalesce(retry_factor, s.retry_factor);
+    s.jitter := coalesce(jitter, s.jitter);
+    s.keep_completed := coalesce(keep_completed, s.keep_completed);
+    s.max_payload_bytes := coalesce(max_payload_bytes, s.max_payload_bytes);
+    perform pgmq_jobs._check_settings(s);
+    s.updated_at := now();
+    update pgmq_jobs.queue_settings as qs set
+        max_attempts = s.max_attempts,
+        visibility_timeout = s.visibility_timeout,
+        retry_base = s.retry_base,
+        retry_max = s.retry_max,
+        retry_factor = s.retry_factor,
+        jitter = s.jitter,
+        keep_completed = s.keep_completed,
+        max_payload_bytes = s.max_payload_bytes,
+        updated_at = s.updated_at
+    where qs.queue = configure_queue.queue;
+    return s;
+end
+$$;
+
+comment on function pgmq_jobs.configure_queue(
+    text, integer, interval, interval, interval, double precision, text, interval, integer
+) is
+'Change settings of an existing queue; arguments left null keep their value. Returns the new
+settings. Validated as a whole: an invalid value changes nothing. Applies to deliveries and
+failures from now on (jobs already waiting keep the delay they were given).';

@@ -1,0 +1,25 @@
+-- 102_drop_queue.sql: drop_queue, remove a queue, its dead letters and settings.
+
+create or replace function pgmq_jobs.drop_queue(queue text)
+returns boolean
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform pgmq_jobs._settings(queue);
+    perform pg_advisory_xact_lock(hashtext('pgmq_jobs.queue:' || queue));
+    delete from pgmq_jobs.queue_settings as qs where qs.queue = drop_queue.queue;
+    if not found then
+        -- Dropped concurrently by another session while we waited for the lock.
+        return false;
+    end if;
+    perform pgmq.drop_queue(queue);
+    perform pgmq.drop_queue(queue || '_dlq');
+    return true;
+end
+$$;
+
+comment on function pgmq_jobs.drop_queue(text) is
+'Drop a queue with all its jobs, archive and dead letters. Unknown queue: an error.';

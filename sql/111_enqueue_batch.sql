@@ -1,0 +1,66 @@
+-- 111_enqueue_batch.sql: enqueue_batch, add many jobs in one statement.
+
+create or replace function pgmq_jobs.enqueue_batch(
+    queue text,
+    payloads jsonb [],
+    delay interval default interval '0',
+    max_attempts integer default null
+)
+returns setof bigint
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    bad record;
+begin
+    if payloads is null then
+        raise exception 'payloads must be an array of JSON objects, got null'
+            using errcode = '22004';
+    end if;
+    if array_ndims(payloads) > 1 then
+        raise exception 'payloads must be a one-dimensional array' using errcode = '22023';
+    end if;
+    if cardinality(payloads) = 0 then
+        return;
+    end if;
+    if cardinality(payloads) > 100000 then
+        raise exception 'at most 100000 payloads per batch, got %', cardinality(payloads)
+            using errcode = '54000';
+    end if;
+    -- Find the first offending element so that the error can name it.
+    select p.item, p.n into bad
+    from unnest(payloads) with ordinality as p (item, n)
+    where p.item is null
+        or jsonb_typeof(p.item) <> 'object'
+        or octet_length(p.item::text) > s.max_payload_bytes
+    order by p.n
+    limit 1;
+    if found then
+        perform pgmq_jobs._check_payload(bad.item, s.max_payload_bytes,
+            format('payloads[%s]', bad.n));
+    end if;
+    perform pgmq_jobs._check_interval('delay', coalesce(delay, interval '0'),
+        interval '0', interval '3650 days');
+    if max_attempts is not null and (max_attempts < 1 or max_attempts > 1000) then
+        raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
+            using errcode = '22023';
+    end if;
+    return query
+    select pgmq.send_batch(
+        queue,
+        payloads,
+        case when max_attempts is null then null
+            else array_fill(jsonb_build_object('max_attempts', max_attempts),
+                array[cardinality(payloads)]) end,
+        clock_timestamp() + coalesce(delay, interval '0')
+    );
+end
+$$;
+
+comment on function pgmq_jobs.enqueue_batch(text, jsonb [], interval, integer) is
+'Enqueue many jobs in one statement and return their ids in input order. Every element must
+be a JSON object within the size limit, or nothing is enqueued and the error names the
+first bad element (payloads[n], 1-based). An empty array enqueues nothing.';

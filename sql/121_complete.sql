@@ -1,0 +1,66 @@
+-- 121_complete.sql: complete, acknowledge finished deliveries in one statement.
+
+create or replace function pgmq_jobs.complete(queue text, job_ids bigint [], attempts integer [])
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    done integer;
+begin
+    if job_ids is null or attempts is null then
+        raise exception 'job_ids and attempts must not be null' using errcode = '22004';
+    end if;
+    if cardinality(job_ids) <> cardinality(attempts) then
+        raise exception 'job_ids and attempts must have the same length, got % and %',
+            cardinality(job_ids), cardinality(attempts)
+            using errcode = '22023';
+    end if;
+    if array_position(job_ids, null) is not null or array_position(attempts, null) is not null then
+        raise exception 'job_ids and attempts must not contain nulls' using errcode = '22004';
+    end if;
+    if cardinality(job_ids) = 0 then
+        return 0;
+    end if;
+
+    -- The fence: a row is finished only while its read_ct is the attempt the
+    -- worker was given. A stale pair matches nothing and is not counted.
+    if s.keep_completed = interval '0' then
+        execute format(
+            $sql$
+            delete from pgmq.%1$I as q
+            using unnest($1, $2) as t (job_id, attempt)
+            where q.msg_id = t.job_id and q.read_ct = t.attempt
+                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+            $sql$,
+            'q_' || queue
+        ) using job_ids, attempts;
+    else
+        execute format(
+            $sql$
+            with finished as (
+                delete from pgmq.%1$I as q
+                using unnest($1, $2) as t (job_id, attempt)
+                where q.msg_id = t.job_id and q.read_ct = t.attempt
+                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+                returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers
+            )
+            insert into pgmq.%2$I (msg_id, read_ct, enqueued_at, vt, message, headers)
+            select f.msg_id, f.read_ct, f.enqueued_at, f.vt, f.message, f.headers
+            from finished as f
+            $sql$,
+            'q_' || queue, 'a_' || queue
+        ) using job_ids, attempts;
+    end if;
+    get diagnostics done = row_count;
+    return done;
+end
+$$;
+
+comment on function pgmq_jobs.complete(text, bigint [], integer []) is
+'Complete jobs: job_ids[i] whose current delivery is attempts[i] are archived (or deleted when
+the queue keeps no completions). Returns how many were completed; a stale pair (the job was
+redelivered, failed, finished or dead-lettered since) changes nothing and is not counted.';

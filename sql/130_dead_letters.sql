@@ -1,0 +1,42 @@
+-- 130_dead_letters.sql: dead_letters, inspect a queue's dead-letter queue.
+
+create or replace function pgmq_jobs.dead_letters(queue text, lim integer default 100)
+returns setof pgmq_jobs.dead_letter
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform pgmq_jobs._settings(queue);
+    if lim is null or lim < 1 or lim > 100000 then
+        raise exception 'lim must be between 1 and 100000, got %', coalesce(lim::text, 'null')
+            using errcode = '22023';
+    end if;
+    return query execute format(
+        $sql$
+        select
+            d.msg_id,
+            (d.message ->> 'job_id')::bigint,
+            (d.message ->> 'original_job_id')::bigint,
+            d.message -> 'payload',
+            (d.message ->> 'attempts')::integer,
+            d.message ->> 'reason',
+            d.message -> 'errors',
+            d.message #>> '{errors,-1,error}',
+            (d.message ->> 'enqueued_at')::timestamptz,
+            coalesce((d.message ->> 'died_at')::timestamptz, d.enqueued_at),
+            coalesce((d.message ->> 'replays')::integer, 0)
+        from pgmq.%I as d
+        order by d.msg_id
+        limit $1
+        $sql$,
+        'q_' || queue || '_dlq'
+    ) using lim;
+end
+$$;
+
+comment on function pgmq_jobs.dead_letters(text, integer) is
+'The oldest lim dead letters of a queue: dead_id (for replay), the job id, payload, attempts,
+reason (exhausted, permanent or expired), every error with its time and attempt, the first
+enqueue time and the time of death.';

@@ -1,0 +1,48 @@
+-- 900_grants.sql: privileges. Nothing for PUBLIC (nor Supabase's anon and
+-- authenticated roles); producer enqueues, worker runs jobs, admin does all.
+
+revoke all on all functions in schema pgmq_jobs from public;
+revoke all on all tables in schema pgmq_jobs from public;
+
+do $revoke$
+declare
+    r text;
+begin
+    foreach r in array array['anon', 'authenticated'] loop
+        if exists (select from pg_catalog.pg_roles where rolname = r) then
+            execute format('revoke all on all functions in schema pgmq_jobs from %I', r);
+            execute format('revoke all on all tables in schema pgmq_jobs from %I', r);
+            execute format('revoke all on schema pgmq_jobs from %I', r);
+        end if;
+    end loop;
+end
+$revoke$;
+
+grant execute on function
+    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer),
+    pgmq_jobs.enqueue_batch(text, jsonb [], interval, integer)
+to pgmq_jobs_producer;
+
+grant execute on function
+    pgmq_jobs.claim(text, integer, interval, text),
+    pgmq_jobs.complete(text, bigint [], integer []),
+    pgmq_jobs.fail(text, bigint, integer, text, interval, boolean),
+    pgmq_jobs.extend(text, bigint, integer, interval)
+to pgmq_jobs_worker;
+
+-- The admin may call every public (non-underscore) function and read every view.
+do $admin$
+declare
+    f regprocedure;
+begin
+    for f in
+        select p.oid::regprocedure
+        from pg_catalog.pg_proc as p
+        where p.pronamespace = 'pgmq_jobs'::regnamespace and p.proname !~ '^_'
+    loop
+        execute format('grant execute on function %s to pgmq_jobs_admin', f);
+    end loop;
+end
+$admin$;
+
+grant select on pgmq_jobs.queues to pgmq_jobs_admin;
