@@ -1,0 +1,52 @@
+# pgmq-jobs: one-command set-up, demo, test, lint, bench.
+# Every target first runs `setup` (scripts/bootstrap.sh), which is idempotent and fast when
+# everything is already installed.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+RUFF   := $(VENV)/bin/ruff
+SQLFLUFF := $(VENV)/bin/sqlfluff
+PYTEST := $(VENV)/bin/pytest
+PGMQ_JOBS := $(VENV)/bin/pgmq-jobs
+
+.PHONY: help setup dev demo test lint fmt migrations migrations-check bench
+
+help: ## list the targets
+	@echo "pgmq-jobs make targets:"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  %-18s %s\n", $$1, $$2}'
+
+setup: ## install system packages, .venv (pip -e .[dev]) and the Supabase CLI (idempotent)
+	@bash scripts/bootstrap.sh
+
+dev: setup ## start (or reuse) the local cluster in .pgmq-jobs/dev and print its DSN
+	@$(PGMQ_JOBS) dev
+
+demo: setup ## set up and run the demo (for now: start the dev cluster, print the DSN)
+	@$(PGMQ_JOBS) dev
+	@echo "demo: pgmq-jobs is installed in the database above (stop it: $(PGMQ_JOBS) dev --stop)"
+
+test: setup ## run the test suite against a throwaway cluster (or $$DATABASE_URL)
+	$(PYTEST) -q tests
+
+lint: setup ## ruff check, ruff format --check, sqlfluff lint sql/
+	$(RUFF) check .
+	$(RUFF) format --check .
+	$(SQLFLUFF) lint sql/
+
+fmt: setup ## ruff fix + format, sqlfluff fix sql/
+	$(RUFF) check --fix .
+	$(RUFF) format .
+	$(SQLFLUFF) fix sql/
+
+migrations: setup ## regenerate supabase/migrations from sql/
+	$(PY) -m pgmq_jobs.migrations
+
+migrations-check: setup ## fail if the committed migration differs from a fresh generation
+	$(PY) -m pgmq_jobs.migrations --check
+
+bench: setup ## benchmarks (placeholder)
+	@echo "bench: not implemented yet"

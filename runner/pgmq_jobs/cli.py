@@ -1,0 +1,67 @@
+"""Command line entry point ``pgmq-jobs`` (placeholder: subcommands ``dev`` and ``install``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pgmq_jobs import __version__
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from pgmq_jobs.dev import start_dev, stop_dev
+
+    if args.stop:
+        stopped = stop_dev(args.data_dir)
+        print("dev cluster stopped" if stopped else "dev cluster was not running")
+        return 0
+    dev = start_dev(args.data_dir, args.port)
+    print(dev.report.summary(), file=sys.stderr)
+    print(
+        f"dev cluster running (data: {dev.cluster.data_dir}); stop it with `pgmq-jobs dev --stop`",
+        file=sys.stderr,
+    )
+    print(dev.dsn)
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from pgmq_jobs.install import install
+
+    report = install(args.dsn)
+    print(report.summary())
+    return 0
+
+
+def add_dev_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("dev", help="start (or reuse) a local cluster with pgmq-jobs installed")
+    p.add_argument("--stop", action="store_true", help="stop the dev cluster")
+    p.add_argument("--data-dir", type=Path, default=None, help="default: .pgmq-jobs/dev")
+    p.add_argument("--port", type=int, default=None, help="default: a free port")
+    p.set_defaults(func=cmd_dev)
+
+
+def add_install_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("install", help="install PGMQ (if missing) and pgmq-jobs into a database")
+    p.add_argument("--dsn", required=True, help="postgresql://user@host:port/dbname")
+    p.set_defaults(func=cmd_install)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pgmq-jobs", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pgmq-jobs {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_dev_parser(sub)
+    add_install_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

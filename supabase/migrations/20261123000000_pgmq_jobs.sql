@@ -1,0 +1,1311 @@
+-- pgmq-jobs schema migration.
+-- GENERATED from sql/ by `python -m pgmq_jobs.migrations` (make migrations): do not edit.
+--
+-- Prologue: PGMQ must be present. An existing pgmq schema (extension or plain SQL) is used
+-- as it is; otherwise the pgmq extension is created where the server offers it. pg_cron is
+-- created only where it may live (the database named by cron.database_name).
+do $pgmq_jobs_prologue$
+begin
+    if not exists (select 1 from pg_catalog.pg_namespace where nspname = 'pgmq') then
+        if exists (select 1 from pg_catalog.pg_available_extensions where name = 'pgmq') then
+            create extension if not exists pgmq;
+        else
+            raise exception 'PGMQ is not installed in this database: enable the pgmq extension (Supabase: Database -> Extensions -> pgmq, or `create extension pgmq`) or run `pgmq-jobs install --dsn <database url>`';
+        end if;
+    end if;
+    if exists (select 1 from pg_catalog.pg_available_extensions where name = 'pg_cron')
+        and current_database() = current_setting('cron.database_name', true) then
+        create extension if not exists pg_cron;
+    end if;
+end
+$pgmq_jobs_prologue$;
+
+-- ======================================================================
+-- sql/000_schema.sql
+-- ======================================================================
+-- 000_schema.sql: the pgmq_jobs schema, its roles, its private tables and
+-- composite result types. Idempotent: every statement can run again.
+
+create schema if not exists pgmq_jobs;
+comment on schema pgmq_jobs is
+'pgmq-jobs: retries with backoff, dead letters and replay over PGMQ queues';
+
+-- Least-privilege roles. Members are granted by the operator:
+--   grant pgmq_jobs_producer to app_user;
+do $roles$
+begin
+    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_producer') then
+        create role pgmq_jobs_producer nologin;
+    end if;
+    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_worker') then
+        create role pgmq_jobs_worker nologin;
+    end if;
+    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_admin') then
+        create role pgmq_jobs_admin nologin;
+    end if;
+end
+$roles$;
+
+revoke all on schema pgmq_jobs from public;
+grant usage on schema pgmq_jobs to pgmq_jobs_producer, pgmq_jobs_worker, pgmq_jobs_admin;
+
+-- Functions created later in this schema are not executable by PUBLIC.
+alter default privileges in schema pgmq_jobs revoke execute on functions from public;
+
+-- One row per queue: its retry policy and limits. Read once per call by
+-- primary key; never updated on the job path.
+create table if not exists pgmq_jobs.queue_settings (
+    queue text primary key,
+    max_attempts integer not null default 5,
+    visibility_timeout interval not null default interval '30 seconds',
+    retry_base interval not null default interval '1 second',
+    retry_max interval not null default interval '5 minutes',
+    retry_factor double precision not null default 2,
+    jitter text not null default 'full',
+    keep_completed interval not null default interval '7 days',
+    max_payload_bytes integer not null default 1048576,
+    unlogged boolean not null default false,
+    created_at timestamptz not null default pg_catalog.now(),
+    updated_at timestamptz not null default pg_catalog.now(),
+    constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
+);
+comment on table pgmq_jobs.queue_settings is
+'Per-queue settings of pgmq-jobs; change them with pgmq_jobs.configure_queue';
+
+-- The schema version, written by the last file of sql/.
+create table if not exists pgmq_jobs.schema_version (
+    version text primary key,
+    installed_at timestamptz not null default pg_catalog.now()
+);
+comment on table pgmq_jobs.schema_version is
+'Versions of the pgmq_jobs schema applied to this database';
+
+-- Result row types. Created once; kept stable because callers read them by name.
+do $types$
+begin
+    if pg_catalog.to_regtype('pgmq_jobs.claimed_job') is null then
+        create type pgmq_jobs.claimed_job as (
+            job_id bigint,
+            attempt integer,
+            max_attempts integer,
+            payload jsonb,
+            enqueued_at timestamptz,
+            visible_until timestamptz
+        );
+    end if;
+    if pg_catalog.to_regtype('pgmq_jobs.fail_result') is null then
+        create type pgmq_jobs.fail_result as (
+            outcome text,
+            attempt integer,
+            next_attempt_at timestamptz
+        );
+    end if;
+    if pg_catalog.to_regtype('pgmq_jobs.dead_letter') is null then
+        create type pgmq_jobs.dead_letter as (
+            dead_id bigint,
+            job_id bigint,
+            original_job_id bigint,
+            payload jsonb,
+            attempts integer,
+            reason text,
+            errors jsonb,
+            last_error text,
+            enqueued_at timestamptz,
+            died_at timestamptz,
+            replays integer
+        );
+    end if;
+end
+$types$;
+
+comment on type pgmq_jobs.claimed_job is
+'A delivery returned by claim: attempt is the fencing token for complete, fail and extend';
+comment on type pgmq_jobs.fail_result is
+'Result of fail: outcome is retry, dead or stale';
+comment on type pgmq_jobs.dead_letter is
+'A dead letter as returned by dead_letters';
+
+-- ======================================================================
+-- sql/010_private_checks.sql
+-- ======================================================================
+-- 010_private_checks.sql: private validation helpers shared by the public
+-- functions. Each raises a clear error that names the problem.
+
+-- Queue names: lowercase [a-z][a-z0-9_]*, at most 43 characters so that the
+-- dead-letter queue "<queue>_dlq" fits PGMQ's 47-character limit. Names are
+-- never rewritten (no lower-casing, no trimming): anything else is refused.
+create or replace function pgmq_jobs._check_queue_name(queue text)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if queue is null then
+        raise exception 'queue name must not be null'
+            using errcode = '22004';
+    end if;
+    if queue = '' then
+        raise exception 'queue name must not be empty'
+            using errcode = '22023';
+    end if;
+    if length(queue) > 43 then
+        raise exception 'queue name %... is too long: % characters, at most 43 allowed',
+            quote_literal(left(queue, 50)), length(queue)
+            using errcode = '22023',
+            hint = 'The dead-letter queue <queue>_dlq must fit PGMQ''s 47-character limit.';
+    end if;
+    if queue !~ '^[a-z][a-z0-9_]*$' then
+        raise exception 'invalid queue name %: use lowercase letters, digits and underscores, starting with a letter',
+            quote_literal(queue)
+            using errcode = '22023';
+    end if;
+    if queue ~ '_dlq$' then
+        raise exception 'invalid queue name %: names ending in _dlq are reserved for dead-letter queues',
+            quote_literal(queue)
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+-- The settings of an existing queue, or an error naming the unknown queue.
+create or replace function pgmq_jobs._settings(queue text)
+returns pgmq_jobs.queue_settings
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings;
+begin
+    select * into s from pgmq_jobs.queue_settings as qs where qs.queue = _settings.queue;
+    if not found then
+        perform pgmq_jobs._check_queue_name(queue);
+        raise exception 'unknown queue %', quote_literal(queue)
+            using errcode = '42704',
+            hint = 'Create it first with pgmq_jobs.create_queue.';
+    end if;
+    return s;
+end
+$$;
+
+-- An interval argument within [lo, hi] (lo exclusive when lo_open).
+create or replace function pgmq_jobs._check_interval(
+    name text, val interval, lo interval, hi interval, lo_open boolean default false
+)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if val is null then
+        raise exception '% must not be null', name using errcode = '22004';
+    end if;
+    if (lo_open and val <= lo) or (not lo_open and val < lo) then
+        raise exception '% must be % %, got %', name,
+            case when lo_open then 'greater than' else 'at least' end, lo, val
+            using errcode = '22023';
+    end if;
+    if val > hi then
+        raise exception '% must be at most %, got %', name, hi, val
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+-- Every setting of a queue within its documented range.
+create or replace function pgmq_jobs._check_settings(s pgmq_jobs.queue_settings)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if s.max_attempts is null or s.max_attempts < 1 or s.max_attempts > 1000 then
+        raise exception 'max_attempts must be between 1 and 1000, got %',
+            coalesce(s.max_attempts::text, 'null')
+            using errcode = '22023';
+    end if;
+    perform pgmq_jobs._check_interval(
+        'visibility_timeout', s.visibility_timeout, interval '0', interval '1 day', true
+    );
+    perform pgmq_jobs._check_interval(
+        'retry_base', s.retry_base, interval '0', interval '1 day', true
+    );
+    perform pgmq_jobs._check_interval(
+        'retry_max', s.retry_max, interval '0', interval '30 days', true
+    );
+    if s.retry_max < s.retry_base then
+        raise exception 'retry_max (%) must be at least retry_base (%)', s.retry_max, s.retry_base
+            using errcode = '22023';
+    end if;
+    if s.retry_factor is null or s.retry_factor < 1 or s.retry_factor > 100
+        or s.retry_factor = 'NaN'::double precision then
+        raise exception 'retry_factor must be between 1 and 100, got %',
+            coalesce(s.retry_factor::text, 'null')
+            using errcode = '22023';
+    end if;
+    if s.jitter is null or s.jitter not in ('none', 'full', 'equal') then
+        raise exception 'jitter must be one of none, full, equal; got %',
+            coalesce(quote_literal(s.jitter), 'null')
+            using errcode = '22023';
+    end if;
+    perform pgmq_jobs._check_interval(
+        'keep_completed', s.keep_completed, interval '0', interval '3650 days'
+    );
+    if s.max_payload_bytes is null or s.max_payload_bytes < 2
+        or s.max_payload_bytes > 67108864 then
+        raise exception 'max_payload_bytes must be between 2 and 67108864 (64 MiB), got %',
+            coalesce(s.max_payload_bytes::text, 'null')
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+-- A job payload: a JSON object no larger than the queue's limit (as text).
+create or replace function pgmq_jobs._check_payload(
+    payload jsonb, max_bytes integer, what text default 'payload'
+)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    size integer;
+begin
+    if payload is null then
+        raise exception '% must be a JSON object, got null', what using errcode = '22004';
+    end if;
+    if jsonb_typeof(payload) <> 'object' then
+        raise exception '% must be a JSON object, got %', what, jsonb_typeof(payload)
+            using errcode = '22023';
+    end if;
+    size := octet_length(payload::text);
+    if size > max_bytes then
+        raise exception '% is % bytes, over the queue''s limit of % bytes', what, size, max_bytes
+            using errcode = '54000';
+    end if;
+end
+$$;
+
+-- Raise when job_id was never issued by the queue; a job that was issued and
+-- has since finished or moved on is a stale reference, not an error.
+create or replace function pgmq_jobs._check_job_issued(queue text, job_id bigint)
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    seq text := pg_catalog.pg_get_serial_sequence(format('pgmq.%I', 'q_' || queue), 'msg_id');
+    last_id bigint;
+begin
+    if seq is null then
+        return;
+    end if;
+    execute format('select case when is_called then last_value else 0 end from %s', seq)
+        into last_id;
+    if job_id > last_id then
+        raise exception 'job % does not exist in queue %', job_id, quote_literal(queue)
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+-- The common argument checks of complete/fail/extend.
+create or replace function pgmq_jobs._check_delivery(job_id bigint, attempt integer)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if job_id is null then
+        raise exception 'job_id must not be null' using errcode = '22004';
+    end if;
+    if job_id < 1 then
+        raise exception 'job_id must be positive, got %', job_id using errcode = '22023';
+    end if;
+    if attempt is null then
+        raise exception 'attempt must not be null' using errcode = '22004';
+    end if;
+    if attempt < 1 then
+        raise exception 'attempt must be at least 1, got %', attempt using errcode = '22023';
+    end if;
+end
+$$;
+
+-- ======================================================================
+-- sql/020_private_lifecycle.sql
+-- ======================================================================
+-- 020_private_lifecycle.sql: private helpers of the job lifecycle: the retry
+-- delay, error-history entries and the shape of a dead letter.
+
+-- Delay before the retry that follows failed attempt n (1-based):
+--   d = min(retry_max, retry_base * retry_factor^(n-1))
+--   jitter none -> d; full -> uniform [0, d]; equal -> d/2 + uniform [0, d/2]
+-- Computed in log space so that huge attempt numbers cap at retry_max
+-- instead of overflowing.
+create or replace function pgmq_jobs._retry_delay(
+    attempt integer,
+    retry_base interval,
+    retry_max interval,
+    retry_factor double precision,
+    jitter text
+)
+returns interval
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    base_s double precision := extract(epoch from retry_base);
+    max_s double precision := extract(epoch from retry_max);
+    d double precision;
+begin
+    if retry_factor <= 1 or attempt <= 1 then
+        d := least(base_s, max_s);
+    elsif (attempt - 1) * ln(retry_factor) >= ln(max_s / base_s) then
+        d := max_s;
+    else
+        d := least(max_s, base_s * power(retry_factor, attempt - 1));
+    end if;
+    d := case jitter
+        when 'none' then d
+        when 'full' then random() * d
+        when 'equal' then d / 2 + random() * (d / 2)
+    end;
+    return make_interval(secs => d);
+end
+$$;
+
+-- One entry of a job's error history.
+create or replace function pgmq_jobs._error_entry(
+    attempt integer, error text, worker jsonb, at timestamptz
+)
+returns jsonb
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select jsonb_strip_nulls(jsonb_build_object(
+        'attempt', attempt,
+        'at', at,
+        -- Error texts (tracebacks) are kept up to 8 KiB characters each.
+        'error', case when length(error) > 8192 then left(error, 8192) || '…[truncated]' else error end,
+        'worker', worker
+    ))
+$$;
+
+-- The message stored in <queue>_dlq for a job that died. "errors" holds every
+-- recorded error with its time; final_error (if any) is appended last.
+create or replace function pgmq_jobs._dead_letter(
+    queue text,
+    job_id bigint,
+    payload jsonb,
+    attempts integer,
+    headers jsonb,
+    enqueued_at timestamptz,
+    reason text,
+    final_error jsonb
+)
+returns jsonb
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select jsonb_build_object(
+        'queue', queue,
+        'job_id', job_id,
+        'original_job_id', coalesce((headers ->> 'original_job_id')::bigint, job_id),
+        'payload', payload,
+        'attempts', attempts,
+        'reason', reason,
+        'errors', coalesce(headers -> 'errors', '[]'::jsonb)
+            || case when final_error is null then '[]'::jsonb else jsonb_build_array(final_error) end,
+        'enqueued_at', coalesce((headers ->> 'first_enqueued_at')::timestamptz, enqueued_at),
+        'died_at', clock_timestamp(),
+        'replays', coalesce((headers ->> 'replays')::integer, 0),
+        'max_attempts', headers -> 'max_attempts'
+    )
+$$;
+
+-- Is delivery read_ct of a job still open, i.e. not yet failed? A failed
+-- delivery records its error under its attempt number; until the job is
+-- claimed again (read_ct + 1) that delivery accepts no further outcome.
+create or replace function pgmq_jobs._open_delivery(headers jsonb, read_ct integer)
+returns boolean
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select coalesce((headers #>> '{errors,-1,attempt}')::integer, 0) < read_ct
+$$;
+
+-- ======================================================================
+-- sql/100_create_queue.sql
+-- ======================================================================
+-- 100_create_queue.sql: create_queue, the PGMQ queue plus its dead-letter
+-- queue <queue>_dlq and its settings row.
+
+create or replace function pgmq_jobs.create_queue(
+    queue text,
+    max_attempts integer default 5,
+    visibility_timeout interval default interval '30 seconds',
+    retry_base interval default interval '1 second',
+    retry_max interval default interval '5 minutes',
+    retry_factor double precision default 2,
+    jitter text default 'full',
+    keep_completed interval default interval '7 days',
+    max_payload_bytes integer default 1048576,
+    unlogged boolean default false
+)
+returns boolean
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings;
+begin
+    perform pgmq_jobs._check_queue_name(queue);
+    s.queue := queue;
+    s.max_attempts := max_attempts;
+    s.visibility_timeout := visibility_timeout;
+    s.retry_base := retry_base;
+    s.retry_max := retry_max;
+    s.retry_factor := retry_factor;
+    s.jitter := jitter;
+    s.keep_completed := keep_completed;
+    s.max_payload_bytes := max_payload_bytes;
+    s.unlogged := coalesce(unlogged, false);
+    perform pgmq_jobs._check_settings(s);
+
+    -- Serialise concurrent create/drop of the same queue.
+    perform pg_advisory_xact_lock(hashtext('pgmq_jobs.queue:' || queue));
+
+    if exists (select from pgmq_jobs.queue_settings as qs where qs.queue = create_queue.queue) then
+        raise notice 'queue % already exists; its settings are unchanged (use pgmq_jobs.configure_queue)',
+            quote_literal(queue);
+        return false;
+    end if;
+
+    if s.unlogged then
+        perform pgmq.create_unlogged(queue);
+    else
+        perform pgmq.create(queue);
+    end if;
+    perform pgmq.create(queue || '_dlq');
+
+    s.created_at := now();
+    s.updated_at := now();
+    insert into pgmq_jobs.queue_settings values (s.*);
+    return true;
+end
+$$;
+
+comment on function pgmq_jobs.create_queue(
+    text, integer, interval, interval, interval, double precision, text, interval, integer, boolean
+) is
+'Create a job queue: the PGMQ queue, its dead-letter queue <queue>_dlq and its retry policy.
+Idempotent: on an existing queue it changes nothing and returns false (use configure_queue).
+Backoff after failed attempt n: min(retry_max, retry_base * retry_factor^(n-1)) with jitter
+none | full | equal. keep_completed = 0 deletes completed jobs instead of archiving them.
+unlogged queues are faster but lose their jobs if PostgreSQL crashes.';
+
+-- ======================================================================
+-- sql/101_configure_queue.sql
+-- ======================================================================
+-- 101_configure_queue.sql: configure_queue, change a queue's settings.
+
+create or replace function pgmq_jobs.configure_queue(
+    queue text,
+    max_attempts integer default null,
+    visibility_timeout interval default null,
+    retry_base interval default null,
+    retry_max interval default null,
+    retry_factor double precision default null,
+    jitter text default null,
+    keep_completed interval default null,
+    max_payload_bytes integer default null
+)
+returns pgmq_jobs.queue_settings
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings;
+begin
+    perform pgmq_jobs._settings(queue);
+    select * into strict s from pgmq_jobs.queue_settings as qs
+    where qs.queue = configure_queue.queue
+    for update;
+    s.max_attempts := coalesce(max_attempts, s.max_attempts);
+    s.visibility_timeout := coalesce(visibility_timeout, s.visibility_timeout);
+    s.retry_base := coalesce(retry_base, s.retry_base);
+    s.retry_max := coalesce(retry_max, s.retry_max);
+    s.retry_factor := coalesce(retry_factor, s.retry_factor);
+    s.jitter := coalesce(jitter, s.jitter);
+    s.keep_completed := coalesce(keep_completed, s.keep_completed);
+    s.max_payload_bytes := coalesce(max_payload_bytes, s.max_payload_bytes);
+    perform pgmq_jobs._check_settings(s);
+    s.updated_at := now();
+    update pgmq_jobs.queue_settings as qs set
+        max_attempts = s.max_attempts,
+        visibility_timeout = s.visibility_timeout,
+        retry_base = s.retry_base,
+        retry_max = s.retry_max,
+        retry_factor = s.retry_factor,
+        jitter = s.jitter,
+        keep_completed = s.keep_completed,
+        max_payload_bytes = s.max_payload_bytes,
+        updated_at = s.updated_at
+    where qs.queue = configure_queue.queue;
+    return s;
+end
+$$;
+
+comment on function pgmq_jobs.configure_queue(
+    text, integer, interval, interval, interval, double precision, text, interval, integer
+) is
+'Change settings of an existing queue; arguments left null keep their value. Returns the new
+settings. Validated as a whole: an invalid value changes nothing. Applies to deliveries and
+failures from now on (jobs already waiting keep the delay they were given).';
+
+-- ======================================================================
+-- sql/102_drop_queue.sql
+-- ======================================================================
+-- 102_drop_queue.sql: drop_queue, remove a queue, its dead letters and settings.
+
+create or replace function pgmq_jobs.drop_queue(queue text)
+returns boolean
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform pgmq_jobs._settings(queue);
+    perform pg_advisory_xact_lock(hashtext('pgmq_jobs.queue:' || queue));
+    delete from pgmq_jobs.queue_settings as qs where qs.queue = drop_queue.queue;
+    if not found then
+        -- Dropped concurrently by another session while we waited for the lock.
+        return false;
+    end if;
+    perform pgmq.drop_queue(queue);
+    perform pgmq.drop_queue(queue || '_dlq');
+    return true;
+end
+$$;
+
+comment on function pgmq_jobs.drop_queue(text) is
+'Drop a queue with all its jobs, archive and dead letters. Unknown queue: an error.';
+
+-- ======================================================================
+-- sql/103_queues.sql
+-- ======================================================================
+-- 103_queues.sql: view queues, every queue with its settings.
+
+create or replace view pgmq_jobs.queues as
+select
+    qs.queue,
+    qs.queue || '_dlq' as dead_letter_queue,
+    qs.max_attempts,
+    qs.visibility_timeout,
+    qs.retry_base,
+    qs.retry_max,
+    qs.retry_factor,
+    qs.jitter,
+    qs.keep_completed,
+    case when qs.keep_completed = interval '0' then 'delete' else 'archive' end as on_complete,
+    qs.max_payload_bytes,
+    qs.unlogged,
+    qs.created_at,
+    qs.updated_at
+from pgmq_jobs.queue_settings as qs;
+
+comment on view pgmq_jobs.queues is
+'Every pgmq-jobs queue with its retry policy and limits';
+
+-- ======================================================================
+-- sql/110_enqueue.sql
+-- ======================================================================
+-- 110_enqueue.sql: enqueue, add one job in the caller's transaction.
+
+create or replace function pgmq_jobs.enqueue(
+    queue text,
+    payload jsonb,
+    delay interval default interval '0',
+    run_at timestamptz default null,
+    max_attempts integer default null
+)
+returns bigint
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    visible_at timestamptz;
+    job_id bigint;
+begin
+    perform pgmq_jobs._check_payload(payload, s.max_payload_bytes);
+    if run_at is not null and coalesce(delay, interval '0') <> interval '0' then
+        raise exception 'give either delay or run_at, not both' using errcode = '22023';
+    end if;
+    if run_at is not null then
+        if not isfinite(run_at) then
+            raise exception 'run_at must be a finite time, got %', run_at using errcode = '22023';
+        end if;
+        visible_at := run_at;
+    else
+        perform pgmq_jobs._check_interval('delay', coalesce(delay, interval '0'),
+            interval '0', interval '3650 days');
+        visible_at := clock_timestamp() + coalesce(delay, interval '0');
+    end if;
+    if max_attempts is not null and (max_attempts < 1 or max_attempts > 1000) then
+        raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
+            using errcode = '22023';
+    end if;
+    select pgmq.send(
+        queue,
+        payload,
+        case when max_attempts is null then null
+            else jsonb_build_object('max_attempts', max_attempts) end,
+        visible_at
+    ) into job_id;
+    return job_id;
+end
+$$;
+
+comment on function pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer) is
+'Enqueue one job and return its id. Transactional with the caller: rolled back, it never
+existed. payload must be a JSON object within the queue''s size limit. delay (>= 0) or
+run_at (not both) make it visible later; max_attempts overrides the queue''s for this job.';
+
+-- ======================================================================
+-- sql/111_enqueue_batch.sql
+-- ======================================================================
+-- 111_enqueue_batch.sql: enqueue_batch, add many jobs in one statement.
+
+create or replace function pgmq_jobs.enqueue_batch(
+    queue text,
+    payloads jsonb [],
+    delay interval default interval '0',
+    max_attempts integer default null
+)
+returns setof bigint
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    bad record;
+begin
+    if payloads is null then
+        raise exception 'payloads must be an array of JSON objects, got null'
+            using errcode = '22004';
+    end if;
+    if array_ndims(payloads) > 1 then
+        raise exception 'payloads must be a one-dimensional array' using errcode = '22023';
+    end if;
+    if cardinality(payloads) = 0 then
+        return;
+    end if;
+    if cardinality(payloads) > 100000 then
+        raise exception 'at most 100000 payloads per batch, got %', cardinality(payloads)
+            using errcode = '54000';
+    end if;
+    -- Find the first offending element so that the error can name it.
+    select p.item, p.n into bad
+    from unnest(payloads) with ordinality as p (item, n)
+    where p.item is null
+        or jsonb_typeof(p.item) <> 'object'
+        or octet_length(p.item::text) > s.max_payload_bytes
+    order by p.n
+    limit 1;
+    if found then
+        perform pgmq_jobs._check_payload(bad.item, s.max_payload_bytes,
+            format('payloads[%s]', bad.n));
+    end if;
+    perform pgmq_jobs._check_interval('delay', coalesce(delay, interval '0'),
+        interval '0', interval '3650 days');
+    if max_attempts is not null and (max_attempts < 1 or max_attempts > 1000) then
+        raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
+            using errcode = '22023';
+    end if;
+    return query
+    select pgmq.send_batch(
+        queue,
+        payloads,
+        case when max_attempts is null then null
+            else array_fill(jsonb_build_object('max_attempts', max_attempts),
+                array[cardinality(payloads)]) end,
+        clock_timestamp() + coalesce(delay, interval '0')
+    );
+end
+$$;
+
+comment on function pgmq_jobs.enqueue_batch(text, jsonb [], interval, integer) is
+'Enqueue many jobs in one statement and return their ids in input order. Every element must
+be a JSON object within the size limit, or nothing is enqueued and the error names the
+first bad element (payloads[n], 1-based). An empty array enqueues nothing.';
+
+-- ======================================================================
+-- sql/120_claim.sql
+-- ======================================================================
+-- 120_claim.sql: claim, take ready jobs with a visibility timeout.
+--
+-- An index walk over the queue's vt index: only rows with vt <= now are
+-- visited, however many delayed or retry-scheduled jobs wait behind them
+-- (PGMQ's read orders by msg_id instead and scans those). Deliveries whose
+-- attempts are used up (their worker died on the last one) are routed to the
+-- dead-letter queue in the same statement instead of being returned.
+
+create or replace function pgmq_jobs.claim(
+    queue text,
+    qty integer default 1,
+    visibility_timeout interval default null,
+    worker text default null
+)
+returns setof pgmq_jobs.claimed_job
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    vt interval := coalesce(visibility_timeout, s.visibility_timeout);
+    wanted integer := qty;
+    routed integer;
+    r record;
+    stmt text;
+begin
+    if qty is null or qty < 1 or qty > 1000 then
+        raise exception 'qty must be between 1 and 1000, got %', coalesce(qty::text, 'null')
+            using errcode = '22023';
+    end if;
+    perform pgmq_jobs._check_interval('visibility_timeout', vt, interval '0', interval '1 day', true);
+    if length(worker) > 200 then
+        raise exception 'worker must be at most 200 characters, got %', length(worker)
+            using errcode = '22023';
+    end if;
+
+    stmt := format(
+        $sql$
+        with ready as (
+            select
+                q.msg_id,
+                q.read_ct,
+                coalesce((q.headers ->> 'max_attempts')::integer, $3) as max_attempts
+            from pgmq.%1$I as q
+            where q.vt <= clock_timestamp()
+            order by q.vt
+            limit $1
+            for update skip locked
+        ),
+        -- The delivery that just timed out (worker lost) joins the error history.
+        timed_out as (
+            select
+                r.msg_id,
+                r.read_ct >= r.max_attempts as exhausted,
+                case
+                    when r.read_ct > 0 and pgmq_jobs._open_delivery(q.headers, r.read_ct)
+                        then jsonb_set(
+                            coalesce(q.headers, '{}'), '{errors}',
+                            coalesce(q.headers -> 'errors', '[]')
+                            || pgmq_jobs._error_entry(
+                                r.read_ct, 'visibility timeout expired without an outcome',
+                                q.headers -> 'worker', q.vt
+                            )
+                        )
+                    else q.headers
+                end as headers
+            from ready as r
+            join pgmq.%1$I as q on q.msg_id = r.msg_id
+        ),
+        dead as (
+            delete from pgmq.%1$I as q
+            using timed_out as t
+            where q.msg_id = t.msg_id and t.exhausted
+            returning q.msg_id, q.read_ct, q.enqueued_at, q.message, t.headers
+        ),
+        routed as (
+            insert into pgmq.%2$I (vt, message)
+            select
+                clock_timestamp(),
+                pgmq_jobs._dead_letter(
+                    %3$L, d.msg_id, d.message, d.read_ct, d.headers, d.enqueued_at, 'expired', null
+                )
+            from dead as d
+            returning msg_id
+        ),
+        claimed as (
+            update pgmq.%1$I as q
+            set
+                vt = clock_timestamp() + $2,
+                read_ct = q.read_ct + 1,
+                headers = case
+                    when $4::text is null and t.headers is null then null
+                    when $4::text is null then t.headers - 'worker'
+                    else coalesce(t.headers, '{}') || jsonb_build_object('worker', $4::text)
+                end
+            from timed_out as t
+            where q.msg_id = t.msg_id and not t.exhausted
+            returning q.msg_id, q.read_ct, q.message, q.enqueued_at, q.vt, q.headers
+        )
+        select
+            c.msg_id as job_id,
+            c.read_ct as attempt,
+            coalesce((c.headers ->> 'max_attempts')::integer, $3) as max_attempts,
+            c.message as payload,
+            c.enqueued_at,
+            c.vt as visible_until
+        from claimed as c
+        union all
+        select null, null, null, null, null, null from routed
+        $sql$,
+        'q_' || queue, 'q_' || queue || '_dlq', queue
+    );
+
+    -- Routed dead letters free their slot: look again for ready jobs, a bounded
+    -- number of times, so a caller is not starved by a run of exhausted jobs.
+    for pass in 1..10 loop
+        routed := 0;
+        for r in execute stmt using wanted, vt, s.max_attempts, worker loop
+            if r.job_id is null then
+                routed := routed + 1;
+            else
+                wanted := wanted - 1;
+                return next r;
+            end if;
+        end loop;
+        exit when routed = 0 or wanted = 0;
+    end loop;
+end
+$$;
+
+comment on function pgmq_jobs.claim(text, integer, interval, text) is
+'Claim up to qty (1..1000) ready jobs, hiding them for visibility_timeout (default: the
+queue''s). attempt is the delivery''s fencing token for complete, fail and extend. A job
+whose attempts are used up (its worker died on the last one) goes to the dead-letter queue
+with reason expired instead of being returned. worker names the claimer in the job''s
+error history. Order: by visibility time, so the oldest ready job first.';
+
+-- ======================================================================
+-- sql/121_complete.sql
+-- ======================================================================
+-- 121_complete.sql: complete, acknowledge finished deliveries in one statement.
+
+create or replace function pgmq_jobs.complete(queue text, job_ids bigint [], attempts integer [])
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    done integer;
+begin
+    if job_ids is null or attempts is null then
+        raise exception 'job_ids and attempts must not be null' using errcode = '22004';
+    end if;
+    if cardinality(job_ids) <> cardinality(attempts) then
+        raise exception 'job_ids and attempts must have the same length, got % and %',
+            cardinality(job_ids), cardinality(attempts)
+            using errcode = '22023';
+    end if;
+    if array_position(job_ids, null) is not null or array_position(attempts, null) is not null then
+        raise exception 'job_ids and attempts must not contain nulls' using errcode = '22004';
+    end if;
+    if cardinality(job_ids) = 0 then
+        return 0;
+    end if;
+
+    -- The fence: a row is finished only while its read_ct is the attempt the
+    -- worker was given. A stale pair matches nothing and is not counted.
+    if s.keep_completed = interval '0' then
+        execute format(
+            $sql$
+            delete from pgmq.%1$I as q
+            using unnest($1, $2) as t (job_id, attempt)
+            where q.msg_id = t.job_id and q.read_ct = t.attempt
+                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+            $sql$,
+            'q_' || queue
+        ) using job_ids, attempts;
+    else
+        execute format(
+            $sql$
+            with finished as (
+                delete from pgmq.%1$I as q
+                using unnest($1, $2) as t (job_id, attempt)
+                where q.msg_id = t.job_id and q.read_ct = t.attempt
+                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+                returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers
+            )
+            insert into pgmq.%2$I (msg_id, read_ct, enqueued_at, vt, message, headers)
+            select f.msg_id, f.read_ct, f.enqueued_at, f.vt, f.message, f.headers
+            from finished as f
+            $sql$,
+            'q_' || queue, 'a_' || queue
+        ) using job_ids, attempts;
+    end if;
+    get diagnostics done = row_count;
+    return done;
+end
+$$;
+
+comment on function pgmq_jobs.complete(text, bigint [], integer []) is
+'Complete jobs: job_ids[i] whose current delivery is attempts[i] are archived (or deleted when
+the queue keeps no completions). Returns how many were completed; a stale pair (the job was
+redelivered, failed, finished or dead-lettered since) changes nothing and is not counted.';
+
+-- ======================================================================
+-- sql/122_fail.sql
+-- ======================================================================
+-- 122_fail.sql: fail, report a failed delivery: retry later or dead-letter.
+
+create or replace function pgmq_jobs.fail(
+    queue text,
+    job_id bigint,
+    attempt integer,
+    error text,
+    retry_after interval default null,
+    permanent boolean default false
+)
+returns pgmq_jobs.fail_result
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    headers jsonb;
+    max_attempts integer;
+    entry jsonb;
+    dead_id bigint;
+    next_at timestamptz;
+    result pgmq_jobs.fail_result;
+begin
+    perform pgmq_jobs._check_delivery(job_id, attempt);
+    if permanent is null then
+        raise exception 'permanent must not be null' using errcode = '22004';
+    end if;
+    if retry_after is not null then
+        perform pgmq_jobs._check_interval('retry_after', retry_after, interval '0', interval '3650 days');
+    end if;
+    result.attempt := attempt;
+
+    execute format(
+        'select q.headers from pgmq.%I as q where q.msg_id = $1 and q.read_ct = $2'
+        ' and pgmq_jobs._open_delivery(q.headers, q.read_ct)',
+        'q_' || queue
+    ) into headers using job_id, attempt;
+    if not found then
+        perform pgmq_jobs._check_job_issued(queue, job_id);
+        result.outcome := 'stale';
+        return result;
+    end if;
+
+    max_attempts := coalesce((headers ->> 'max_attempts')::integer, s.max_attempts);
+    entry := pgmq_jobs._error_entry(attempt, error, headers -> 'worker', clock_timestamp());
+
+    if permanent or attempt >= max_attempts then
+        -- Move to the dead-letter queue; the fence is in the delete itself.
+        execute format(
+            $sql$
+            with dead as (
+                delete from pgmq.%1$I as q
+                where q.msg_id = $1 and q.read_ct = $2
+                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+                returning q.msg_id, q.read_ct, q.enqueued_at, q.message, q.headers
+            )
+            insert into pgmq.%2$I (vt, message)
+            select clock_timestamp(), pgmq_jobs._dead_letter(
+                %3$L, d.msg_id, d.message, d.read_ct, d.headers, d.enqueued_at, $3, $4
+            )
+            from dead as d
+            returning msg_id
+            $sql$,
+            'q_' || queue, 'q_' || queue || '_dlq', queue
+        ) into dead_id
+        using job_id, attempt, case when permanent then 'permanent' else 'exhausted' end, entry;
+        result.outcome := case when dead_id is null then 'stale' else 'dead' end;
+        return result;
+    end if;
+
+    execute format(
+        $sql$
+        update pgmq.%I as q
+        set
+            vt = clock_timestamp() + $3,
+            headers = jsonb_set(
+                coalesce(q.headers, '{}'), '{errors}', coalesce(q.headers -> 'errors', '[]') || $4
+            )
+        where q.msg_id = $1 and q.read_ct = $2
+                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+        returning q.vt
+        $sql$,
+        'q_' || queue
+    ) into next_at
+    using job_id, attempt,
+        coalesce(retry_after,
+            pgmq_jobs._retry_delay(attempt, s.retry_base, s.retry_max, s.retry_factor, s.jitter)),
+        entry;
+    result.outcome := case when next_at is null then 'stale' else 'retry' end;
+    result.next_attempt_at := next_at;
+    return result;
+end
+$$;
+
+comment on function pgmq_jobs.fail(text, bigint, integer, text, interval, boolean) is
+'Report that delivery attempt of job_id failed with error. outcome retry: visible again at
+next_attempt_at, after min(retry_max, retry_base * retry_factor^(attempt-1)) with the queue''s
+jitter, or after retry_after when given. outcome dead: permanent, or attempt reached
+max_attempts; the job is in <queue>_dlq with every error. outcome stale: the delivery was
+superseded and nothing changed. A job_id the queue never issued is an error.';
+
+-- ======================================================================
+-- sql/123_extend.sql
+-- ======================================================================
+-- 123_extend.sql: extend, the heartbeat of a long job.
+
+create or replace function pgmq_jobs.extend(queue text, job_id bigint, attempt integer, by interval)
+returns timestamptz
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    visible_until timestamptz;
+begin
+    perform pgmq_jobs._settings(queue);
+    perform pgmq_jobs._check_delivery(job_id, attempt);
+    perform pgmq_jobs._check_interval('by', extend.by, interval '0', interval '1 day', true);
+    execute format(
+        $sql$
+        update pgmq.%I as q
+        set vt = clock_timestamp() + $3
+        where q.msg_id = $1 and q.read_ct = $2
+            and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+        returning q.vt
+        $sql$,
+        'q_' || queue
+    ) into visible_until using job_id, attempt, extend.by;
+    if visible_until is null then
+        perform pgmq_jobs._check_job_issued(queue, job_id);
+    end if;
+    return visible_until;
+end
+$$;
+
+comment on function pgmq_jobs.extend(text, bigint, integer, interval) is
+'Keep a delivery hidden for another "by" from now (heartbeat for long jobs). Returns the new
+visible-until time, or null when the delivery is stale (the job was redelivered, finished or
+dead-lettered). A job_id the queue never issued is an error.';
+
+-- ======================================================================
+-- sql/130_dead_letters.sql
+-- ======================================================================
+-- 130_dead_letters.sql: dead_letters, inspect a queue's dead-letter queue.
+
+create or replace function pgmq_jobs.dead_letters(queue text, lim integer default 100)
+returns setof pgmq_jobs.dead_letter
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform pgmq_jobs._settings(queue);
+    if lim is null or lim < 1 or lim > 100000 then
+        raise exception 'lim must be between 1 and 100000, got %', coalesce(lim::text, 'null')
+            using errcode = '22023';
+    end if;
+    return query execute format(
+        $sql$
+        select
+            d.msg_id,
+            (d.message ->> 'job_id')::bigint,
+            (d.message ->> 'original_job_id')::bigint,
+            d.message -> 'payload',
+            (d.message ->> 'attempts')::integer,
+            d.message ->> 'reason',
+            d.message -> 'errors',
+            d.message #>> '{errors,-1,error}',
+            (d.message ->> 'enqueued_at')::timestamptz,
+            coalesce((d.message ->> 'died_at')::timestamptz, d.enqueued_at),
+            coalesce((d.message ->> 'replays')::integer, 0)
+        from pgmq.%I as d
+        order by d.msg_id
+        limit $1
+        $sql$,
+        'q_' || queue || '_dlq'
+    ) using lim;
+end
+$$;
+
+comment on function pgmq_jobs.dead_letters(text, integer) is
+'The oldest lim dead letters of a queue: dead_id (for replay), the job id, payload, attempts,
+reason (exhausted, permanent or expired), every error with its time and attempt, the first
+enqueue time and the time of death.';
+
+-- ======================================================================
+-- sql/131_replay.sql
+-- ======================================================================
+-- 131_replay.sql: replay, move dead letters back into their queue.
+
+create or replace function pgmq_jobs.replay(queue text, dead_ids bigint [] default null)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    moved integer;
+begin
+    perform pgmq_jobs._settings(queue);
+    if array_position(dead_ids, null) is not null then
+        raise exception 'dead_ids must not contain nulls' using errcode = '22004';
+    end if;
+    -- One statement: a dead letter leaves the DLQ exactly when its job is back.
+    execute format(
+        $sql$
+        with revived as (
+            delete from pgmq.%1$I as d
+            where $1::bigint [] is null or d.msg_id = any($1)
+            returning d.msg_id, d.message
+        )
+        insert into pgmq.%2$I (vt, message, headers)
+        select
+            clock_timestamp(),
+            r.message -> 'payload',
+            jsonb_strip_nulls(jsonb_build_object(
+                'original_job_id', r.message -> 'original_job_id',
+                'first_enqueued_at', r.message -> 'enqueued_at',
+                'replays', coalesce((r.message ->> 'replays')::integer, 0) + 1,
+                'max_attempts', r.message -> 'max_attempts'
+            ))
+        from revived as r
+        order by r.msg_id
+        $sql$,
+        'q_' || queue || '_dlq', 'q_' || queue
+    ) using dead_ids;
+    get diagnostics moved = row_count;
+    return moved;
+end
+$$;
+
+comment on function pgmq_jobs.replay(text, bigint []) is
+'Put dead letters (dead_ids from dead_letters; null = all) back into their queue as new jobs
+with a fresh attempt count. Returns how many were replayed; ids not in the dead-letter queue
+are ignored. The new job remembers its original job id and first enqueue time.';
+
+-- ======================================================================
+-- sql/132_purge_dead_letters.sql
+-- ======================================================================
+-- 132_purge_dead_letters.sql: purge_dead_letters, drop dead letters for good.
+
+create or replace function pgmq_jobs.purge_dead_letters(queue text, older_than interval default null)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    purged integer;
+begin
+    perform pgmq_jobs._settings(queue);
+    if older_than is not null then
+        perform pgmq_jobs._check_interval('older_than', older_than, interval '0', interval '3650 days');
+    end if;
+    execute format(
+        $sql$
+        delete from pgmq.%I as d
+        where $1::interval is null or d.enqueued_at < clock_timestamp() - $1
+        $sql$,
+        'q_' || queue || '_dlq'
+    ) using older_than;
+    get diagnostics purged = row_count;
+    return purged;
+end
+$$;
+
+comment on function pgmq_jobs.purge_dead_letters(text, interval) is
+'Delete dead letters of a queue for good: all of them, or those that died more than
+older_than ago. Returns how many were deleted.';
+
+-- ======================================================================
+-- sql/900_grants.sql
+-- ======================================================================
+-- 900_grants.sql: privileges. Nothing for PUBLIC (nor Supabase's anon and
+-- authenticated roles); producer enqueues, worker runs jobs, admin does all.
+
+revoke all on all functions in schema pgmq_jobs from public;
+revoke all on all tables in schema pgmq_jobs from public;
+
+do $revoke$
+declare
+    r text;
+begin
+    foreach r in array array['anon', 'authenticated'] loop
+        if exists (select from pg_catalog.pg_roles where rolname = r) then
+            execute format('revoke all on all functions in schema pgmq_jobs from %I', r);
+            execute format('revoke all on all tables in schema pgmq_jobs from %I', r);
+            execute format('revoke all on schema pgmq_jobs from %I', r);
+        end if;
+    end loop;
+end
+$revoke$;
+
+grant execute on function
+    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer),
+    pgmq_jobs.enqueue_batch(text, jsonb [], interval, integer)
+to pgmq_jobs_producer;
+
+grant execute on function
+    pgmq_jobs.claim(text, integer, interval, text),
+    pgmq_jobs.complete(text, bigint [], integer []),
+    pgmq_jobs.fail(text, bigint, integer, text, interval, boolean),
+    pgmq_jobs.extend(text, bigint, integer, interval)
+to pgmq_jobs_worker;
+
+-- The admin may call every public (non-underscore) function and read every view.
+do $admin$
+declare
+    f regprocedure;
+begin
+    for f in
+        select p.oid::regprocedure
+        from pg_catalog.pg_proc as p
+        where p.pronamespace = 'pgmq_jobs'::regnamespace and p.proname !~ '^_'
+    loop
+        execute format('grant execute on function %s to pgmq_jobs_admin', f);
+    end loop;
+end
+$admin$;
+
+grant select on pgmq_jobs.queues to pgmq_jobs_admin;
+
+-- ======================================================================
+-- sql/999_version.sql
+-- ======================================================================
+-- 999_version.sql: record the schema version (the last file of sql/).
+
+insert into pgmq_jobs.schema_version (version) values ('0.1.0')
+on conflict (version) do nothing;
