@@ -17,6 +17,7 @@ as $$
 declare
     s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     headers jsonb;
+    open_attempt integer;
     max_attempts integer;
     entry jsonb;
     dead_id bigint;
@@ -33,11 +34,11 @@ begin
     result.attempt := attempt;
 
     execute format(
-        'select q.headers from pgmq.%I as q where q.msg_id = $1 and q.read_ct = $2'
+        'select q.headers, q.read_ct from pgmq.%I as q where q.msg_id = $1 and q.read_ct = $2'
         ' and pgmq_jobs._open_delivery(q.headers, q.read_ct)',
         'q_' || queue
-    ) into headers using job_id, attempt;
-    if not found then
+    ) into headers, open_attempt using job_id, attempt;
+    if open_attempt is null then
         perform pgmq_jobs._check_job_issued(queue, job_id);
         result.outcome := 'stale';
         return result;

@@ -1,0 +1,301 @@
+"""A thin, typed Python API over the ``pgmq_jobs`` SQL functions.
+
+Every function takes a psycopg connection and runs one SQL call on it, inside
+whatever transaction the caller has open: enqueue a job in the same
+transaction as the business row it belongs to, and a rollback undoes both.
+Nothing here commits; with an autocommit connection each call is its own
+transaction. Errors are the database's (``psycopg.Error`` subclasses) with
+messages that name the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+Duration = timedelta | float | int
+"""A duration: a ``timedelta`` or a number of seconds."""
+
+Outcome = Literal["retry", "dead", "stale"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A delivery returned by :func:`claim`; ``attempt`` is its fencing token."""
+
+    job_id: int
+    attempt: int
+    max_attempts: int
+    payload: dict[str, Any]
+    enqueued_at: datetime
+    visible_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FailResult:
+    """What :func:`fail` did: ``retry`` (at ``next_attempt_at``), ``dead`` or ``stale``."""
+
+    outcome: Outcome
+    attempt: int
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A job in a queue's dead-letter queue, as returned by :func:`dead_letters`."""
+
+    dead_id: int
+    job_id: int
+    original_job_id: int
+    payload: dict[str, Any]
+    attempts: int
+    reason: str
+    errors: list[dict[str, Any]]
+    last_error: str | None
+    enqueued_at: datetime
+    died_at: datetime
+    replays: int
+
+
+def _interval(value: Duration | None) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"a duration must be a timedelta or seconds, got {type(value).__name__}")
+    return timedelta(seconds=value)
+
+
+def _call(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+_SETTINGS = (
+    "max_attempts",
+    "visibility_timeout",
+    "retry_base",
+    "retry_max",
+    "retry_factor",
+    "jitter",
+    "keep_completed",
+    "max_payload_bytes",
+)
+_DURATION_SETTINGS = frozenset(
+    {"visibility_timeout", "retry_base", "retry_max", "keep_completed"}
+)
+
+
+def _settings_args(settings: dict[str, Any], allowed: Iterable[str]) -> tuple[str, dict[str, Any]]:
+    allowed = tuple(allowed)
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise TypeError(f"unknown queue setting(s): {', '.join(unknown)}")
+    params = {
+        k: _interval(v) if k in _DURATION_SETTINGS else v
+        for k, v in settings.items()
+        if v is not None
+    }
+    return "".join(f", {k} => %({k})s" for k in params), params
+
+
+def create_queue(conn: psycopg.Connection[Any], queue: str, **settings: Any) -> bool:
+    """Create ``queue`` and its dead-letter queue; False when it already existed.
+
+    Settings: max_attempts, visibility_timeout, retry_base, retry_max, retry_factor,
+    jitter ('none' | 'full' | 'equal'), keep_completed (0 = delete completions),
+    max_payload_bytes, unlogged.
+    """
+    args, params = _settings_args(settings, (*_SETTINGS, "unlogged"))
+    rows = _call(conn, f"select pgmq_jobs.create_queue(%(queue)s{args})", {"queue": queue, **params})
+    return bool(rows[0][0])
+
+
+def configure_queue(conn: psycopg.Connection[Any], queue: str, **settings: Any) -> dict[str, Any]:
+    """Change settings of ``queue`` (those given); returns all its settings."""
+    args, params = _settings_args(settings, _SETTINGS)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"select * from pgmq_jobs.configure_queue(%(queue)s{args})", {"queue": queue, **params}
+        )
+        row = cur.fetchone()
+    assert row is not None
+    return dict(row)
+
+
+def drop_queue(conn: psycopg.Connection[Any], queue: str) -> bool:
+    """Drop ``queue`` with its jobs, archive and dead letters."""
+    return bool(_call(conn, "select pgmq_jobs.drop_queue(%(queue)s)", {"queue": queue})[0][0])
+
+
+def queues(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Every queue with its settings (the ``pgmq_jobs.queues`` view)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select * from pgmq_jobs.queues order by queue")
+        return [dict(r) for r in cur.fetchall()]
+
+
+def enqueue(
+    conn: psycopg.Connection[Any],
+    queue: str,
+    payload: dict[str, Any],
+    *,
+    delay: Duration | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+) -> int:
+    """Enqueue one job in the connection's current transaction; returns its job id."""
+    rows = _call(
+        conn,
+        "select pgmq_jobs.enqueue(%(queue)s, %(payload)s, delay => %(delay)s,"
+        " run_at => %(run_at)s, max_attempts => %(max_attempts)s)",
+        {
+            "queue": queue,
+            "payload": Jsonb(payload),
+            "delay": _interval(delay) or timedelta(0),
+            "run_at": run_at,
+            "max_attempts": max_attempts,
+        },
+    )
+    return int(rows[0][0])
+
+
+def enqueue_batch(
+    conn: psycopg.Connection[Any],
+    queue: str,
+    payloads: Sequence[dict[str, Any]],
+    *,
+    delay: Duration | None = None,
+    max_attempts: int | None = None,
+) -> list[int]:
+    """Enqueue many jobs in one statement; returns their ids in input order."""
+    rows = _call(
+        conn,
+        "select pgmq_jobs.enqueue_batch(%(queue)s, %(payloads)s::jsonb[], delay => %(delay)s,"
+        " max_attempts => %(max_attempts)s)",
+        {
+            "queue": queue,
+            "payloads": [Jsonb(p) for p in payloads],
+            "delay": _interval(delay) or timedelta(0),
+            "max_attempts": max_attempts,
+        },
+    )
+    return [int(r[0]) for r in rows]
+
+
+def claim(
+    conn: psycopg.Connection[Any],
+    queue: str,
+    qty: int = 1,
+    *,
+    visibility_timeout: Duration | None = None,
+    worker: str | None = None,
+) -> list[Job]:
+    """Claim up to ``qty`` ready jobs, hidden from others for the visibility timeout."""
+    rows = _call(
+        conn,
+        "select job_id, attempt, max_attempts, payload, enqueued_at, visible_until"
+        " from pgmq_jobs.claim(%(queue)s, %(qty)s, visibility_timeout => %(vt)s,"
+        " worker => %(worker)s)",
+        {"queue": queue, "qty": qty, "vt": _interval(visibility_timeout), "worker": worker},
+    )
+    return [Job(*r) for r in rows]
+
+
+def complete(
+    conn: psycopg.Connection[Any],
+    queue: str,
+    deliveries: Iterable[Job | tuple[int, int]],
+) -> int:
+    """Complete deliveries (jobs or ``(job_id, attempt)`` pairs); returns how many counted.
+
+    A stale delivery (redelivered, failed or finished since) is not counted.
+    """
+    pairs = [(d.job_id, d.attempt) if isinstance(d, Job) else d for d in deliveries]
+    rows = _call(
+        conn,
+        "select pgmq_jobs.complete(%(queue)s, %(ids)s::bigint[], %(attempts)s::int[])",
+        {"queue": queue, "ids": [p[0] for p in pairs], "attempts": [p[1] for p in pairs]},
+    )
+    return int(rows[0][0])
+
+
+def fail(
+    conn: psycopg.Connection[Any],
+    queue: str,
+    job_id: int,
+    attempt: int,
+    error: str | None,
+    *,
+    retry_after: Duration | None = None,
+    permanent: bool = False,
+) -> FailResult:
+    """Report a failed delivery: it is retried with backoff, or dead-lettered."""
+    rows = _call(
+        conn,
+        "select outcome, attempt, next_attempt_at from pgmq_jobs.fail(%(queue)s, %(job_id)s,"
+        " %(attempt)s, %(error)s, retry_after => %(retry_after)s, permanent => %(permanent)s)",
+        {
+            "queue": queue,
+            "job_id": job_id,
+            "attempt": attempt,
+            "error": error,
+            "retry_after": _interval(retry_after),
+            "permanent": permanent,
+        },
+    )
+    return FailResult(*rows[0])
+
+
+def extend(
+    conn: psycopg.Connection[Any], queue: str, job_id: int, attempt: int, by: Duration
+) -> datetime | None:
+    """Keep a delivery hidden for ``by`` from now; None when the delivery is stale."""
+    rows = _call(
+        conn,
+        "select pgmq_jobs.extend(%(queue)s, %(job_id)s, %(attempt)s, %(by)s)",
+        {"queue": queue, "job_id": job_id, "attempt": attempt, "by": _interval(by)},
+    )
+    value: datetime | None = rows[0][0]
+    return value
+
+
+def dead_letters(conn: psycopg.Connection[Any], queue: str, lim: int = 100) -> list[DeadLetter]:
+    """The oldest ``lim`` dead letters of ``queue``."""
+    rows = _call(
+        conn,
+        "select dead_id, job_id, original_job_id, payload, attempts, reason, errors, last_error,"
+        " enqueued_at, died_at, replays from pgmq_jobs.dead_letters(%(queue)s, %(lim)s)",
+        {"queue": queue, "lim": lim},
+    )
+    return [DeadLetter(*r) for r in rows]
+
+
+def replay(
+    conn: psycopg.Connection[Any], queue: str, dead_ids: Sequence[int] | None = None
+) -> int:
+    """Put dead letters (all when ``dead_ids`` is None) back as new jobs; returns the count."""
+    rows = _call(
+        conn,
+        "select pgmq_jobs.replay(%(queue)s, %(ids)s::bigint[])",
+        {"queue": queue, "ids": None if dead_ids is None else list(dead_ids)},
+    )
+    return int(rows[0][0])
+
+
+def purge_dead_letters(
+    conn: psycopg.Connection[Any], queue: str, older_than: Duration | None = None
+) -> int:
+    """Delete dead letters (all, or those older than ``older_than``); returns the count."""
+    rows = _call(
+        conn,
+        "select pgmq_jobs.purge_dead_letters(%(queue)s, %(older_than)s)",
+        {"queue": queue, "older_than": _interval(older_than)},
+    )
+    return int(rows[0][0])

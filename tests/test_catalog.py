@@ -1,0 +1,135 @@
+"""Catalog checks: privileges, pinned search_path, documentation, and PGMQ 1.5.1 surface."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+Connection = psycopg.Connection[Any]
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+# What PGMQ 1.5.1 (hosted Supabase) offers and the core may call (DESIGN.md).
+PGMQ_151_FUNCTIONS = {
+    "create",
+    "create_unlogged",
+    "create_partitioned",
+    "send",
+    "send_batch",
+    "read",
+    "read_with_poll",
+    "set_vt",
+    "archive",
+    "delete",
+    "pop",
+    "metrics",
+    "metrics_all",
+    "list_queues",
+    "drop_queue",
+    "purge_queue",
+}
+
+
+def functions(conn: Connection) -> list[tuple[str, str, list[str] | None, bool, str | None]]:
+    return conn.execute(
+        "select p.oid::regprocedure::text, p.proname, p.proconfig, p.prosecdef,"
+        " obj_description(p.oid, 'pg_proc')"
+        " from pg_proc p where p.pronamespace = 'pgmq_jobs'::regnamespace order by 1"
+    ).fetchall()
+
+
+def test_no_function_is_executable_by_public(conn: Connection) -> None:
+    rows = conn.execute(
+        "select p.oid::regprocedure::text from pg_proc p"
+        " where p.pronamespace = 'pgmq_jobs'::regnamespace"
+        " and has_function_privilege('public', p.oid, 'execute')"
+    ).fetchall()
+    assert rows == []
+    assert len(functions(conn)) > 15
+
+
+def test_no_table_or_view_is_readable_by_public(conn: Connection) -> None:
+    rows = conn.execute(
+        "select c.relname from pg_class c where c.relnamespace = 'pgmq_jobs'::regnamespace"
+        " and c.relkind in ('r', 'v', 'm')"
+        " and (has_table_privilege('public', c.oid, 'select')"
+        "      or has_table_privilege('public', c.oid, 'insert'))"
+    ).fetchall()
+    assert rows == []
+    public_usage = conn.execute("select has_schema_privilege('public', 'pgmq_jobs', 'usage')")
+    assert public_usage.fetchone() == (False,)
+
+
+def test_every_function_pins_search_path(conn: Connection) -> None:
+    unpinned = [
+        sig
+        for sig, _, config, _, _ in functions(conn)
+        if not any(c.startswith("search_path=") for c in config or [])
+    ]
+    assert unpinned == []
+    for sig, _, config, _, _ in functions(conn):
+        [path] = [c for c in config or [] if c.startswith("search_path=")]
+        assert path == "search_path=pg_catalog, pg_temp", sig
+
+
+def test_every_public_function_is_documented_and_private_ones_are_not_granted(
+    conn: Connection,
+) -> None:
+    for sig, name, _, _, comment in functions(conn):
+        if not name.startswith("_"):
+            assert comment and len(comment) > 40, f"{sig} needs a comment on function"
+    granted = conn.execute(
+        "select p.proname, r.rolname from pg_proc p cross join pg_roles r"
+        " where p.pronamespace = 'pgmq_jobs'::regnamespace and p.proname like '\\_%'"
+        " and r.rolname like 'pgmq_jobs_%' and has_function_privilege(r.oid, p.oid, 'execute')"
+    ).fetchall()
+    assert granted == []
+
+
+def test_role_grants(conn: Connection) -> None:
+    def can(role: str, fn: str) -> bool:
+        row = conn.execute(
+            "select bool_and(has_function_privilege(%s, p.oid, 'execute')) from pg_proc p"
+            " where p.pronamespace = 'pgmq_jobs'::regnamespace and p.proname = %s",
+            (role, fn),
+        ).fetchone()
+        assert row is not None and row[0] is not None, fn
+        return bool(row[0])
+
+    worker_fns = {"claim", "complete", "fail", "extend"}
+    producer_fns = {"enqueue", "enqueue_batch"}
+    admin_only = {"create_queue", "configure_queue", "drop_queue", "replay", "dead_letters"}
+    for fn in producer_fns:
+        assert can("pgmq_jobs_producer", fn) and not can("pgmq_jobs_worker", fn)
+    for fn in worker_fns:
+        assert can("pgmq_jobs_worker", fn) and not can("pgmq_jobs_producer", fn)
+    for fn in admin_only | worker_fns | producer_fns:
+        assert can("pgmq_jobs_admin", fn)
+    for fn in admin_only:
+        assert not can("pgmq_jobs_worker", fn) and not can("pgmq_jobs_producer", fn)
+
+
+def _sql_text() -> str:
+    text = "\n".join(p.read_text() for p in sorted(SQL_DIR.glob("*.sql")))
+    return re.sub(r"--[^\n]*", "", text)
+
+
+def test_sql_calls_only_pgmq_151_functions() -> None:
+    called = set(re.findall(r"\bpgmq\.([a-z_]+)\s*\(", _sql_text()))
+    assert called, "expected sql/ to call PGMQ"
+    assert called <= PGMQ_151_FUNCTIONS, called - PGMQ_151_FUNCTIONS
+
+
+def test_sql_never_names_columns_newer_than_pgmq_151() -> None:
+    assert "last_read_at" not in _sql_text()
+
+
+def test_every_sql_file_has_a_header_and_one_public_function() -> None:
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        text = path.read_text()
+        assert text.startswith(f"-- {path.name}:"), f"{path.name} needs a header comment"
+        public = re.findall(r"create or replace function pgmq_jobs\.([a-z][a-z_]*)\(", text)
+        assert len(public) <= 1, f"{path.name} defines several public functions: {public}"
