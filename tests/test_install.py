@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from dbutil import normalise_dump, pg_dump_schema
 from pgmq_jobs.install import PG_CRON_ABSENT_NOTE, InstallReport, install, sql_files
@@ -172,3 +174,14 @@ def test_cli_install(empty_db: Callable[[], str]) -> None:
     assert result.returncode == 0, result.stderr
     assert "pgmq: pypi-sql" in result.stdout or "pgmq: extension" in result.stdout
     assert "sql files applied" in result.stdout
+
+
+def test_shared_test_database_has_pg_cron(conn: psycopg.Connection[Any]) -> None:
+    """The embedded cluster names pgmq_jobs_test as cron.database_name, so db_dsn gets pg_cron."""
+    if os.environ.get("DATABASE_URL"):
+        pytest.skip("external server: pg_cron depends on its configuration")
+    preload = conn.execute("select current_setting('shared_preload_libraries')").fetchone()
+    if preload is None or "pg_cron" not in str(preload[0]):
+        pytest.skip("pg_cron is not installed for this PostgreSQL")
+    row = conn.execute("select exists(select from pg_extension where extname = 'pg_cron')")
+    assert row.fetchone() == (True,)

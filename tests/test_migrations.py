@@ -28,13 +28,17 @@ def _load_pgmq_sql(dsn: str) -> None:
 
 @pytest.fixture
 def supabase_workdir(tmp_path: Path) -> Path:
-    """A copy of the committed supabase/ (config + migrations), so the CLI's scratch files
-    (supabase/.temp) stay out of the work tree."""
+    """A Supabase project dir: the committed config.toml and a freshly generated migration.
+
+    Fresh, so these tests check what sql/ deploys to (staleness of the committed file is
+    test_committed_migration_is_current's job); a copy, so the CLI's scratch files
+    (supabase/.temp) stay out of the work tree.
+    """
     if not SUPABASE_CLI.exists():
         pytest.skip("Supabase CLI not installed (run `make setup`)")
-    shutil.copytree(
-        ROOT / "supabase", tmp_path / "supabase", ignore=shutil.ignore_patterns(".temp")
-    )
+    (tmp_path / "supabase").mkdir()
+    shutil.copy2(ROOT / "supabase" / "config.toml", tmp_path / "supabase" / "config.toml")
+    migrations.write(tmp_path / "supabase" / "migrations")
     return tmp_path
 
 

@@ -70,7 +70,9 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:``port`` (TIME_WAIT leftovers do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -111,6 +113,7 @@ class EmbeddedCluster:
         self.bin_dir = Path(bin_dir) if bin_dir is not None else find_bin_dir()
         self.settings: dict[str, Setting] = dict(settings or {})
         self.quiet = quiet
+        self._cron_notice_given = False
         self._requested_port = port
         self._port: int | None = port
         self.data_dir = self._resolve_data_dir(self.requested_dir)
@@ -290,7 +293,8 @@ class EmbeddedCluster:
         }
         if self.has_pg_cron():
             settings["shared_preload_libraries"] = "pg_cron"
-        else:
+        elif not self._cron_notice_given:
+            self._cron_notice_given = True
             self._notice(
                 f"pg_cron is not installed for PostgreSQL {self.major_version}; starting "
                 "without it (run `pgmq-jobs sweep` periodically instead)"
