@@ -60,10 +60,6 @@ def _create_database(admin_dsn: str, name: str, template: str | None = None) -> 
     return dsn_for(admin_dsn, name)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: long-running test")
-
-
 @pytest.fixture(scope="session")
 def pg_bin_dir() -> Path:
     """Directory of the PostgreSQL client/server binaries (pg_dump, psql, ...)."""

@@ -14,8 +14,15 @@ import psycopg
 import pytest
 
 from dbutil import normalise_dump, pg_dump_schema
-from pgmq_jobs.install import PG_CRON_ABSENT_NOTE, InstallReport, install, sql_files
-from pgmq_jobs.paths import pgmq_sql_path
+from pgmq_jobs.install import (
+    PG_CRON_ABSENT_NOTE,
+    InstallError,
+    InstallReport,
+    install,
+    schema_sql,
+    sql_files,
+)
+from pgmq_jobs.paths import SQL_DIR_ENV, pgmq_sql_path
 
 SCHEMAS = ("pgmq", "pgmq_jobs")
 
@@ -185,3 +192,28 @@ def test_shared_test_database_has_pg_cron(conn: psycopg.Connection[Any]) -> None
         pytest.skip("pg_cron is not installed for this PostgreSQL")
     row = conn.execute("select exists(select from pg_extension where extname = 'pg_cron')")
     assert row.fetchone() == (True,)
+
+
+def test_failing_sql_file_is_named_and_nothing_is_left(
+    empty_db: Callable[[], str], tmp_path: Path
+) -> None:
+    (tmp_path / "010_ok.sql").write_text("create schema if not exists pgmq_jobs;\n")
+    (tmp_path / "020_broken.sql").write_text("select * from no_such_table;\n")
+    dsn = empty_db()
+    with pytest.raises(InstallError, match=r"sql/020_broken\.sql.*no_such_table"):
+        install(dsn, tmp_path)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select to_regnamespace('pgmq') is null and to_regnamespace('pgmq_jobs') is null"
+        ).fetchone()
+    assert row == (True,), "a failed install must roll back entirely"
+
+
+def test_sql_dir_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "b.sql").write_text("select 2;\n")
+    (tmp_path / "a.sql").write_text("select 1;\n")
+    (tmp_path / "notes.txt").write_text("ignored\n")
+    monkeypatch.setenv(SQL_DIR_ENV, str(tmp_path))
+    assert [p.name for p in sql_files()] == ["a.sql", "b.sql"]
+    text = schema_sql()
+    assert text.index("-- sql/a.sql") < text.index("select 1;") < text.index("-- sql/b.sql")

@@ -1,4 +1,4 @@
-"""Command line entry point ``pgmq-jobs`` (placeholder: subcommands ``dev`` and ``install``)."""
+"""Command line entry point ``pgmq-jobs``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pgmq_jobs import __version__
+from pgmq_jobs import __version__, cli_jobs
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from pgmq_jobs.dev import start_dev, stop_dev
+    from pgmq_jobs.dev import reset_dev, start_dev, stop_dev
 
+    if args.reset:
+        print(f"dev cluster removed ({reset_dev(args.data_dir)})", file=sys.stderr)
+        if args.stop:
+            return 0
     if args.stop:
         stopped = stop_dev(args.data_dir)
         print("dev cluster stopped" if stopped else "dev cluster was not running")
@@ -38,6 +42,9 @@ def cmd_install(args: argparse.Namespace) -> int:
 def add_dev_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dev", help="start (or reuse) a local cluster with pgmq-jobs installed")
     p.add_argument("--stop", action="store_true", help="stop the dev cluster")
+    p.add_argument(
+        "--reset", action="store_true", help="delete the dev cluster's data first (fresh start)"
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="default: .pgmq-jobs/dev")
     p.add_argument("--port", type=int, default=None, help="default: a free port")
     p.set_defaults(func=cmd_dev)
@@ -55,12 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_dev_parser(sub)
     add_install_parser(sub)
+    cli_jobs.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import psycopg
+
+    from pgmq_jobs.cluster import ClusterError
+    from pgmq_jobs.install import InstallError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (ClusterError, InstallError, psycopg.OperationalError) as exc:
+        print(f"pgmq-jobs: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -39,3 +39,10 @@ def stop_dev(data_dir: Path | None = None) -> bool:
         return False
     cluster.stop()
     return True
+
+
+def reset_dev(data_dir: Path | None = None) -> Path:
+    """Stop the dev cluster and delete its data; returns the directory removed."""
+    cluster = dev_cluster(data_dir)
+    cluster.destroy()
+    return cluster.data_dir

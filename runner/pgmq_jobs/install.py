@@ -28,6 +28,14 @@ PG_CRON_ABSENT_NOTE = (
 Connection = psycopg.Connection[Any]
 
 
+class InstallError(RuntimeError):
+    """Applying one of the SQL sources failed; ``source`` names it."""
+
+    def __init__(self, source: str, error: Exception) -> None:
+        super().__init__(f"installing {source} failed: {error}")
+        self.source = source
+
+
 @dataclass
 class InstallReport:
     """What :func:`install` found and did."""
@@ -146,10 +154,16 @@ def install(target: str | Connection, directory: Path | None = None) -> InstallR
     files = sql_files(directory)
     with _connection(target) as conn, conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
-        source, version = _ensure_pgmq(conn)
+        try:
+            source, version = _ensure_pgmq(conn)
+        except psycopg.Error as exc:
+            raise InstallError("PGMQ", exc) from exc
         cron_present, cron_created = _ensure_pg_cron(conn)
         for path in files:
-            _execute_script(conn, path.read_text(encoding="utf-8"))
+            try:
+                _execute_script(conn, path.read_text(encoding="utf-8"))
+            except psycopg.Error as exc:
+                raise InstallError(f"sql/{path.name}", exc) from exc
     report = InstallReport(
         pgmq_source=source,
         pgmq_version=version,
