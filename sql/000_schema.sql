@@ -40,6 +40,7 @@ create table if not exists pgmq_jobs.queue_settings (
     keep_completed interval not null default interval '7 days',
     max_payload_bytes integer not null default 1048576,
     unlogged boolean not null default false,
+    notify boolean not null default true,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
     constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))

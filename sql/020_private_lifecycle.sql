@@ -101,3 +101,19 @@ set search_path = pg_catalog, pg_temp
 as $$
     select coalesce((headers #>> '{errors,-1,attempt}')::integer, 0) < read_ct
 $$;
+
+-- Wake idle workers of a queue: NOTIFY on channel pgmq_jobs_<queue>, sent at
+-- commit (never for a rolled-back enqueue) and folded into one per
+-- transaction. Workers that cannot LISTEN (transaction poolers) poll instead.
+create or replace function pgmq_jobs._wake(queue text, notify boolean)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if notify then
+        perform pg_notify('pgmq_jobs_' || queue, '');
+    end if;
+end
+$$;

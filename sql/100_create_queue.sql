@@ -11,7 +11,8 @@ create or replace function pgmq_jobs.create_queue(
     jitter text default 'full',
     keep_completed interval default interval '7 days',
     max_payload_bytes integer default 1048576,
-    unlogged boolean default false
+    unlogged boolean default false,
+    notify boolean default true
 )
 returns boolean
 language plpgsql
@@ -33,6 +34,7 @@ begin
     s.keep_completed := keep_completed;
     s.max_payload_bytes := max_payload_bytes;
     s.unlogged := coalesce(unlogged, false);
+    s.notify := coalesce(notify, true);
     perform pgmq_jobs._check_settings(s);
 
     -- Serialise concurrent create/drop of the same queue.
@@ -59,10 +61,12 @@ end
 $$;
 
 comment on function pgmq_jobs.create_queue(
-    text, integer, interval, interval, interval, double precision, text, interval, integer, boolean
+    text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
+    boolean
 ) is
 'Create a job queue: the PGMQ queue, its dead-letter queue <queue>_dlq and its retry policy.
 Idempotent: on an existing queue it changes nothing and returns false (use configure_queue).
 Backoff after failed attempt n: min(retry_max, retry_base * retry_factor^(n-1)) with jitter
 none | full | equal. keep_completed = 0 deletes completed jobs instead of archiving them.
-unlogged queues are faster but lose their jobs if PostgreSQL crashes.';
+unlogged queues are faster but lose their jobs if PostgreSQL crashes. notify: enqueues wake
+idle workers through NOTIFY pgmq_jobs_<queue> at commit (workers also poll).';

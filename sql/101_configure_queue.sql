@@ -9,7 +9,8 @@ create or replace function pgmq_jobs.configure_queue(
     retry_factor double precision default null,
     jitter text default null,
     keep_completed interval default null,
-    max_payload_bytes integer default null
+    max_payload_bytes integer default null,
+    notify boolean default null
 )
 returns pgmq_jobs.queue_settings
 language plpgsql
@@ -32,6 +33,7 @@ begin
     s.jitter := coalesce(jitter, s.jitter);
     s.keep_completed := coalesce(keep_completed, s.keep_completed);
     s.max_payload_bytes := coalesce(max_payload_bytes, s.max_payload_bytes);
+    s.notify := coalesce(notify, s.notify);
     perform pgmq_jobs._check_settings(s);
     s.updated_at := now();
     update pgmq_jobs.queue_settings as qs set
@@ -43,6 +45,7 @@ begin
         jitter = s.jitter,
         keep_completed = s.keep_completed,
         max_payload_bytes = s.max_payload_bytes,
+        notify = s.notify,
         updated_at = s.updated_at
     where qs.queue = configure_queue.queue;
     return s;
@@ -50,7 +53,7 @@ end
 $$;
 
 comment on function pgmq_jobs.configure_queue(
-    text, integer, interval, interval, interval, double precision, text, interval, integer
+    text, integer, interval, interval, interval, double precision, text, interval, integer, boolean
 ) is
 'Change settings of an existing queue; arguments left null keep their value. Returns the new
 settings. Validated as a whole: an invalid value changes nothing. Applies to deliveries and

@@ -14,6 +14,7 @@ select
     case when qs.keep_completed = interval '0' then 'delete' else 'archive' end as on_complete,
     qs.max_payload_bytes,
     qs.unlogged,
+    qs.notify,
     qs.created_at,
     qs.updated_at
 from pgmq_jobs.queue_settings as qs;

@@ -43,6 +43,9 @@ begin
             else jsonb_build_object('max_attempts', max_attempts) end,
         visible_at
     ) into job_id;
+    if visible_at <= clock_timestamp() then
+        perform pgmq_jobs._wake(queue, s.notify);
+    end if;
     return job_id;
 end
 $$;

@@ -2,7 +2,7 @@
 
 create or replace function pgmq_jobs.enqueue_batch(
     queue text,
-    payloads jsonb [],
+    payloads jsonb[],
     delay interval default interval '0',
     max_attempts integer default null
 )
@@ -48,6 +48,9 @@ begin
         raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
             using errcode = '22023';
     end if;
+    if coalesce(delay, interval '0') = interval '0' then
+        perform pgmq_jobs._wake(queue, s.notify);
+    end if;
     return query
     select pgmq.send_batch(
         queue,
@@ -60,7 +63,7 @@ begin
 end
 $$;
 
-comment on function pgmq_jobs.enqueue_batch(text, jsonb [], interval, integer) is
+comment on function pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer) is
 'Enqueue many jobs in one statement and return their ids in input order. Every element must
 be a JSON object within the size limit, or nothing is enqueued and the error names the
 first bad element (payloads[n], 1-based). An empty array enqueues nothing.';

@@ -1,6 +1,6 @@
 -- 121_complete.sql: complete, acknowledge finished deliveries in one statement.
 
-create or replace function pgmq_jobs.complete(queue text, job_ids bigint [], attempts integer [])
+create or replace function pgmq_jobs.complete(queue text, job_ids bigint[], attempts integer[])
 returns integer
 language plpgsql
 volatile
@@ -60,7 +60,7 @@ begin
 end
 $$;
 
-comment on function pgmq_jobs.complete(text, bigint [], integer []) is
+comment on function pgmq_jobs.complete(text, bigint[], integer[]) is
 'Complete jobs: job_ids[i] whose current delivery is attempts[i] are archived (or deleted when
 the queue keeps no completions). Returns how many were completed; a stale pair (the job was
 redelivered, failed, finished or dead-lettered since) changes nothing and is not counted.';

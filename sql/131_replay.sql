@@ -1,6 +1,6 @@
 -- 131_replay.sql: replay, move dead letters back into their queue.
 
-create or replace function pgmq_jobs.replay(queue text, dead_ids bigint [] default null)
+create or replace function pgmq_jobs.replay(queue text, dead_ids bigint[] default null)
 returns integer
 language plpgsql
 volatile
@@ -8,9 +8,9 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     moved integer;
 begin
-    perform pgmq_jobs._settings(queue);
     if array_position(dead_ids, null) is not null then
         raise exception 'dead_ids must not contain nulls' using errcode = '22004';
     end if;
@@ -19,7 +19,7 @@ begin
         $sql$
         with revived as (
             delete from pgmq.%1$I as d
-            where $1::bigint [] is null or d.msg_id = any($1)
+            where $1::bigint[] is null or d.msg_id = any($1)
             returning d.msg_id, d.message
         )
         insert into pgmq.%2$I (vt, message, headers)
@@ -38,11 +38,14 @@ begin
         'q_' || queue || '_dlq', 'q_' || queue
     ) using dead_ids;
     get diagnostics moved = row_count;
+    if moved > 0 then
+        perform pgmq_jobs._wake(queue, s.notify);
+    end if;
     return moved;
 end
 $$;
 
-comment on function pgmq_jobs.replay(text, bigint []) is
+comment on function pgmq_jobs.replay(text, bigint[]) is
 'Put dead letters (dead_ids from dead_letters; null = all) back into their queue as new jobs
 with a fresh attempt count. Returns how many were replayed; ids not in the dead-letter queue
 are ignored. The new job remembers its original job id and first enqueue time.';

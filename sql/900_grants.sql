@@ -20,14 +20,15 @@ $revoke$;
 
 grant execute on function
     pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer),
-    pgmq_jobs.enqueue_batch(text, jsonb [], interval, integer)
+    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer)
 to pgmq_jobs_producer;
 
 grant execute on function
     pgmq_jobs.claim(text, integer, interval, text),
-    pgmq_jobs.complete(text, bigint [], integer []),
+    pgmq_jobs.complete(text, bigint[], integer[]),
     pgmq_jobs.fail(text, bigint, integer, text, interval, boolean),
-    pgmq_jobs.extend(text, bigint, integer, interval)
+    pgmq_jobs.extend(text, bigint, integer, interval),
+    pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean)
 to pgmq_jobs_worker;
 
 -- The admin may call every public (non-underscore) function and read every view.
@@ -45,4 +46,4 @@ begin
 end
 $admin$;
 
-grant select on pgmq_jobs.queues to pgmq_jobs_admin;
+grant select on pgmq_jobs.queues, pgmq_jobs.workers to pgmq_jobs_admin;

@@ -6,11 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 import pytest
-from support import db_now, make_visible
+from psycopg import sql
 
 import pgmq_jobs.client as jobs
+from support import db_now, make_visible
 
 Connection = psycopg.Connection[Any]
 
@@ -93,7 +93,7 @@ def test_retry_after_does_not_extend_past_max_attempts(conn: Connection, queue_n
 def test_permanent_dead_letters_on_first_attempt(conn: Connection, queue_name: str) -> None:
     jobs.create_queue(conn, queue_name, max_attempts=10)
     job_id = jobs.enqueue(conn, queue_name, {"bad": "input"})
-    [job] = jobs.claim(conn, queue_name)
+    assert [j.job_id for j in jobs.claim(conn, queue_name)] == [job_id]
     result = jobs.fail(conn, queue_name, job_id, 1, "ValueError: bad input", permanent=True)
     assert (result.outcome, result.attempt, result.next_attempt_at) == ("dead", 1, None)
     [letter] = jobs.dead_letters(conn, queue_name)
@@ -107,7 +107,12 @@ def test_permanent_dead_letters_on_first_attempt(conn: Connection, queue_name: s
 
 def test_huge_attempt_numbers_cap_at_retry_max(conn: Connection, queue_name: str) -> None:
     jobs.create_queue(
-        conn, queue_name, max_attempts=1000, retry_base=1, retry_factor=100, retry_max=30,
+        conn,
+        queue_name,
+        max_attempts=1000,
+        retry_base=1,
+        retry_factor=100,
+        retry_max=30,
         jitter="none",
     )
     job_id = jobs.enqueue(conn, queue_name, {})

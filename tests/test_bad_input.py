@@ -6,9 +6,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from support import queue_rows
 
 import pgmq_jobs.client as jobs
+from support import queue_rows
 
 Connection = psycopg.Connection[Any]
 
@@ -152,7 +152,10 @@ def test_batch_with_one_bad_payload_enqueues_nothing(conn: Connection, queue: st
             "must have the same length",
         ),
         ("select pgmq_jobs.complete(%s, null, array[1])", "must not be null"),
-        ("select pgmq_jobs.complete(%s, array[null]::bigint[], array[1])", "must not contain nulls"),
+        (
+            "select pgmq_jobs.complete(%s, array[null]::bigint[], array[1])",
+            "must not contain nulls",
+        ),
         ("select pgmq_jobs.replay(%s, array[null]::bigint[])", "must not contain nulls"),
         ("select * from pgmq_jobs.dead_letters(%s, 0)", "lim must be between"),
         ("select pgmq_jobs.purge_dead_letters(%s, '-1 day')", "older_than must be at least"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from support import queue_rows, wait_for
 
 import pgmq_jobs.client as jobs
+from support import queue_rows, wait_for
 
 Connection = psycopg.Connection[Any]
 
@@ -49,9 +49,7 @@ def test_stale_fail_changes_nothing_and_holder_outcome_wins(
     assert jobs.complete(conn, queue_name, [current]) == 1
 
 
-def test_stale_extend_returns_null_and_holder_can_extend(
-    conn: Connection, queue_name: str
-) -> None:
+def test_stale_extend_returns_null_and_holder_can_extend(conn: Connection, queue_name: str) -> None:
     stalled, current = _redelivered(conn, queue_name)
     before = queue_rows(conn, queue_name)
     assert jobs.extend(conn, queue_name, stalled.job_id, stalled.attempt, 3600) is None

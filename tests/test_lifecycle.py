@@ -7,9 +7,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from support import make_visible, queue_rows, wait_for
 
 import pgmq_jobs.client as jobs
+from support import make_visible, queue_rows, wait_for
 
 Connection = psycopg.Connection[Any]
 
@@ -27,7 +27,9 @@ def test_enqueue_claim_complete_archives(conn: Connection, queue_name: str) -> N
     assert archived["msg_id"] == job_id and archived["message"] == {"n": 1}
 
 
-def test_keep_completed_zero_deletes_instead_of_archiving(conn: Connection, queue_name: str) -> None:
+def test_keep_completed_zero_deletes_instead_of_archiving(
+    conn: Connection, queue_name: str
+) -> None:
     jobs.create_queue(conn, queue_name, keep_completed=0)
     jobs.enqueue(conn, queue_name, {})
     [job] = jobs.claim(conn, queue_name)
@@ -77,7 +79,9 @@ def test_enqueue_batch_returns_ids_in_order(conn: Connection, queue_name: str) -
     ids = jobs.enqueue_batch(conn, queue_name, [{"i": i} for i in range(50)])
     assert len(ids) == 50 and ids == sorted(ids)
     claimed = jobs.claim(conn, queue_name, 100)
-    assert sorted((j.job_id, j.payload["i"]) for j in claimed) == list(zip(ids, range(50)))
+    assert sorted((j.job_id, j.payload["i"]) for j in claimed) == list(
+        zip(ids, range(50), strict=True)
+    )
     assert jobs.enqueue_batch(conn, queue_name, []) == []
 
 
@@ -92,9 +96,7 @@ def test_claim_skips_future_jobs_and_returns_oldest_ready_first(
     assert [j.job_id for j in jobs.claim(conn, queue_name, 5)] == [second]
 
 
-def test_rollback_leaves_no_job_and_commit_makes_it_visible(
-    connect: Any, queue_name: str
-) -> None:
+def test_rollback_leaves_no_job_and_commit_makes_it_visible(connect: Any, queue_name: str) -> None:
     producer: Connection = connect(autocommit=False)
     observer: Connection = connect(autocommit=True)
     jobs.create_queue(producer, queue_name)
@@ -123,7 +125,7 @@ def test_unfinished_job_is_redelivered_then_dead_lettered_then_replayed(
     # Three deliveries, none completed: each is redelivered after its timeout.
     for attempt in (1, 2, 3):
         [job] = wait_for(
-            lambda: jobs.claim(conn, queue_name, worker=f"w{attempt}"),
+            lambda attempt=attempt: jobs.claim(conn, queue_name, worker=f"w{attempt}"),
             what=f"delivery {attempt}",
         )
         assert (job.job_id, job.attempt) == (job_id, attempt)
@@ -149,7 +151,9 @@ def test_unfinished_job_is_redelivered_then_dead_lettered_then_replayed(
     assert jobs.complete(conn, queue_name, [job]) == 1
 
 
-def test_failures_record_every_error_and_exhaust_into_dlq(conn: Connection, queue_name: str) -> None:
+def test_failures_record_every_error_and_exhaust_into_dlq(
+    conn: Connection, queue_name: str
+) -> None:
     jobs.create_queue(conn, queue_name, max_attempts=3, jitter="none", retry_base=60)
     job_id = jobs.enqueue(conn, queue_name, {"x": 1})
     for attempt in (1, 2, 3):
@@ -194,7 +198,9 @@ def test_replay_all_and_purge(conn: Connection, queue_name: str) -> None:
     assert len(jobs.claim(conn, queue_name, 10)) == 1  # the replayed one was not purged
 
 
-def test_replayed_job_remembers_origin_when_it_dies_again(conn: Connection, queue_name: str) -> None:
+def test_replayed_job_remembers_origin_when_it_dies_again(
+    conn: Connection, queue_name: str
+) -> None:
     jobs.create_queue(conn, queue_name, max_attempts=1)
     original = jobs.enqueue(conn, queue_name, {"again": 1})
     [job] = jobs.claim(conn, queue_name)

@@ -10,9 +10,9 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from support import make_visible
 
 import pgmq_jobs.client as jobs
+from support import make_visible
 
 Connection = psycopg.Connection[Any]
 

@@ -86,10 +86,9 @@ _SETTINGS = (
     "jitter",
     "keep_completed",
     "max_payload_bytes",
+    "notify",
 )
-_DURATION_SETTINGS = frozenset(
-    {"visibility_timeout", "retry_base", "retry_max", "keep_completed"}
-)
+_DURATION_SETTINGS = frozenset({"visibility_timeout", "retry_base", "retry_max", "keep_completed"})
 
 
 def _settings_args(settings: dict[str, Any], allowed: Iterable[str]) -> tuple[str, dict[str, Any]]:
@@ -110,10 +109,12 @@ def create_queue(conn: psycopg.Connection[Any], queue: str, **settings: Any) -> 
 
     Settings: max_attempts, visibility_timeout, retry_base, retry_max, retry_factor,
     jitter ('none' | 'full' | 'equal'), keep_completed (0 = delete completions),
-    max_payload_bytes, unlogged.
+    max_payload_bytes, unlogged, notify (wake idle workers through NOTIFY; default on).
     """
     args, params = _settings_args(settings, (*_SETTINGS, "unlogged"))
-    rows = _call(conn, f"select pgmq_jobs.create_queue(%(queue)s{args})", {"queue": queue, **params})
+    rows = _call(
+        conn, f"select pgmq_jobs.create_queue(%(queue)s{args})", {"queue": queue, **params}
+    )
     return bool(rows[0][0])
 
 
@@ -277,9 +278,7 @@ def dead_letters(conn: psycopg.Connection[Any], queue: str, lim: int = 100) -> l
     return [DeadLetter(*r) for r in rows]
 
 
-def replay(
-    conn: psycopg.Connection[Any], queue: str, dead_ids: Sequence[int] | None = None
-) -> int:
+def replay(conn: psycopg.Connection[Any], queue: str, dead_ids: Sequence[int] | None = None) -> int:
     """Put dead letters (all when ``dead_ids`` is None) back as new jobs; returns the count."""
     rows = _call(
         conn,

@@ -65,6 +65,7 @@ create table if not exists pgmq_jobs.queue_settings (
     keep_completed interval not null default interval '7 days',
     max_payload_bytes integer not null default 1048576,
     unlogged boolean not null default false,
+    notify boolean not null default true,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
     constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
@@ -444,6 +445,22 @@ as $$
     select coalesce((headers #>> '{errors,-1,attempt}')::integer, 0) < read_ct
 $$;
 
+-- Wake idle workers of a queue: NOTIFY on channel pgmq_jobs_<queue>, sent at
+-- commit (never for a rolled-back enqueue) and folded into one per
+-- transaction. Workers that cannot LISTEN (transaction poolers) poll instead.
+create or replace function pgmq_jobs._wake(queue text, notify boolean)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if notify then
+        perform pg_notify('pgmq_jobs_' || queue, '');
+    end if;
+end
+$$;
+
 -- ======================================================================
 -- sql/100_create_queue.sql
 -- ======================================================================
@@ -460,7 +477,8 @@ create or replace function pgmq_jobs.create_queue(
     jitter text default 'full',
     keep_completed interval default interval '7 days',
     max_payload_bytes integer default 1048576,
-    unlogged boolean default false
+    unlogged boolean default false,
+    notify boolean default true
 )
 returns boolean
 language plpgsql
@@ -482,6 +500,7 @@ begin
     s.keep_completed := keep_completed;
     s.max_payload_bytes := max_payload_bytes;
     s.unlogged := coalesce(unlogged, false);
+    s.notify := coalesce(notify, true);
     perform pgmq_jobs._check_settings(s);
 
     -- Serialise concurrent create/drop of the same queue.
@@ -508,13 +527,15 @@ end
 $$;
 
 comment on function pgmq_jobs.create_queue(
-    text, integer, interval, interval, interval, double precision, text, interval, integer, boolean
+    text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
+    boolean
 ) is
 'Create a job queue: the PGMQ queue, its dead-letter queue <queue>_dlq and its retry policy.
 Idempotent: on an existing queue it changes nothing and returns false (use configure_queue).
 Backoff after failed attempt n: min(retry_max, retry_base * retry_factor^(n-1)) with jitter
 none | full | equal. keep_completed = 0 deletes completed jobs instead of archiving them.
-unlogged queues are faster but lose their jobs if PostgreSQL crashes.';
+unlogged queues are faster but lose their jobs if PostgreSQL crashes. notify: enqueues wake
+idle workers through NOTIFY pgmq_jobs_<queue> at commit (workers also poll).';
 
 -- ======================================================================
 -- sql/101_configure_queue.sql
@@ -530,7 +551,8 @@ create or replace function pgmq_jobs.configure_queue(
     retry_factor double precision default null,
     jitter text default null,
     keep_completed interval default null,
-    max_payload_bytes integer default null
+    max_payload_bytes integer default null,
+    notify boolean default null
 )
 returns pgmq_jobs.queue_settings
 language plpgsql
@@ -553,6 +575,7 @@ begin
     s.jitter := coalesce(jitter, s.jitter);
     s.keep_completed := coalesce(keep_completed, s.keep_completed);
     s.max_payload_bytes := coalesce(max_payload_bytes, s.max_payload_bytes);
+    s.notify := coalesce(notify, s.notify);
     perform pgmq_jobs._check_settings(s);
     s.updated_at := now();
     update pgmq_jobs.queue_settings as qs set
@@ -564,6 +587,7 @@ begin
         jitter = s.jitter,
         keep_completed = s.keep_completed,
         max_payload_bytes = s.max_payload_bytes,
+        notify = s.notify,
         updated_at = s.updated_at
     where qs.queue = configure_queue.queue;
     return s;
@@ -571,7 +595,7 @@ end
 $$;
 
 comment on function pgmq_jobs.configure_queue(
-    text, integer, interval, interval, interval, double precision, text, interval, integer
+    text, integer, interval, interval, interval, double precision, text, interval, integer, boolean
 ) is
 'Change settings of an existing queue; arguments left null keep their value. Returns the new
 settings. Validated as a whole: an invalid value changes nothing. Applies to deliveries and
@@ -625,6 +649,7 @@ select
     case when qs.keep_completed = interval '0' then 'delete' else 'archive' end as on_complete,
     qs.max_payload_bytes,
     qs.unlogged,
+    qs.notify,
     qs.created_at,
     qs.updated_at
 from pgmq_jobs.queue_settings as qs;
@@ -680,6 +705,9 @@ begin
             else jsonb_build_object('max_attempts', max_attempts) end,
         visible_at
     ) into job_id;
+    if visible_at <= clock_timestamp() then
+        perform pgmq_jobs._wake(queue, s.notify);
+    end if;
     return job_id;
 end
 $$;
@@ -696,7 +724,7 @@ run_at (not both) make it visible later; max_attempts overrides the queue''s for
 
 create or replace function pgmq_jobs.enqueue_batch(
     queue text,
-    payloads jsonb [],
+    payloads jsonb[],
     delay interval default interval '0',
     max_attempts integer default null
 )
@@ -742,6 +770,9 @@ begin
         raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
             using errcode = '22023';
     end if;
+    if coalesce(delay, interval '0') = interval '0' then
+        perform pgmq_jobs._wake(queue, s.notify);
+    end if;
     return query
     select pgmq.send_batch(
         queue,
@@ -754,7 +785,7 @@ begin
 end
 $$;
 
-comment on function pgmq_jobs.enqueue_batch(text, jsonb [], interval, integer) is
+comment on function pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer) is
 'Enqueue many jobs in one statement and return their ids in input order. Every element must
 be a JSON object within the size limit, or nothing is enqueued and the error names the
 first bad element (payloads[n], 1-based). An empty array enqueues nothing.';
@@ -906,7 +937,7 @@ error history. Order: by visibility time, so the oldest ready job first.';
 -- ======================================================================
 -- 121_complete.sql: complete, acknowledge finished deliveries in one statement.
 
-create or replace function pgmq_jobs.complete(queue text, job_ids bigint [], attempts integer [])
+create or replace function pgmq_jobs.complete(queue text, job_ids bigint[], attempts integer[])
 returns integer
 language plpgsql
 volatile
@@ -966,7 +997,7 @@ begin
 end
 $$;
 
-comment on function pgmq_jobs.complete(text, bigint [], integer []) is
+comment on function pgmq_jobs.complete(text, bigint[], integer[]) is
 'Complete jobs: job_ids[i] whose current delivery is attempts[i] are archived (or deleted when
 the queue keeps no completions). Returns how many were completed; a stale pair (the job was
 redelivered, failed, finished or dead-lettered since) changes nothing and is not counted.';
@@ -1169,7 +1200,7 @@ enqueue time and the time of death.';
 -- ======================================================================
 -- 131_replay.sql: replay, move dead letters back into their queue.
 
-create or replace function pgmq_jobs.replay(queue text, dead_ids bigint [] default null)
+create or replace function pgmq_jobs.replay(queue text, dead_ids bigint[] default null)
 returns integer
 language plpgsql
 volatile
@@ -1177,9 +1208,9 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     moved integer;
 begin
-    perform pgmq_jobs._settings(queue);
     if array_position(dead_ids, null) is not null then
         raise exception 'dead_ids must not contain nulls' using errcode = '22004';
     end if;
@@ -1188,7 +1219,7 @@ begin
         $sql$
         with revived as (
             delete from pgmq.%1$I as d
-            where $1::bigint [] is null or d.msg_id = any($1)
+            where $1::bigint[] is null or d.msg_id = any($1)
             returning d.msg_id, d.message
         )
         insert into pgmq.%2$I (vt, message, headers)
@@ -1207,11 +1238,14 @@ begin
         'q_' || queue || '_dlq', 'q_' || queue
     ) using dead_ids;
     get diagnostics moved = row_count;
+    if moved > 0 then
+        perform pgmq_jobs._wake(queue, s.notify);
+    end if;
     return moved;
 end
 $$;
 
-comment on function pgmq_jobs.replay(text, bigint []) is
+comment on function pgmq_jobs.replay(text, bigint[]) is
 'Put dead letters (dead_ids from dead_letters; null = all) back into their queue as new jobs
 with a fresh attempt count. Returns how many were replayed; ids not in the dead-letter queue
 are ignored. The new job remembers its original job id and first enqueue time.';
@@ -1252,6 +1286,122 @@ comment on function pgmq_jobs.purge_dead_letters(text, interval) is
 older_than ago. Returns how many were deleted.';
 
 -- ======================================================================
+-- sql/140_heartbeat.sql
+-- ======================================================================
+-- 140_heartbeat.sql: heartbeat, a worker's periodic sign of life. One row per
+-- worker process, updated every few seconds (never per job).
+
+create table if not exists pgmq_jobs.worker_heartbeats (
+    worker_id text primary key,
+    host text,
+    pid integer,
+    queues text[] not null default '{}',
+    started_at timestamptz not null default pg_catalog.now(),
+    last_seen_at timestamptz not null default pg_catalog.now(),
+    heartbeat_interval interval not null default interval '5 seconds',
+    jobs_done bigint not null default 0,
+    jobs_failed bigint not null default 0,
+    in_flight integer not null default 0,
+    stopped_at timestamptz
+);
+comment on table pgmq_jobs.worker_heartbeats is
+'Last heartbeat of every worker process; read it through the pgmq_jobs.workers view';
+
+create or replace function pgmq_jobs.heartbeat(
+    worker_id text,
+    queues text[],
+    host text default null,
+    pid integer default null,
+    jobs_done bigint default 0,
+    jobs_failed bigint default 0,
+    in_flight integer default 0,
+    heartbeat_interval interval default interval '5 seconds',
+    stopping boolean default false
+)
+returns timestamptz
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    seen timestamptz := clock_timestamp();
+begin
+    if worker_id is null or worker_id = '' or length(worker_id) > 200 then
+        raise exception 'worker_id must be 1 to 200 characters' using errcode = '22023';
+    end if;
+    if queues is null or array_position(queues, null) is not null then
+        raise exception 'queues must be an array of queue names without nulls'
+            using errcode = '22023';
+    end if;
+    perform pgmq_jobs._check_interval(
+        'heartbeat_interval', heartbeat_interval, interval '0', interval '1 hour', true
+    );
+    if coalesce(jobs_done, -1) < 0 or coalesce(jobs_failed, -1) < 0
+        or coalesce(in_flight, -1) < 0 then
+        raise exception 'jobs_done, jobs_failed and in_flight must be non-negative'
+            using errcode = '22023';
+    end if;
+    insert into pgmq_jobs.worker_heartbeats as w (
+        worker_id, host, pid, queues, started_at, last_seen_at, heartbeat_interval,
+        jobs_done, jobs_failed, in_flight, stopped_at
+    )
+    values (
+        worker_id, host, pid, queues, seen, seen, heartbeat_interval,
+        jobs_done, jobs_failed, in_flight, case when stopping then seen end
+    )
+    on conflict on constraint worker_heartbeats_pkey do update set
+        host = excluded.host,
+        pid = excluded.pid,
+        queues = excluded.queues,
+        last_seen_at = excluded.last_seen_at,
+        heartbeat_interval = excluded.heartbeat_interval,
+        jobs_done = excluded.jobs_done,
+        jobs_failed = excluded.jobs_failed,
+        in_flight = excluded.in_flight,
+        stopped_at = excluded.stopped_at;
+    return seen;
+end
+$$;
+
+comment on function pgmq_jobs.heartbeat(
+    text, text[], text, integer, bigint, bigint, integer, interval, boolean
+) is
+'Record a worker''s sign of life: its queues, cumulative jobs done and failed, jobs in flight
+and how often it beats. stopping => true marks a clean exit. Read by the workers view.';
+
+-- ======================================================================
+-- sql/141_workers.sql
+-- ======================================================================
+-- 141_workers.sql: view workers, worker health from their heartbeats.
+
+create or replace view pgmq_jobs.workers as
+select
+    w.worker_id,
+    w.host,
+    w.pid,
+    w.queues,
+    w.started_at,
+    w.last_seen_at,
+    w.heartbeat_interval,
+    w.jobs_done,
+    w.jobs_failed,
+    w.in_flight,
+    w.stopped_at,
+    case
+        when w.stopped_at is not null then 'gone'
+        when w.last_seen_at < pg_catalog.now() - greatest(w.heartbeat_interval * 60, interval '10 minutes')
+            then 'gone'
+        when w.last_seen_at < pg_catalog.now() - w.heartbeat_interval * 3 then 'stale'
+        else 'alive'
+    end as status
+from pgmq_jobs.worker_heartbeats as w;
+
+comment on view pgmq_jobs.workers is
+'Worker processes and their health: alive, stale (missed three heartbeats), or gone (stopped
+cleanly, or silent for 10 minutes / 60 heartbeats)';
+
+-- ======================================================================
 -- sql/900_grants.sql
 -- ======================================================================
 -- 900_grants.sql: privileges. Nothing for PUBLIC (nor Supabase's anon and
@@ -1276,14 +1426,15 @@ $revoke$;
 
 grant execute on function
     pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer),
-    pgmq_jobs.enqueue_batch(text, jsonb [], interval, integer)
+    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer)
 to pgmq_jobs_producer;
 
 grant execute on function
     pgmq_jobs.claim(text, integer, interval, text),
-    pgmq_jobs.complete(text, bigint [], integer []),
+    pgmq_jobs.complete(text, bigint[], integer[]),
     pgmq_jobs.fail(text, bigint, integer, text, interval, boolean),
-    pgmq_jobs.extend(text, bigint, integer, interval)
+    pgmq_jobs.extend(text, bigint, integer, interval),
+    pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean)
 to pgmq_jobs_worker;
 
 -- The admin may call every public (non-underscore) function and read every view.
@@ -1301,7 +1452,7 @@ begin
 end
 $admin$;
 
-grant select on pgmq_jobs.queues to pgmq_jobs_admin;
+grant select on pgmq_jobs.queues, pgmq_jobs.workers to pgmq_jobs_admin;
 
 -- ======================================================================
 -- sql/999_version.sql

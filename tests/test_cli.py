@@ -1,0 +1,70 @@
+"""The `pgmq-jobs` CLI verbs over the SQL API, run as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+import pgmq_jobs.client as jobs
+
+Connection = psycopg.Connection[Any]
+CLI = str(Path(sys.executable).with_name("pgmq-jobs"))
+
+
+def cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"PGMQ_JOBS_DSN", "DATABASE_URL"}}
+    return subprocess.run(
+        [CLI, *args, "--dsn", dsn], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def test_queue_create_enqueue_and_list(db_dsn: str, conn: Connection, queue_name: str) -> None:
+    out = cli(db_dsn, "queues", "create", queue_name, "--max-attempts", "2", "--retry-base", "3s")
+    assert out.returncode == 0, out.stderr
+    out = cli(db_dsn, "enqueue", queue_name, '{"hello": "world"}', "--delay", "0")
+    assert out.returncode == 0, out.stderr
+    job_id = int(out.stdout)
+    [job] = jobs.claim(conn, queue_name)
+    assert (job.job_id, job.payload, job.max_attempts) == (job_id, {"hello": "world"}, 2)
+    listing = json.loads(cli(db_dsn, "queues", "list", "--json").stdout)
+    [row] = [q for q in listing if q["queue"] == queue_name]
+    assert row["retry_base"] == 3.0
+
+
+def test_dlq_list_replay_purge(db_dsn: str, conn: Connection, queue_name: str) -> None:
+    jobs.create_queue(conn, queue_name, max_attempts=1)
+    jobs.enqueue_batch(conn, queue_name, [{"i": 1}, {"i": 2}])
+    for job in jobs.claim(conn, queue_name, 2):
+        jobs.fail(conn, queue_name, job.job_id, 1, f"Traceback...\nValueError: bad {job.job_id}")
+
+    out = cli(db_dsn, "dlq", "list", queue_name)
+    assert out.returncode == 0, out.stderr
+    assert "ValueError: bad" in out.stdout and "exhausted" in out.stdout
+    letters = json.loads(cli(db_dsn, "dlq", "list", queue_name, "--json").stdout)
+    assert len(letters) == 2 and letters[0]["errors"][0]["attempt"] == 1
+
+    out = cli(db_dsn, "dlq", "replay", queue_name, str(letters[0]["dead_id"]))
+    assert out.returncode == 0 and "replayed 1" in out.stdout, out.stderr
+    assert [j.payload for j in jobs.claim(conn, queue_name)] == [letters[0]["payload"]]
+
+    refused = cli(db_dsn, "dlq", "purge", queue_name)
+    assert refused.returncode != 0 and "--all" in refused.stderr
+    out = cli(db_dsn, "dlq", "purge", queue_name, "--all")
+    assert out.returncode == 0 and "purged 1" in out.stdout
+    assert jobs.dead_letters(conn, queue_name) == []
+
+
+def test_errors_are_one_clear_line(db_dsn: str) -> None:
+    out = cli(db_dsn, "enqueue", "no_such_queue", "{}")
+    assert out.returncode == 1
+    assert out.stderr.strip() == "pgmq-jobs: unknown queue 'no_such_queue'"
+    out = cli(db_dsn, "enqueue", "q", "[1, 2]")
+    assert out.returncode == 2 and "payload must be a JSON object" in out.stderr
+    out = cli(db_dsn, "enqueue", "q", "{}", "--delay", "soon")
+    assert out.returncode == 2 and "invalid duration 'soon'" in out.stderr
