@@ -63,7 +63,7 @@ def test_dlq_list_replay_purge(db_dsn: str, conn: Connection, queue_name: str) -
 def test_errors_are_one_clear_line(db_dsn: str) -> None:
     out = cli(db_dsn, "enqueue", "no_such_queue", "{}")
     assert out.returncode == 1
-    assert out.stderr.strip() == "pgmq-jobs: unknown queue 'no_such_queue'"
+    assert out.stderr.strip() == "pgmq-jobs: error: unknown queue 'no_such_queue'"
     out = cli(db_dsn, "enqueue", "q", "[1, 2]")
     assert out.returncode == 2 and "payload must be a JSON object" in out.stderr
     out = cli(db_dsn, "enqueue", "q", "{}", "--delay", "soon")

@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb; expected failures print one line on stderr and exit 1."""
     import psycopg
 
     from pgmq_jobs.cluster import ClusterError
@@ -75,9 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ClusterError, InstallError, psycopg.OperationalError) as exc:
+    except (ClusterError, InstallError) as exc:
         print(f"pgmq-jobs: error: {exc}", file=sys.stderr)
-        return 1
+    except psycopg.Error as exc:
+        message = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+        print(f"pgmq-jobs: error: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

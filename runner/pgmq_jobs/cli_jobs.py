@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import re
-import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -250,13 +249,3 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--older-than", type=parse_duration, default=None)
     p.add_argument("--all", action="store_true", help="purge every dead letter")
     p.set_defaults(func=cmd_dlq_purge)
-
-
-def run(func: Any, args: argparse.Namespace) -> int:
-    """Run a verb; database errors become one clear line on stderr and exit status 1."""
-    try:
-        return int(func(args))
-    except psycopg.Error as exc:
-        message = (exc.diag.message_primary or str(exc)).strip()
-        print(f"pgmq-jobs: {message}", file=sys.stderr)
-        return 1
