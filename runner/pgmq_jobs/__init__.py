@@ -2,4 +2,19 @@
 
 from __future__ import annotations
 
+from pgmq_jobs.outcomes import Permanent, Retry
+from pgmq_jobs.registry import JobContext, Registry
+from pgmq_jobs.worker import Summary, Worker, WorkerOptions
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "JobContext",
+    "Permanent",
+    "Registry",
+    "Retry",
+    "Summary",
+    "Worker",
+    "WorkerOptions",
+    "__version__",
+]

@@ -1,0 +1,173 @@
+"""CLI verbs that run jobs: ``worker``, ``serve`` (the HTTP invoker) and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+import psycopg
+
+from pgmq_jobs.cli_jobs import parse_duration, resolve_dsn
+
+SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+def seconds(text: str) -> float:
+    """A duration argument (``30``, ``250ms``, ``5m``) in seconds."""
+    return parse_duration(text).total_seconds()
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        return exc.diag.message_primary
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def load_app(spec: str) -> Any:
+    """Import ``module:registry``, with the current directory importable (like ``python -m``)."""
+    from pgmq_jobs.registry import load_registry
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return load_registry(spec)
+
+
+# ---------------------------------------------------------------- worker
+
+
+def worker_options(args: argparse.Namespace) -> Any:
+    from pgmq_jobs.worker import WorkerOptions
+
+    return WorkerOptions(
+        queues=list(dict.fromkeys(args.queue)),
+        concurrency=args.concurrency,
+        poll_interval=args.poll_interval,
+        listen=not args.no_listen,
+        listen_dsn=args.listen_dsn,
+        timeout=args.timeout,
+        grace=args.grace,
+        heartbeat_interval=args.heartbeat_interval,
+        drain=args.drain,
+        max_seconds=args.max_seconds,
+        max_jobs=args.max_jobs,
+        prepared=args.prepared,
+        worker_id=args.worker_id,
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from pgmq_jobs.worker import run_worker
+
+    setup_logging(args.log_level)
+    try:
+        summary = run_worker(resolve_dsn(args), load_app(args.app), worker_options(args))
+    except (LookupError, ValueError, ImportError, psycopg.Error) as exc:
+        print(f"pgmq-jobs: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    if args.drain or args.max_seconds is not None or args.max_jobs is not None:
+        print(summary.to_json(), flush=True)
+    else:
+        logging.getLogger("pgmq_jobs.worker").info("stopped: %s", summary.to_json())
+    return 0
+
+
+def add_worker_parser(sub: SubParsers, dsn: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("worker", parents=[dsn], help="run jobs of one or more queues")
+    p.add_argument("--queue", action="append", required=True, help="queue to work (repeatable)")
+    p.add_argument("--app", required=True, help="module:registry holding the handlers")
+    p.add_argument("--concurrency", type=int, default=10, help="handler threads (default 10)")
+    p.add_argument(
+        "--poll-interval", type=seconds, default=1.0, help="poll fallback period (default 1s)"
+    )
+    p.add_argument(
+        "--no-listen", action="store_true", help="poll only (transaction-pooling PgBouncer)"
+    )
+    p.add_argument("--listen-dsn", default=None, help="direct session connection for LISTEN")
+    p.add_argument("--timeout", type=seconds, default=None, help="default handler timeout")
+    p.add_argument("--grace", type=seconds, default=30.0, help="shutdown grace (default 30s)")
+    p.add_argument("--heartbeat-interval", type=seconds, default=5.0)
+    p.add_argument("--drain", action="store_true", help="exit once nothing is ready")
+    p.add_argument("--max-seconds", type=seconds, default=None, help="time budget")
+    p.add_argument("--max-jobs", type=int, default=None, help="claim at most this many jobs")
+    p.add_argument(
+        "--prepared",
+        action="store_true",
+        help="use server-side prepared statements (direct connections only)",
+    )
+    p.add_argument("--worker-id", default=None, help="default: host:pid:random")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_worker)
+
+
+# ---------------------------------------------------------------- serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pgmq_jobs.invoker import InvokerConfig, serve
+
+    setup_logging(args.log_level)
+    secret = os.environ.get(args.secret_env, "")
+    if not secret:
+        raise SystemExit(f"pgmq-jobs: environment variable {args.secret_env} is empty or unset")
+    config = InvokerConfig(
+        dsn=resolve_dsn(args),
+        registry=load_app(args.app),
+        secret=secret,
+        concurrency=args.concurrency,
+        max_seconds_cap=args.max_seconds_cap,
+    )
+    serve(config, args.host, args.port)
+    return 0
+
+
+def add_serve_parser(sub: SubParsers, dsn: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("serve", parents=[dsn], help="HTTP invoker: POST /invoke drains a batch")
+    p.add_argument("--app", required=True, help="module:registry holding the handlers")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8787)
+    p.add_argument(
+        "--secret-env", default="PGMQ_JOBS_INVOKER_SECRET", help="env var with the bearer secret"
+    )
+    p.add_argument("--concurrency", type=int, default=10, help="handler threads per request")
+    p.add_argument(
+        "--max-seconds-cap", type=seconds, default=300.0, help="largest max_seconds accepted"
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_serve)
+
+
+# ---------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pgmq_jobs.demo import run_demo
+
+    return run_demo(args.dsn)
+
+
+def add_demo_parser(sub: SubParsers) -> None:
+    p = sub.add_parser("demo", help="the whole story on the embedded dev database")
+    p.add_argument("--dsn", default=None, help="default: start the dev cluster (pgmq-jobs dev)")
+    p.set_defaults(func=cmd_demo)
+
+
+def register(sub: SubParsers) -> None:
+    """Add ``worker``, ``serve`` and ``demo`` to the ``pgmq-jobs`` parser."""
+    dsn = argparse.ArgumentParser(add_help=False)
+    dsn.add_argument(
+        "--dsn", default=None, help="database URL (default: $PGMQ_JOBS_DSN or $DATABASE_URL)"
+    )
+    add_worker_parser(sub, dsn)
+    add_serve_parser(sub, dsn)
+    add_demo_parser(sub)

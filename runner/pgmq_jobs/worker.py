@@ -1,0 +1,709 @@
+"""The worker: claim jobs, run their handlers in a small thread pool, report the outcomes.
+
+One control thread (the caller of :meth:`Worker.run`) owns the only connection for
+``claim``/``complete``/``fail``/``extend``/``heartbeat``; an optional listener thread owns a
+second one for ``LISTEN``. That is the whole connection budget: two per process.
+
+The control loop, each time something happens (a handler finished, a NOTIFY, a timer):
+
+1. reports pending outcomes: every completion of a queue in one ``complete`` call with
+   arrays, each failure with ``fail`` (exception type, message and traceback);
+2. extends the lease of handlers that ran past half their visibility timeout;
+3. beats (``heartbeat``) every few seconds;
+4. claims as many jobs as there are free handler threads, from queues that may hold ready
+   jobs (after a NOTIFY, a poll tick, a retry falling due, or a full batch).
+
+Timeouts: a thread cannot be killed. When a handler outlives its timeout the worker reports
+the failure (``TimeoutError: …``), sets ``ctx.cancelled``, gives the slot to a fresh thread
+and ignores the late result. Should a late ``complete`` ever reach the database it would
+be stale: the delivery's attempt number (its fencing token) no longer matches.
+
+Faults: when the database goes away the loop reconnects with capped exponential backoff
+while handlers keep running. Outcomes that could not be reported are kept and reported
+after reconnecting, as long as they are plausible (until one more visibility timeout after
+the lease ran out); after that the job will be (or was) redelivered, so nothing is lost.
+A report that reached the database but whose answer was lost is sent again; the fence makes
+the duplicate a no-op (counted as stale), so no outcome is applied twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import json
+import logging
+import os
+import queue as queue_module
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from pgmq_jobs.outcomes import Permanent, Retry, error_text, timeout_text
+from pgmq_jobs.registry import Handler, JobContext, Registry
+from pgmq_jobs.wakeup import Listener, backoff_delay
+
+log = logging.getLogger("pgmq_jobs.worker")
+
+Connection = psycopg.Connection[Any]
+INFINITY = float("inf")
+
+CLAIM_SQL = (
+    "select job_id, attempt, max_attempts, payload, enqueued_at,"
+    " extract(epoch from visible_until - clock_timestamp())::float8"
+    " from pgmq_jobs.claim(%s, %s, visibility_timeout => %s, worker => %s)"
+)
+COMPLETE_SQL = "select pgmq_jobs.complete(%s, %s::bigint[], %s::int[])"
+FAIL_SQL = (
+    "select outcome, extract(epoch from next_attempt_at - clock_timestamp())::float8"
+    " from pgmq_jobs.fail(%s, %s, %s, %s, retry_after => %s, permanent => %s)"
+)
+EXTEND_SQL = "select pgmq_jobs.extend(%s, %s, %s, %s)"
+HEARTBEAT_SQL = (
+    "select pgmq_jobs.heartbeat(worker_id => %s, queues => %s, host => %s, pid => %s,"
+    " jobs_done => %s, jobs_failed => %s, in_flight => %s, heartbeat_interval => %s,"
+    " stopping => %s)"
+)
+
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+@dataclass
+class WorkerOptions:
+    """How a worker runs; every field has a sensible default but ``queues``."""
+
+    queues: list[str]
+    concurrency: int = 10
+    poll_interval: float = 1.0
+    listen: bool = True
+    listen_dsn: str | None = None
+    timeout: float | None = None  # default handler timeout (seconds) where a handler has none
+    grace: float = 30.0
+    heartbeat_interval: float = 5.0
+    drain: bool = False
+    max_seconds: float | None = None
+    max_jobs: int | None = None
+    prepared: bool = False  # server-side prepared statements (not behind transaction pooling)
+    reconnect_cap: float = 5.0
+    extend_fraction: float = 0.5
+    worker_id: str | None = None
+
+    def check(self) -> None:
+        """Reject nonsense with a message naming the option."""
+        if not self.queues:
+            raise ValueError("give at least one queue")
+        if self.concurrency < 1 or self.concurrency > 1000:
+            raise ValueError(f"concurrency must be 1..1000, got {self.concurrency}")
+        if self.poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {self.poll_interval}")
+        if not 0 < self.extend_fraction < 1:
+            raise ValueError(f"extend_fraction must be in (0, 1), got {self.extend_fraction}")
+        if self.max_jobs is not None and self.max_jobs < 1:
+            raise ValueError(f"max_jobs must be positive, got {self.max_jobs}")
+
+
+@dataclass
+class Summary:
+    """What a run did. ``failed`` counts failed attempts reported (retried or dead),
+    ``dead`` those that went to the dead-letter queue, ``stale`` outcomes the database
+    ignored because the delivery had been superseded (or was already reported)."""
+
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    dead: int = 0
+    stale: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "seconds": round(self.seconds, 3)})
+
+
+@dataclass(eq=False)
+class Delivery:
+    """A claimed job while its handler runs and until its outcome is reported."""
+
+    queue: str
+    job_id: int
+    attempt: int
+    payload: dict[str, Any]
+    handler: Handler
+    context: JobContext
+    lease: float
+    lease_until: float
+    extend_at: float
+    deadline: float | None = None
+    settled: bool = False
+    thread: PoolThread | None = None
+
+
+@dataclass(eq=False)
+class Report:
+    """An outcome waiting to be reported: complete when ``error`` is None, else fail."""
+
+    delivery: Delivery
+    error: str | None = None
+    retry_after: timedelta | None = None
+    permanent: bool = False
+
+    def plausible(self, now: float) -> bool:
+        """Still worth reporting: within one more lease after the lease ran out."""
+        return now <= self.delivery.lease_until + self.delivery.lease
+
+
+# ---------------------------------------------------------------- handler threads
+
+
+class PoolThread(threading.Thread):
+    """One handler thread; ``retired`` once the worker gave up on its current job."""
+
+    def __init__(self, pool: HandlerPool, number: int) -> None:
+        super().__init__(name=f"pgmq-jobs-handler-{number}", daemon=True)
+        self.pool = pool
+        self.retired = False
+
+    def run(self) -> None:
+        while True:
+            delivery = self.pool.tasks.get()
+            if delivery is None:
+                return
+            self.pool.execute(delivery, self)
+            if self.retired:
+                return
+
+
+class HandlerPool:
+    """A fixed number of live handler threads; a retired (timed-out) one is replaced."""
+
+    def __init__(self, size: int, execute: Any) -> None:
+        self.tasks: queue_module.SimpleQueue[Delivery | None] = queue_module.SimpleQueue()
+        self.execute = execute
+        self._numbers = iter(range(1, 1 << 30))
+        self.threads = [self._spawn() for _ in range(size)]
+
+    def _spawn(self) -> PoolThread:
+        thread = PoolThread(self, next(self._numbers))
+        thread.start()
+        return thread
+
+    def submit(self, delivery: Delivery) -> None:
+        self.tasks.put(delivery)
+
+    def replace(self, thread: PoolThread) -> None:
+        """Retire ``thread`` (stuck in a handler) and start another in its place."""
+        thread.retired = True
+        self.threads = [t for t in self.threads if t is not thread]
+        self.threads.append(self._spawn())
+
+    def shutdown(self) -> None:
+        for _ in self.threads:
+            self.tasks.put(None)
+
+
+# ---------------------------------------------------------------- the worker
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Runs the handlers of ``registry`` for ``options.queues`` until stopped or drained."""
+
+    def __init__(self, dsn: str, registry: Registry, options: WorkerOptions) -> None:
+        options.check()
+        self.dsn = dsn
+        self.options = options
+        self.handlers = registry.for_queues(list(options.queues))
+        self.worker_id = options.worker_id or default_worker_id()
+        self.summary = Summary()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop_requested = threading.Event()
+        self._reports: list[Report] = []
+        self._active: dict[tuple[str, int, int], Delivery] = {}
+        self._ready: set[str] = set(options.queues)
+        self._wakes: dict[str, int] = dict.fromkeys(options.queues, 0)
+        self._order: deque[str] = deque(options.queues)
+        self._timers: list[tuple[float, str]] = []
+        self._conn: Connection | None = None
+        self._failures = 0
+        self._reconnect_at = 0.0
+        self._claiming = True
+        self._grace_end: float | None = None
+        self._started = time.monotonic()
+        self._next_poll = INFINITY
+        self._next_beat = 0.0
+        self._pool: HandlerPool | None = None
+        self._listener: Listener | None = None
+
+    # ------------------------------------------------------------ public API
+
+    def run(self) -> Summary:
+        """Work until stopped (or drained, in drain mode); returns what was done."""
+        self._start()
+        try:
+            while not self._done():
+                self._wake.clear()
+                self._step()
+                if not self._done():
+                    self._wake.wait(self._wait_time())
+            self._finish()
+        finally:
+            self._close()
+        self.summary.seconds = time.monotonic() - self._started
+        return self.summary
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight jobs finish within the grace period (thread-safe)."""
+        self._stop_requested.set()
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop gracefully; a second signal exits at once."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._active)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _start(self) -> None:
+        self._started = time.monotonic()
+        self._next_poll = self._started + self.options.poll_interval
+        self._pool = HandlerPool(self.options.concurrency, self._execute)
+        if self.options.listen:
+            listen_dsn = self.options.listen_dsn or self.dsn
+            self._listener = Listener(
+                listen_dsn,
+                self.options.queues,
+                self._on_wake,
+                reconnect_cap=self.options.reconnect_cap,
+            )
+            self._listener.start()
+        log.info(
+            "worker %s: queues %s, concurrency %d, %s",
+            self.worker_id,
+            ", ".join(self.options.queues),
+            self.options.concurrency,
+            "LISTEN + poll" if self.options.listen else "poll only",
+        )
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self._stop_requested.is_set():
+            os._exit(128 + signum)
+        self.stop()
+
+    def _finish(self) -> None:
+        """Last report flush and the stopping heartbeat, if the database is reachable."""
+        for delivery in list(self._active.values()):
+            log.warning(
+                "job %d (attempt %d) of %s still running at exit; it will be redelivered "
+                "after its visibility timeout",
+                delivery.job_id,
+                delivery.attempt,
+                delivery.queue,
+            )
+        try:
+            conn = self._connection()
+            self._flush(conn)
+            self._beat(conn, stopping=True)
+        except psycopg.Error as exc:
+            log.warning("could not report at exit (%s); unreported jobs will be redelivered", exc)
+
+    def _close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._drop_connection()
+
+    # ------------------------------------------------------------ the loop
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        self._expire_overdue(now)
+        self._fire_timers(now)
+        self._poll_if_due(now)
+        self._check_limits(now)
+        if self._conn is None and now < self._reconnect_at:
+            return
+        try:
+            conn = self._connection()
+            self._flush(conn)
+            self._extend_due(conn, now)
+            if now >= self._next_beat:
+                self._beat(conn)
+            if self._claiming:
+                self._claim(conn)
+        except CONNECTION_ERRORS as exc:
+            self._connection_lost(exc)
+
+    def _done(self) -> bool:
+        now = time.monotonic()
+        if self._grace_end is not None and now >= self._grace_end:
+            return True
+        if self._claiming:
+            return self.options.drain and self._conn is not None and self._idle()
+        return not self._active and not self._reports
+
+    def _idle(self) -> bool:
+        with self._lock:
+            due = bool(self._timers) and self._timers[0][0] <= time.monotonic()
+            return not (self._active or self._reports or self._ready or due)
+
+    def _wait_time(self) -> float:
+        now = time.monotonic()
+        if self._conn is None:
+            wake_at = [self._reconnect_at]
+        elif self._reports or (self._claiming and self._ready and self._free() > 0):
+            return 0.0
+        else:
+            wake_at = [self._next_beat, *(d.extend_at for d in self._snapshot())]
+        wake_at += [self._next_poll, *(d.deadline or INFINITY for d in self._snapshot())]
+        wake_at += [self._timers[0][0] if self._timers else INFINITY]
+        wake_at += [self._grace_end or INFINITY, self._budget_end()]
+        return min(max(min(wake_at) - now, 0.0), self.options.poll_interval)
+
+    # ------------------------------------------------------------ wake-ups and limits
+
+    def _on_wake(self, queue: str | None) -> None:
+        queues = [queue] if queue else self.options.queues
+        with self._lock:
+            self._ready.update(queues)
+            for name in queues:
+                self._wakes[name] += 1
+        self._wake.set()
+
+    def _poll_if_due(self, now: float) -> None:
+        if now >= self._next_poll:
+            self._next_poll = now + self.options.poll_interval
+            self._on_wake(None)
+
+    def _fire_timers(self, now: float) -> None:
+        with self._lock:
+            while self._timers and self._timers[0][0] <= now:
+                self._ready.add(heapq.heappop(self._timers)[1])
+
+    def _add_timer(self, delay: float, queue: str) -> None:
+        with self._lock:
+            heapq.heappush(self._timers, (time.monotonic() + max(delay, 0.0), queue))
+
+    def _budget_end(self) -> float:
+        if self.options.max_seconds is None:
+            return INFINITY
+        return self._started + self.options.max_seconds
+
+    def _check_limits(self, now: float) -> None:
+        if not self._claiming:
+            return
+        if self._stop_requested.is_set():
+            self._stop_claiming(now, "stop requested")
+        elif now >= self._budget_end():
+            self._stop_claiming(now, f"time budget of {self.options.max_seconds:g}s spent")
+        elif self.options.max_jobs is not None and self.summary.claimed >= self.options.max_jobs:
+            self._stop_claiming(now, f"claimed {self.options.max_jobs} jobs")
+
+    def _stop_claiming(self, now: float, why: str) -> None:
+        self._claiming = False
+        self._grace_end = now + self.options.grace
+        if self._active:
+            log.info("%s: finishing %d job(s) in flight", why, len(self._active))
+
+    # ------------------------------------------------------------ connection
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self.dsn,
+                autocommit=True,
+                connect_timeout=5,
+                prepare_threshold=0 if self.options.prepared else None,
+                application_name=f"pgmq-jobs worker {os.getpid()}",
+            )
+            if self._failures:
+                log.info("database connection restored")
+            self._failures = 0
+            self._on_wake(None)
+        return self._conn
+
+    def _connection_lost(self, exc: Exception) -> None:
+        self._failures += 1
+        delay = backoff_delay(self._failures, cap=self.options.reconnect_cap)
+        self._reconnect_at = time.monotonic() + delay
+        self._drop_connection()
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("database unavailable (%s); reconnecting in %.2fs", reason, delay)
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    # ------------------------------------------------------------ claiming
+
+    def _free(self) -> int:
+        free = self.options.concurrency - len(self._active)
+        if self.options.max_jobs is not None:
+            free = min(free, self.options.max_jobs - self.summary.claimed)
+        return free
+
+    def _claim(self, conn: Connection) -> None:
+        self._order.rotate(-1)
+        for queue in list(self._order):
+            free = self._free()
+            if free <= 0:
+                return
+            with self._lock:
+                if queue not in self._ready:
+                    continue
+                wakes = self._wakes[queue]
+            rows = self._claim_rows(conn, queue, free)
+            if len(rows) < free:
+                self._mark_drained(queue, wakes)
+            for row in rows:
+                self._start_delivery(queue, row)
+
+    def _mark_drained(self, queue: str, wakes: int) -> None:
+        """Nothing more is ready in ``queue``, unless a wake-up came in during the claim."""
+        with self._lock:
+            if self._wakes[queue] == wakes:
+                self._ready.discard(queue)
+
+    def _claim_rows(self, conn: Connection, queue: str, qty: int) -> list[tuple[Any, ...]]:
+        handler = self.handlers[queue]
+        vt = (
+            None
+            if handler.visibility_timeout is None
+            else timedelta(seconds=handler.visibility_timeout)
+        )
+        return conn.execute(CLAIM_SQL, (queue, qty, vt, self.worker_id)).fetchall()
+
+    def _start_delivery(self, queue: str, row: tuple[Any, ...]) -> None:
+        job_id, attempt, max_attempts, payload, enqueued_at, lease = row
+        now = time.monotonic()
+        lease = max(float(lease), 0.001)
+        context = JobContext(queue, job_id, attempt, max_attempts, enqueued_at, self.worker_id)
+        delivery = Delivery(
+            queue,
+            job_id,
+            attempt,
+            payload,
+            self.handlers[queue],
+            context,
+            lease=lease,
+            lease_until=now + lease,
+            extend_at=now + lease * self.options.extend_fraction,
+        )
+        with self._lock:
+            self._active[(queue, job_id, attempt)] = delivery
+        self.summary.claimed += 1
+        assert self._pool is not None
+        self._pool.submit(delivery)
+
+    def _snapshot(self) -> list[Delivery]:
+        with self._lock:
+            return list(self._active.values())
+
+    # ------------------------------------------------------------ running handlers
+
+    def _execute(self, delivery: Delivery, thread: PoolThread) -> None:
+        """Run one handler in a pool thread and settle its outcome."""
+        delivery.thread = thread
+        timeout = delivery.handler.timeout or self.options.timeout
+        if timeout is not None:
+            delivery.deadline = delivery.context.deadline = time.monotonic() + timeout
+        report = self._run_handler(delivery)
+        if not self._settle(report):
+            log.info(
+                "late result of job %d (attempt %d) of %s ignored: it had timed out",
+                delivery.job_id,
+                delivery.attempt,
+                delivery.queue,
+            )
+
+    @staticmethod
+    def _run_handler(delivery: Delivery) -> Report:
+        try:
+            delivery.handler.func(delivery.payload, delivery.context)
+        except Retry as exc:
+            return Report(delivery, error_text(exc), retry_after=exc.after)
+        except Permanent as exc:
+            return Report(delivery, error_text(exc), permanent=True)
+        except BaseException as exc:  # every failure is reported, even SystemExit
+            return Report(delivery, error_text(exc))
+        return Report(delivery)
+
+    def _settle(self, report: Report) -> bool:
+        """Record the first outcome of a delivery; False if it was already settled."""
+        delivery = report.delivery
+        with self._lock:
+            if delivery.settled:
+                return False
+            delivery.settled = True
+            self._active.pop((delivery.queue, delivery.job_id, delivery.attempt), None)
+            self._reports.append(report)
+        self._wake.set()
+        return True
+
+    def _expire_overdue(self, now: float) -> None:
+        for delivery in self._snapshot():
+            if delivery.deadline is None or now < delivery.deadline:
+                continue
+            timeout = delivery.handler.timeout or self.options.timeout or 0.0
+            if self._settle(
+                Report(delivery, timeout_text(timeout, delivery.job_id, delivery.attempt))
+            ):
+                delivery.context.cancelled.set()
+                log.warning(
+                    "job %d (attempt %d) of %s exceeded its %gs timeout; reported as failed",
+                    delivery.job_id,
+                    delivery.attempt,
+                    delivery.queue,
+                    timeout,
+                )
+                if delivery.thread is not None and self._pool is not None:
+                    self._pool.replace(delivery.thread)
+
+    # ------------------------------------------------------------ reporting
+
+    def _flush(self, conn: Connection) -> None:
+        with self._lock:
+            pending, self._reports = self._reports, []
+        now = time.monotonic()
+        pending = [r for r in pending if self._keep(r, now)]
+        try:
+            self._report_completions(conn, pending)
+            self._report_failures(conn, pending)
+        except CONNECTION_ERRORS:
+            with self._lock:
+                self._reports[:0] = pending
+            raise
+
+    @staticmethod
+    def _keep(report: Report, now: float) -> bool:
+        if report.plausible(now):
+            return True
+        d = report.delivery
+        log.warning(
+            "outcome of job %d (attempt %d) of %s could not be reported in time; the job is "
+            "redelivered after its visibility timeout",
+            d.job_id,
+            d.attempt,
+            d.queue,
+        )
+        return False
+
+    def _report_completions(self, conn: Connection, pending: list[Report]) -> None:
+        """One ``complete`` per queue; reported entries leave ``pending``."""
+        by_queue: dict[str, list[Report]] = {}
+        for report in pending:
+            if report.error is None:
+                by_queue.setdefault(report.delivery.queue, []).append(report)
+        for queue, reports in by_queue.items():
+            ids = [r.delivery.job_id for r in reports]
+            attempts = [r.delivery.attempt for r in reports]
+            row = conn.execute(COMPLETE_SQL, (queue, ids, attempts)).fetchone()
+            done = int(row[0]) if row else 0
+            self.summary.completed += done
+            self.summary.stale += len(reports) - done
+            _remove(pending, reports)
+
+    def _report_failures(self, conn: Connection, pending: list[Report]) -> None:
+        for report in [r for r in pending if r.error is not None]:
+            self._report_failure(conn, report)
+            pending.remove(report)
+
+    def _report_failure(self, conn: Connection, report: Report) -> None:
+        d = report.delivery
+        params = (d.queue, d.job_id, d.attempt, report.error, report.retry_after, report.permanent)
+        try:
+            row = conn.execute(FAIL_SQL, params).fetchone()
+        except CONNECTION_ERRORS:
+            raise
+        except psycopg.Error as exc:
+            log.error("could not report the failure of job %d of %s: %s", d.job_id, d.queue, exc)
+            return
+        outcome, delay = row if row else ("stale", None)
+        self._count_failure(d, outcome, delay)
+
+    def _count_failure(self, d: Delivery, outcome: str, delay: float | None) -> None:
+        if outcome == "stale":
+            self.summary.stale += 1
+            return
+        self.summary.failed += 1
+        if outcome == "dead":
+            self.summary.dead += 1
+            log.info("job %d of %s moved to the dead-letter queue", d.job_id, d.queue)
+        elif delay is not None:
+            self._add_timer(delay, d.queue)
+            log.info(
+                "job %d of %s attempt %d failed; retry in %.2fs",
+                d.job_id,
+                d.queue,
+                d.attempt,
+                delay,
+            )
+
+    # ------------------------------------------------------------ liveness
+
+    def _extend_due(self, conn: Connection, now: float) -> None:
+        for d in self._snapshot():
+            if now < d.extend_at or d.settled:
+                continue
+            row = conn.execute(
+                EXTEND_SQL, (d.queue, d.job_id, d.attempt, timedelta(seconds=d.lease))
+            ).fetchone()
+            if row is None or row[0] is None:
+                d.extend_at = INFINITY
+                log.warning(
+                    "job %d (attempt %d) of %s is no longer ours", d.job_id, d.attempt, d.queue
+                )
+                continue
+            d.lease_until = time.monotonic() + d.lease
+            d.extend_at = now + d.lease * self.options.extend_fraction
+
+    def _beat(self, conn: Connection, *, stopping: bool = False) -> None:
+        self._next_beat = time.monotonic() + self.options.heartbeat_interval
+        params = (
+            self.worker_id,
+            list(self.options.queues),
+            socket.gethostname(),
+            os.getpid(),
+            self.summary.completed,
+            self.summary.failed,
+            len(self._active),
+            timedelta(seconds=self.options.heartbeat_interval),
+            stopping,
+        )
+        try:
+            conn.execute(HEARTBEAT_SQL, params)
+        except CONNECTION_ERRORS:
+            raise
+        except psycopg.Error as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+
+def _remove(items: list[Report], gone: Iterable[Report]) -> None:
+    drop = {id(r) for r in gone}
+    items[:] = [r for r in items if id(r) not in drop]
+
+
+def run_worker(dsn: str, registry: Registry, options: WorkerOptions) -> Summary:
+    """Run a worker in this thread with signal handling (as the CLI does)."""
+    worker = Worker(dsn, registry, options)
+    if threading.current_thread() is threading.main_thread():
+        worker.install_signal_handlers()
+    return worker.run()

@@ -1,0 +1,170 @@
+"""The worker as a real process (``pgmq-jobs worker``) with the ledger test app.
+
+Every handler execution is recorded in the ``ledger`` table, so each test asserts exactly
+what ran, and where.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgmq_jobs.client as jobs
+from apps.harness import (
+    archived_ids,
+    create_ledger,
+    done_ids,
+    ledger,
+    remaining,
+    running_worker,
+    start_worker,
+    stop_process,
+    worker_env,
+)
+from support import wait_for
+
+Connection = psycopg.Connection[Any]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ledger(db_dsn: str) -> None:
+    create_ledger(db_dsn)
+
+
+def heartbeat(conn: Connection, pid: int) -> tuple[Any, ...] | None:
+    return conn.execute(
+        "select jobs_done, jobs_failed, in_flight, stopped_at from pgmq_jobs.workers"
+        " where pid = %s order by last_seen_at desc limit 1",
+        (pid,),
+    ).fetchone()
+
+
+def listening(conn: Connection, pid: int) -> bool:
+    """The worker process ``pid`` has its LISTEN connection up."""
+    row = conn.execute(
+        "select count(*) from pg_stat_activity where application_name = %s"
+        " and query ilike 'listen %%' and state = 'idle'",
+        (f"pgmq-jobs listen {pid}",),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def test_notify_wakes_an_idle_worker_within_two_seconds(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    # Polling every 30 s: only the NOTIFY sent at enqueue commit can explain a fast start.
+    with running_worker(db_dsn, [queue_name], "--poll-interval", "30") as proc:
+        wait_for(lambda: listening(conn, proc.pid), timeout=15, what="the worker's LISTEN")
+        # A warm-up job: once it is done the worker has nothing left to do and idles.
+        warm_up = jobs.enqueue(conn, queue_name, {"i": "warm-up"})
+        wait_for(lambda: warm_up in archived_ids(conn, queue_name), timeout=10, what="warm-up")
+        started = time.monotonic()
+        job_ids = [jobs.enqueue(conn, queue_name, {"i": i}) for i in range(3)]
+        wait_for(lambda: set(job_ids) <= done_ids(conn, queue_name), timeout=10, what="the jobs")
+        elapsed = time.monotonic() - started
+        assert elapsed < 2.0, f"picked up after {elapsed:.2f}s; poll interval is 30s"
+        wait_for(lambda: archived_ids(conn, queue_name) == {warm_up, *job_ids}, timeout=5)
+        assert remaining(conn, queue_name) == 0
+
+
+def test_sigterm_finishes_the_slow_job_claims_nothing_new_and_exits_0(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    slow = jobs.enqueue(conn, queue_name, {"sleep": 1.5})
+    with running_worker(
+        db_dsn, [queue_name], "--concurrency", "1", "--poll-interval", "0.1"
+    ) as proc:
+        wait_for(lambda: ledger(conn, queue_name, "start"), timeout=15, what="the slow job")
+        later = jobs.enqueue(conn, queue_name, {"i": "after sigterm"})
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+    assert done_ids(conn, queue_name) == {slow}
+    assert [row[0] for row in ledger(conn, queue_name, "start")] == [slow]
+    assert archived_ids(conn, queue_name) == {slow}
+    # The later job was never claimed: still attempt 0, ready for the next worker.
+    [job] = jobs.claim(conn, queue_name)
+    assert (job.job_id, job.attempt) == (later, 1)
+    [row] = conn.execute(
+        "select stopped_at is not null, jobs_done from pgmq_jobs.workers where pid = %s",
+        (proc.pid,),
+    ).fetchall()
+    assert row == (True, 1)
+
+
+def test_kill_9_with_jobs_in_flight_loses_nothing(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    n = 4
+    jobs.create_queue(conn, queue_name, visibility_timeout=2)
+    job_ids = jobs.enqueue_batch(conn, queue_name, [{"sleep": 30} for _ in range(n)])
+    victim = start_worker(db_dsn, [queue_name], "--concurrency", str(n))
+    try:
+        wait_for(lambda: len(ledger(conn, queue_name, "start")) == n, timeout=15, what="N starts")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+    finally:
+        stop_process(victim)
+    # The second worker caps the 30 s sleeps (LEDGER_SLEEP_CAP) so the test stays short.
+    env = worker_env(db_dsn, [queue_name], LEDGER_SLEEP_CAP="0.1")
+    with running_worker(db_dsn, [queue_name], "--poll-interval", "0.2", env=env):
+        wait_for(lambda: done_ids(conn, queue_name) == set(job_ids), timeout=20, what="all N")
+        wait_for(lambda: archived_ids(conn, queue_name) == set(job_ids), timeout=5)
+    starts = Counter(row[0] for row in ledger(conn, queue_name, "start"))
+    assert starts == dict.fromkeys(job_ids, 2)
+    pids = {row[3] for row in ledger(conn, queue_name, "done")}
+    assert victim.pid not in pids
+
+
+def test_a_job_that_kills_its_worker_lands_in_the_dlq_as_expired(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    max_attempts = 3
+    jobs.create_queue(conn, queue_name, max_attempts=max_attempts, visibility_timeout=1)
+    poison = jobs.enqueue(conn, queue_name, {"action": "kill"})
+    deadline = time.monotonic() + 40
+    runs = 0
+    while not jobs.dead_letters(conn, queue_name):
+        assert time.monotonic() < deadline, "the poison job never reached the DLQ"
+        runs += 1
+        assert runs <= max_attempts + 3
+        proc = start_worker(db_dsn, [queue_name], "--poll-interval", "0.2")
+        try:
+            # Each worker either dies on the poison job or routes it to the DLQ while claiming.
+            wait_for(
+                lambda p=proc: p.poll() is not None or jobs.dead_letters(conn, queue_name),
+                timeout=15,
+                what="the worker to die or the job to be dead-lettered",
+            )
+        finally:
+            stop_process(proc)
+    [dead] = jobs.dead_letters(conn, queue_name)
+    assert (dead.job_id, dead.reason, dead.attempts) == (poison, "expired", max_attempts)
+    assert len(ledger(conn, queue_name, "start")) == max_attempts
+    assert all("visibility timeout expired" in e["error"] for e in dead.errors)
+
+
+def test_drain_mode_prints_a_json_summary(db_dsn: str, conn: Connection, queue_name: str) -> None:
+    jobs.create_queue(conn, queue_name, max_attempts=1)
+    jobs.enqueue_batch(conn, queue_name, [{"i": i} for i in range(5)])
+    jobs.enqueue(conn, queue_name, {"action": "fail"})
+    proc = start_worker(db_dsn, [queue_name], "--drain", "--max-seconds", "20", "--no-listen")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert {k: summary[k] for k in ("claimed", "completed", "failed", "dead", "stale")} == {
+        "claimed": 6,
+        "completed": 5,
+        "failed": 1,
+        "dead": 1,
+        "stale": 0,
+    }
+    assert summary["seconds"] < 20
