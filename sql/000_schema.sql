@@ -41,12 +41,60 @@ create table if not exists pgmq_jobs.queue_settings (
     max_payload_bytes integer not null default 1048576,
     unlogged boolean not null default false,
     notify boolean not null default true,
+    handler text,
+    dead_letter_retention interval,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
     constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
 );
 comment on table pgmq_jobs.queue_settings is
 'Per-queue settings of pgmq-jobs; change them with pgmq_jobs.configure_queue';
+
+-- Append-only outcome counts: complete/fail/claim add one row per call (not
+-- per job, and never an update), the sweep folds them into queue_history.
+-- Unlogged: a crash loses at most a minute of counts, never a job.
+create unlogged table if not exists pgmq_jobs.outcome_log (
+    queue text not null,
+    at timestamptz not null default pg_catalog.clock_timestamp(),
+    completed integer not null default 0,
+    retried integer not null default 0,
+    dead integer not null default 0,
+    expired integer not null default 0
+);
+create index if not exists outcome_log_at_idx on pgmq_jobs.outcome_log (at);
+comment on table pgmq_jobs.outcome_log is
+'Recent job outcomes, appended per call and folded into queue_history by sweep()';
+
+-- One row per queue and minute: outcome counts folded from outcome_log and
+-- the queue's gauges at the sweep that recorded it.
+create table if not exists pgmq_jobs.queue_history (
+    queue text not null,
+    minute timestamptz not null,
+    completed bigint not null default 0,
+    retried bigint not null default 0,
+    dead bigint not null default 0,
+    expired bigint not null default 0,
+    ready bigint,
+    in_flight bigint,
+    delayed bigint,
+    dead_letters bigint,
+    enqueued_total bigint,
+    primary key (queue, minute)
+);
+comment on table pgmq_jobs.queue_history is
+'Per-minute outcome counts and gauges of every queue, recorded by sweep()';
+
+-- Cron schedules created by pgmq_jobs.schedule (the pg_cron job holds the timing).
+create table if not exists pgmq_jobs.schedule_settings (
+    name text primary key,
+    cron text not null,
+    queue text not null,
+    payload jsonb not null default '{}',
+    created_at timestamptz not null default pg_catalog.now(),
+    updated_at timestamptz not null default pg_catalog.now()
+);
+comment on table pgmq_jobs.schedule_settings is
+'Cron schedules that enqueue jobs; read them through the pgmq_jobs.schedules view';
 
 -- The schema version, written by the last file of sql/.
 create table if not exists pgmq_jobs.schema_version (

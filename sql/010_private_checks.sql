@@ -124,6 +124,21 @@ begin
     perform pgmq_jobs._check_interval(
         'keep_completed', s.keep_completed, interval '0', interval '3650 days'
     );
+    if s.handler is not null and s.handler !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$' then
+        raise exception 'handler % must be a schema-qualified lowercase name like app.fn',
+            quote_literal(s.handler)
+            using errcode = '22023';
+    end if;
+    if s.handler is not null and pg_catalog.to_regprocedure(s.handler || '(jsonb)') is null then
+        raise exception 'handler % is not a function taking (payload jsonb)', quote_literal(s.handler)
+            using errcode = '42883',
+            hint = 'Name it schema-qualified, e.g. app.send_email for app.send_email(jsonb).';
+    end if;
+    if s.dead_letter_retention is not null then
+        perform pgmq_jobs._check_interval(
+            'dead_letter_retention', s.dead_letter_retention, interval '0', interval '3650 days'
+        );
+    end if;
     if s.max_payload_bytes is null or s.max_payload_bytes < 2
         or s.max_payload_bytes > 67108864 then
         raise exception 'max_payload_bytes must be between 2 and 67108864 (64 MiB), got %',

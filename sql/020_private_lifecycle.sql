@@ -117,3 +117,63 @@ begin
     end if;
 end
 $$;
+
+-- A job's headers after its delivery read_ct timed out without an outcome:
+-- when that delivery is still open, its error history gains a "visibility
+-- timeout expired" entry dated when the timeout ran out (vt).
+create or replace function pgmq_jobs._timed_out(headers jsonb, read_ct integer, vt timestamptz)
+returns jsonb
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select case
+        when read_ct > 0 and pgmq_jobs._open_delivery(headers, read_ct)
+            then jsonb_set(
+                coalesce(headers, '{}'), '{errors}',
+                coalesce(headers -> 'errors', '[]')
+                || pgmq_jobs._error_entry(
+                    read_ct, 'visibility timeout expired without an outcome', headers -> 'worker', vt
+                )
+            )
+        else headers
+    end
+$$;
+
+-- Route the given deliveries of a queue, already locked and past their
+-- attempts, to its dead-letter queue with reason expired. Returns how many.
+create or replace function pgmq_jobs._route_expired(queue text, job_ids bigint[], attempts integer[])
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    routed integer;
+begin
+    execute format(
+        $sql$
+        with dead as (
+            delete from pgmq.%1$I as q
+            using unnest($1, $2) as t (job_id, attempt)
+            where q.msg_id = t.job_id and q.read_ct = t.attempt
+            returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers
+        )
+        insert into pgmq.%2$I (vt, message)
+        select
+            clock_timestamp(),
+            pgmq_jobs._dead_letter(
+                %3$L, d.msg_id, d.message, d.read_ct,
+                pgmq_jobs._timed_out(d.headers, d.read_ct, d.vt), d.enqueued_at, 'expired', null
+            )
+        from dead as d
+        $sql$,
+        'q_' || queue, 'q_' || queue || '_dlq', queue
+    ) using job_ids, attempts;
+    get diagnostics routed = row_count;
+    if routed > 0 then
+        insert into pgmq_jobs.outcome_log (queue, expired) values (queue, routed);
+    end if;
+    return routed;
+end
+$$;

@@ -12,7 +12,9 @@ create or replace function pgmq_jobs.create_queue(
     keep_completed interval default interval '7 days',
     max_payload_bytes integer default 1048576,
     unlogged boolean default false,
-    notify boolean default true
+    notify boolean default true,
+    handler text default null,
+    dead_letter_retention interval default null
 )
 returns boolean
 language plpgsql
@@ -35,6 +37,8 @@ begin
     s.max_payload_bytes := max_payload_bytes;
     s.unlogged := coalesce(unlogged, false);
     s.notify := coalesce(notify, true);
+    s.handler := handler;
+    s.dead_letter_retention := dead_letter_retention;
     perform pgmq_jobs._check_settings(s);
 
     -- Serialise concurrent create/drop of the same queue.
@@ -52,21 +56,30 @@ begin
         perform pgmq.create(queue);
     end if;
     perform pgmq.create(queue || '_dlq');
+    -- Deliveries that timed out or wait to retry (read_ct > 0): the sweep
+    -- finds stalled jobs through this small index, not by walking the queue.
+    execute format(
+        'create index if not exists %I on pgmq.%I (vt) where read_ct > 0',
+        'q_' || queue || '_delivered_vt', 'q_' || queue
+    );
 
     s.created_at := now();
     s.updated_at := now();
     insert into pgmq_jobs.queue_settings values (s.*);
+    perform pgmq_jobs._sync_handler_job(queue);
     return true;
 end
 $$;
 
 comment on function pgmq_jobs.create_queue(
     text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
-    boolean
+    boolean, text, interval
 ) is
 'Create a job queue: the PGMQ queue, its dead-letter queue <queue>_dlq and its retry policy.
 Idempotent: on an existing queue it changes nothing and returns false (use configure_queue).
 Backoff after failed attempt n: min(retry_max, retry_base * retry_factor^(n-1)) with jitter
 none | full | equal. keep_completed = 0 deletes completed jobs instead of archiving them.
 unlogged queues are faster but lose their jobs if PostgreSQL crashes. notify: enqueues wake
-idle workers through NOTIFY pgmq_jobs_<queue> at commit (workers also poll).';
+idle workers through NOTIFY pgmq_jobs_<queue> at commit (workers also poll). handler names a
+SQL function fn(payload jsonb) that runs the jobs inside the database (see process; pg_cron
+drives it). dead_letter_retention: the sweep drops dead letters older than that (null: keep).';

@@ -10,7 +10,9 @@ create or replace function pgmq_jobs.configure_queue(
     jitter text default null,
     keep_completed interval default null,
     max_payload_bytes integer default null,
-    notify boolean default null
+    notify boolean default null,
+    handler text default null,
+    dead_letter_retention interval default null
 )
 returns pgmq_jobs.queue_settings
 language plpgsql
@@ -34,6 +36,9 @@ begin
     s.keep_completed := coalesce(keep_completed, s.keep_completed);
     s.max_payload_bytes := coalesce(max_payload_bytes, s.max_payload_bytes);
     s.notify := coalesce(notify, s.notify);
+    -- '' clears the handler / the retention ('0' means drop at once), null keeps it.
+    s.handler := case when handler = '' then null else coalesce(handler, s.handler) end;
+    s.dead_letter_retention := coalesce(dead_letter_retention, s.dead_letter_retention);
     perform pgmq_jobs._check_settings(s);
     s.updated_at := now();
     update pgmq_jobs.queue_settings as qs set
@@ -46,15 +51,20 @@ begin
         keep_completed = s.keep_completed,
         max_payload_bytes = s.max_payload_bytes,
         notify = s.notify,
+        handler = s.handler,
+        dead_letter_retention = s.dead_letter_retention,
         updated_at = s.updated_at
     where qs.queue = configure_queue.queue;
+    perform pgmq_jobs._sync_handler_job(queue);
     return s;
 end
 $$;
 
 comment on function pgmq_jobs.configure_queue(
-    text, integer, interval, interval, interval, double precision, text, interval, integer, boolean
+    text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
+    text, interval
 ) is
 'Change settings of an existing queue; arguments left null keep their value. Returns the new
 settings. Validated as a whole: an invalid value changes nothing. Applies to deliveries and
-failures from now on (jobs already waiting keep the delay they were given).';
+failures from now on (jobs already waiting keep the delay they were given). handler => ''
+removes the queue''s SQL handler (and its pg_cron job).';

@@ -15,6 +15,7 @@ begin
         -- Dropped concurrently by another session while we waited for the lock.
         return false;
     end if;
+    perform pgmq_jobs._cron_unschedule('pgmq_jobs_process_' || queue);
     perform pgmq.drop_queue(queue);
     perform pgmq.drop_queue(queue || '_dlq');
     return true;

@@ -15,6 +15,8 @@ select
     qs.max_payload_bytes,
     qs.unlogged,
     qs.notify,
+    qs.handler,
+    qs.dead_letter_retention,
     qs.created_at,
     qs.updated_at
 from pgmq_jobs.queue_settings as qs;

@@ -22,8 +22,10 @@ declare
     s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     vt interval := coalesce(visibility_timeout, s.visibility_timeout);
     wanted integer := qty;
-    routed integer;
+    exhausted_ids bigint[];
+    exhausted_attempts integer[];
     r record;
+    job pgmq_jobs.claimed_job;
     stmt text;
 begin
     if qty is null or qty < 1 or qty > 1000 then
@@ -36,6 +38,8 @@ begin
             using errcode = '22023';
     end if;
 
+    -- One statement claims the ready jobs and reports (job_id null) those found
+    -- past their attempts; those stay locked and are routed right after.
     stmt := format(
         $sql$
         with ready as (
@@ -49,83 +53,56 @@ begin
             limit $1
             for update skip locked
         ),
-        -- The delivery that just timed out (worker lost) joins the error history.
-        timed_out as (
-            select
-                r.msg_id,
-                r.read_ct >= r.max_attempts as exhausted,
-                case
-                    when r.read_ct > 0 and pgmq_jobs._open_delivery(q.headers, r.read_ct)
-                        then jsonb_set(
-                            coalesce(q.headers, '{}'), '{errors}',
-                            coalesce(q.headers -> 'errors', '[]')
-                            || pgmq_jobs._error_entry(
-                                r.read_ct, 'visibility timeout expired without an outcome',
-                                q.headers -> 'worker', q.vt
-                            )
-                        )
-                    else q.headers
-                end as headers
-            from ready as r
-            join pgmq.%1$I as q on q.msg_id = r.msg_id
-        ),
-        dead as (
-            delete from pgmq.%1$I as q
-            using timed_out as t
-            where q.msg_id = t.msg_id and t.exhausted
-            returning q.msg_id, q.read_ct, q.enqueued_at, q.message, t.headers
-        ),
-        routed as (
-            insert into pgmq.%2$I (vt, message)
-            select
-                clock_timestamp(),
-                pgmq_jobs._dead_letter(
-                    %3$L, d.msg_id, d.message, d.read_ct, d.headers, d.enqueued_at, 'expired', null
-                )
-            from dead as d
-            returning msg_id
-        ),
         claimed as (
             update pgmq.%1$I as q
             set
                 vt = clock_timestamp() + $2,
                 read_ct = q.read_ct + 1,
                 headers = case
-                    when $4::text is null and t.headers is null then null
-                    when $4::text is null then t.headers - 'worker'
-                    else coalesce(t.headers, '{}') || jsonb_build_object('worker', $4::text)
+                    when q.read_ct = 0 and q.headers is null and $4::text is null then null
+                    when $4::text is null then pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt) - 'worker'
+                    else coalesce(pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt), '{}')
+                        || jsonb_build_object('worker', $4::text)
                 end
-            from timed_out as t
-            where q.msg_id = t.msg_id and not t.exhausted
-            returning q.msg_id, q.read_ct, q.message, q.enqueued_at, q.vt, q.headers
+            from ready as r
+            where q.msg_id = r.msg_id and r.read_ct < r.max_attempts
+            returning q.msg_id, q.read_ct, r.max_attempts, q.message, q.enqueued_at, q.vt
         )
         select
             c.msg_id as job_id,
             c.read_ct as attempt,
-            coalesce((c.headers ->> 'max_attempts')::integer, $3) as max_attempts,
+            c.max_attempts,
             c.message as payload,
             c.enqueued_at,
-            c.vt as visible_until
+            c.vt as visible_until,
+            null::bigint as exhausted_id
         from claimed as c
         union all
-        select null, null, null, null, null, null from routed
+        select null, r.read_ct, null, null, null, null, r.msg_id
+        from ready as r
+        where r.read_ct >= r.max_attempts
         $sql$,
-        'q_' || queue, 'q_' || queue || '_dlq', queue
+        'q_' || queue
     );
 
     -- Routed dead letters free their slot: look again for ready jobs, a bounded
     -- number of times, so a caller is not starved by a run of exhausted jobs.
     for pass in 1..10 loop
-        routed := 0;
+        exhausted_ids := '{}';
+        exhausted_attempts := '{}';
         for r in execute stmt using wanted, vt, s.max_attempts, worker loop
-            if r.job_id is null then
-                routed := routed + 1;
+            if r.exhausted_id is not null then
+                exhausted_ids := exhausted_ids || r.exhausted_id;
+                exhausted_attempts := exhausted_attempts || r.attempt;
             else
                 wanted := wanted - 1;
-                return next r;
+                job := (r.job_id, r.attempt, r.max_attempts, r.payload, r.enqueued_at, r.visible_until);
+                return next job;
             end if;
         end loop;
-        exit when routed = 0 or wanted = 0;
+        exit when cardinality(exhausted_ids) = 0;
+        perform pgmq_jobs._route_expired(queue, exhausted_ids, exhausted_attempts);
+        exit when wanted = 0;
     end loop;
 end
 $$;

@@ -56,6 +56,9 @@ begin
         ) using job_ids, attempts;
     end if;
     get diagnostics done = row_count;
+    if done > 0 then
+        insert into pgmq_jobs.outcome_log (queue, completed) values (queue, done);
+    end if;
     return done;
 end
 $$;

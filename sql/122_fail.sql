@@ -68,6 +68,9 @@ begin
         ) into dead_id
         using job_id, attempt, case when permanent then 'permanent' else 'exhausted' end, entry;
         result.outcome := case when dead_id is null then 'stale' else 'dead' end;
+        if dead_id is not null then
+            insert into pgmq_jobs.outcome_log (queue, dead) values (queue, 1);
+        end if;
         return result;
     end if;
 
@@ -91,6 +94,9 @@ begin
         entry;
     result.outcome := case when next_at is null then 'stale' else 'retry' end;
     result.next_attempt_at := next_at;
+    if next_at is not null then
+        insert into pgmq_jobs.outcome_log (queue, retried) values (queue, 1);
+    end if;
     return result;
 end
 $$;

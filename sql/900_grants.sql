@@ -2,6 +2,7 @@
 -- authenticated roles); producer enqueues, worker runs jobs, admin does all.
 
 revoke all on all functions in schema pgmq_jobs from public;
+revoke all on all procedures in schema pgmq_jobs from public;
 revoke all on all tables in schema pgmq_jobs from public;
 
 do $revoke$
@@ -41,9 +42,14 @@ begin
         from pg_catalog.pg_proc as p
         where p.pronamespace = 'pgmq_jobs'::regnamespace and p.proname !~ '^_'
     loop
-        execute format('grant execute on function %s to pgmq_jobs_admin', f);
+        execute format('grant execute on routine %s to pgmq_jobs_admin', f);
     end loop;
 end
 $admin$;
 
-grant select on pgmq_jobs.queues, pgmq_jobs.workers to pgmq_jobs_admin;
+-- The schedules view reads pg_cron's jobs through this private helper.
+grant execute on function pgmq_jobs._cron_job(text) to pgmq_jobs_admin;
+
+grant select on
+    pgmq_jobs.queues, pgmq_jobs.workers, pgmq_jobs.queue_history, pgmq_jobs.schedules
+to pgmq_jobs_admin;

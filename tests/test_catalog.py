@@ -37,8 +37,28 @@ def functions(conn: Connection) -> list[tuple[str, str, list[str] | None, bool, 
     return conn.execute(
         "select p.oid::regprocedure::text, p.proname, p.proconfig, p.prosecdef,"
         " obj_description(p.oid, 'pg_proc')"
-        " from pg_proc p where p.pronamespace = 'pgmq_jobs'::regnamespace order by 1"
+        " from pg_proc p where p.pronamespace = 'pgmq_jobs'::regnamespace and p.prokind = 'f'"
+        " order by 1"
     ).fetchall()
+
+
+def test_the_only_procedure_is_drain_and_it_pins_through_its_step(conn: Connection) -> None:
+    # A procedure that COMMITs may not carry SET search_path or SECURITY DEFINER; drain
+    # therefore only calls schema-qualified functions, and its work runs in _drain_step.
+    rows = conn.execute(
+        "select p.oid::regprocedure::text, p.proconfig, p.prosecdef, p.prosrc from pg_proc p"
+        " where p.pronamespace = 'pgmq_jobs'::regnamespace and p.prokind = 'p'"
+    ).fetchall()
+    assert [r[0] for r in rows] == ["pgmq_jobs.drain(text,double precision)"]
+    [(_, config, secdef, body)] = rows
+    assert config is None and secdef is False
+    calls = re.findall(r"([a-z_.]+)\(", body.lower())
+    assert calls and all(c.startswith(("pg_catalog.", "pgmq_jobs.")) for c in calls), calls
+    public = conn.execute(
+        "select has_function_privilege('public', 'pgmq_jobs.drain(text,double precision)',"
+        " 'execute')"
+    ).fetchone()
+    assert public == (False,)
 
 
 def test_no_function_is_executable_by_public(conn: Connection) -> None:
@@ -86,7 +106,8 @@ def test_every_public_function_is_documented_and_private_ones_are_not_granted(
         " where p.pronamespace = 'pgmq_jobs'::regnamespace and p.proname like '\\_%'"
         " and r.rolname like 'pgmq_jobs_%' and has_function_privilege(r.oid, p.oid, 'execute')"
     ).fetchall()
-    assert granted == []
+    # The one exception: the schedules view reads pg_cron's jobs through _cron_job.
+    assert granted == [("_cron_job", "pgmq_jobs_admin")]
 
 
 def test_role_grants(conn: Connection) -> None:

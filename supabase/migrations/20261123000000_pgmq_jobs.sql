@@ -66,12 +66,60 @@ create table if not exists pgmq_jobs.queue_settings (
     max_payload_bytes integer not null default 1048576,
     unlogged boolean not null default false,
     notify boolean not null default true,
+    handler text,
+    dead_letter_retention interval,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
     constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
 );
 comment on table pgmq_jobs.queue_settings is
 'Per-queue settings of pgmq-jobs; change them with pgmq_jobs.configure_queue';
+
+-- Append-only outcome counts: complete/fail/claim add one row per call (not
+-- per job, and never an update), the sweep folds them into queue_history.
+-- Unlogged: a crash loses at most a minute of counts, never a job.
+create unlogged table if not exists pgmq_jobs.outcome_log (
+    queue text not null,
+    at timestamptz not null default pg_catalog.clock_timestamp(),
+    completed integer not null default 0,
+    retried integer not null default 0,
+    dead integer not null default 0,
+    expired integer not null default 0
+);
+create index if not exists outcome_log_at_idx on pgmq_jobs.outcome_log (at);
+comment on table pgmq_jobs.outcome_log is
+'Recent job outcomes, appended per call and folded into queue_history by sweep()';
+
+-- One row per queue and minute: outcome counts folded from outcome_log and
+-- the queue's gauges at the sweep that recorded it.
+create table if not exists pgmq_jobs.queue_history (
+    queue text not null,
+    minute timestamptz not null,
+    completed bigint not null default 0,
+    retried bigint not null default 0,
+    dead bigint not null default 0,
+    expired bigint not null default 0,
+    ready bigint,
+    in_flight bigint,
+    delayed bigint,
+    dead_letters bigint,
+    enqueued_total bigint,
+    primary key (queue, minute)
+);
+comment on table pgmq_jobs.queue_history is
+'Per-minute outcome counts and gauges of every queue, recorded by sweep()';
+
+-- Cron schedules created by pgmq_jobs.schedule (the pg_cron job holds the timing).
+create table if not exists pgmq_jobs.schedule_settings (
+    name text primary key,
+    cron text not null,
+    queue text not null,
+    payload jsonb not null default '{}',
+    created_at timestamptz not null default pg_catalog.now(),
+    updated_at timestamptz not null default pg_catalog.now()
+);
+comment on table pgmq_jobs.schedule_settings is
+'Cron schedules that enqueue jobs; read them through the pgmq_jobs.schedules view';
 
 -- The schema version, written by the last file of sql/.
 create table if not exists pgmq_jobs.schema_version (
@@ -255,6 +303,21 @@ begin
     perform pgmq_jobs._check_interval(
         'keep_completed', s.keep_completed, interval '0', interval '3650 days'
     );
+    if s.handler is not null and s.handler !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$' then
+        raise exception 'handler % must be a schema-qualified lowercase name like app.fn',
+            quote_literal(s.handler)
+            using errcode = '22023';
+    end if;
+    if s.handler is not null and pg_catalog.to_regprocedure(s.handler || '(jsonb)') is null then
+        raise exception 'handler % is not a function taking (payload jsonb)', quote_literal(s.handler)
+            using errcode = '42883',
+            hint = 'Name it schema-qualified, e.g. app.send_email for app.send_email(jsonb).';
+    end if;
+    if s.dead_letter_retention is not null then
+        perform pgmq_jobs._check_interval(
+            'dead_letter_retention', s.dead_letter_retention, interval '0', interval '3650 days'
+        );
+    end if;
     if s.max_payload_bytes is null or s.max_payload_bytes < 2
         or s.max_payload_bytes > 67108864 then
         raise exception 'max_payload_bytes must be between 2 and 67108864 (64 MiB), got %',
@@ -461,6 +524,344 @@ begin
 end
 $$;
 
+-- A job's headers after its delivery read_ct timed out without an outcome:
+-- when that delivery is still open, its error history gains a "visibility
+-- timeout expired" entry dated when the timeout ran out (vt).
+create or replace function pgmq_jobs._timed_out(headers jsonb, read_ct integer, vt timestamptz)
+returns jsonb
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select case
+        when read_ct > 0 and pgmq_jobs._open_delivery(headers, read_ct)
+            then jsonb_set(
+                coalesce(headers, '{}'), '{errors}',
+                coalesce(headers -> 'errors', '[]')
+                || pgmq_jobs._error_entry(
+                    read_ct, 'visibility timeout expired without an outcome', headers -> 'worker', vt
+                )
+            )
+        else headers
+    end
+$$;
+
+-- Route the given deliveries of a queue, already locked and past their
+-- attempts, to its dead-letter queue with reason expired. Returns how many.
+create or replace function pgmq_jobs._route_expired(queue text, job_ids bigint[], attempts integer[])
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    routed integer;
+begin
+    execute format(
+        $sql$
+        with dead as (
+            delete from pgmq.%1$I as q
+            using unnest($1, $2) as t (job_id, attempt)
+            where q.msg_id = t.job_id and q.read_ct = t.attempt
+            returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers
+        )
+        insert into pgmq.%2$I (vt, message)
+        select
+            clock_timestamp(),
+            pgmq_jobs._dead_letter(
+                %3$L, d.msg_id, d.message, d.read_ct,
+                pgmq_jobs._timed_out(d.headers, d.read_ct, d.vt), d.enqueued_at, 'expired', null
+            )
+        from dead as d
+        $sql$,
+        'q_' || queue, 'q_' || queue || '_dlq', queue
+    ) using job_ids, attempts;
+    get diagnostics routed = row_count;
+    if routed > 0 then
+        insert into pgmq_jobs.outcome_log (queue, expired) values (queue, routed);
+    end if;
+    return routed;
+end
+$$;
+
+-- ======================================================================
+-- sql/020_private_lifecycle_run.sql
+-- ======================================================================
+-- 020_private_lifecycle_run.sql: private helper that runs one claimed job
+-- through a queue's SQL handler and reports its outcome.
+
+-- Run job through handler (schema.fn taking jsonb) in a subtransaction: its
+-- effects commit with the completion, or roll back and the job fails with
+-- the error text (and so retries with backoff, then dead-letters). SQLSTATE
+-- PJ001 from the handler means a permanent failure. Returns the outcome:
+-- completed, retry, dead or stale.
+create or replace function pgmq_jobs._run_job(
+    queue text, handler text, job pgmq_jobs.claimed_job
+)
+returns text
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    state text;
+    message text;
+    detail text;
+begin
+    begin
+        execute format('select %I.%I($1)', split_part(handler, '.', 1), split_part(handler, '.', 2))
+            using job.payload;
+        return case
+            when pgmq_jobs.complete(queue, array[job.job_id], array[job.attempt]) = 1 then 'completed'
+            else 'stale'
+        end;
+    exception when others then
+        get stacked diagnostics state = returned_sqlstate, message = message_text, detail = pg_exception_detail;
+    end;
+    return (
+        select f.outcome
+        from pgmq_jobs.fail(
+            queue, job.job_id, job.attempt,
+            format('%s (SQLSTATE %s)%s', message, state,
+                case when detail <> '' then E'\n' || detail else '' end),
+            permanent => state = 'PJ001'
+        ) as f
+    );
+end
+$$;
+
+-- ======================================================================
+-- sql/030_private_cron.sql
+-- ======================================================================
+-- 030_private_cron.sql: private helpers for pg_cron: is it here, which
+-- version, cron-expression validation, and idempotent job registration.
+-- pg_cron is optional: every helper checks for it at call time.
+
+-- pg_cron is installed in this database (it lives in cron.database_name only).
+create or replace function pgmq_jobs._cron_ready()
+returns boolean
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select exists (select from pg_catalog.pg_extension where extname = 'pg_cron')
+$$;
+
+-- An error naming why pg_cron cannot be used here.
+create or replace function pgmq_jobs._require_cron()
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if not pgmq_jobs._cron_ready() then
+        raise exception 'pg_cron is not installed in database %', quote_ident(current_database())
+            using errcode = '55000',
+            hint = format(
+                'pg_cron runs in the database named by cron.database_name (here: %s); '
+                'install pgmq_jobs there, or run pgmq-jobs sweep / the runner instead.',
+                coalesce(current_setting('cron.database_name', true), 'pg_cron not loaded')
+            );
+    end if;
+end
+$$;
+
+-- Check a cron expression before it reaches pg_cron, naming the bad field.
+-- Accepts five fields (minute hour day-of-month month day-of-week) with *,
+-- lists, ranges, steps and month/day names, the @hourly/@daily/@weekly/
+-- @monthly/@yearly/@annually macros, and, with pg_cron 1.5 or later,
+-- '<1-59> seconds'.
+create or replace function pgmq_jobs._check_cron(expr text)
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    fields text[];
+    names text[] := array['minute', 'hour', 'day of month', 'month', 'day of week'];
+    lo integer[] := array[0, 0, 1, 1, 0];
+    hi integer[] := array[59, 23, 31, 12, 7];
+    months text[] := array['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+    days text[] := array['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+    version text := (select extversion from pg_catalog.pg_extension where extname = 'pg_cron');
+    item text;
+    m text[];
+    a integer;
+    b integer;
+    i integer;
+begin
+    if expr is null or btrim(expr) = '' then
+        raise exception 'cron expression must not be empty' using errcode = '22023';
+    end if;
+    if length(expr) > 200 then
+        raise exception 'cron expression is too long (% characters)', length(expr)
+            using errcode = '22023';
+    end if;
+    if lower(btrim(expr)) in ('@hourly', '@daily', '@midnight', '@weekly', '@monthly', '@yearly', '@annually') then
+        return;
+    end if;
+    m := regexp_match(lower(btrim(expr)), '^(\d+)\s+seconds?$');
+    if m is not null then
+        if version is not null and string_to_array(version, '.')::integer[] < array[1, 5] then
+            raise exception 'invalid cron expression %: sub-minute schedules need pg_cron 1.5 or later, this database has pg_cron %',
+                quote_literal(expr), version
+                using errcode = '22023';
+        end if;
+        if m[1]::numeric < 1 or m[1]::numeric > 59 then
+            raise exception 'invalid cron expression %: seconds must be between 1 and 59',
+                quote_literal(expr)
+                using errcode = '22023';
+        end if;
+        return;
+    end if;
+    fields := regexp_split_to_array(btrim(expr), '\s+');
+    if cardinality(fields) <> 5 then
+        raise exception 'invalid cron expression %: expected 5 fields (minute hour day-of-month month day-of-week), got %',
+            quote_literal(expr), cardinality(fields)
+            using errcode = '22023',
+            hint = case when version is not null and string_to_array(version, '.')::integer[] >= array[1, 5]
+                then 'pg_cron ' || version || ' also accepts ''N seconds''.'
+                else 'pg_cron ' || coalesce(version, '(absent)') || ' schedules to the minute.' end;
+    end if;
+    for i in 1..5 loop
+        foreach item in array string_to_array(lower(fields[i]), ',') loop
+            m := regexp_match(item, '^(\*|[0-9a-z]+)(?:-([0-9a-z]+))?(?:/([0-9]+))?$');
+            if m is null or (m[1] = '*' and m[2] is not null) then
+                raise exception 'invalid cron expression %: bad % field %',
+                    quote_literal(expr), names[i], quote_literal(fields[i])
+                    using errcode = '22023';
+            end if;
+            if m[3] is not null and (m[3]::numeric < 1 or m[3]::numeric > hi[i]) then
+                raise exception 'invalid cron expression %: step % out of range in % field',
+                    quote_literal(expr), m[3], names[i]
+                    using errcode = '22023';
+            end if;
+            if m[1] <> '*' then
+                a := coalesce(
+                    case when m[1] ~ '^\d+$' and length(m[1]) <= 4 then m[1]::integer end,
+                    case when i = 4 then array_position(months, m[1]) end,
+                    case when i = 5 then array_position(days, m[1]) - 1 end
+                );
+                b := coalesce(
+                    case when m[2] ~ '^\d+$' and length(m[2]) <= 4 then m[2]::integer end,
+                    case when i = 4 then array_position(months, m[2]) end,
+                    case when i = 5 then array_position(days, m[2]) - 1 end,
+                    case when m[2] is null then a end
+                );
+                if a is null or b is null then
+                    raise exception 'invalid cron expression %: bad % field %: % is not a number or name',
+                        quote_literal(expr), names[i], quote_literal(fields[i]),
+                        quote_literal(case when a is null then m[1] else m[2] end)
+                        using errcode = '22023';
+                end if;
+                if a < lo[i] or a > hi[i] or b < lo[i] or b > hi[i] then
+                    raise exception 'invalid cron expression %: % field % is out of range %-%',
+                        quote_literal(expr), names[i], quote_literal(item), lo[i], hi[i]
+                        using errcode = '22023';
+                end if;
+                if a > b then
+                    raise exception 'invalid cron expression %: % field range % runs backwards',
+                        quote_literal(expr), names[i], quote_literal(item)
+                        using errcode = '22023';
+                end if;
+            end if;
+        end loop;
+    end loop;
+end
+$$;
+
+-- Create or update a named pg_cron job (pg_cron upserts by name).
+create or replace function pgmq_jobs._cron_schedule(job_name text, expr text, command text)
+returns bigint
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform pgmq_jobs._require_cron();
+    return cron.schedule(job_name, expr, command);
+end
+$$;
+
+-- Remove a named pg_cron job if it exists; true when one was removed.
+create or replace function pgmq_jobs._cron_unschedule(job_name text)
+returns boolean
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if not pgmq_jobs._cron_ready() then
+        return false;
+    end if;
+    if not exists (select from cron.job as j where j.jobname = job_name) then
+        return false;
+    end if;
+    return cron.unschedule(job_name);
+end
+$$;
+
+-- The pg_cron job of a name with its last run, or nulls without pg_cron.
+-- Security definer: pg_cron shows a role only its own jobs, and the
+-- schedules view that calls this must show the owner's (granted to admin).
+create or replace function pgmq_jobs._cron_job(job_name text)
+returns table (
+    jobid bigint, schedule text, command text, active boolean,
+    last_run_at timestamptz, last_status text, last_message text
+)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if not pgmq_jobs._cron_ready() then
+        return;
+    end if;
+    return query
+    select j.jobid, j.schedule, j.command, j.active, r.start_time, r.status, r.return_message
+    from cron.job as j
+    left join lateral (
+        select d.start_time, d.status, d.return_message
+        from cron.job_run_details as d
+        where d.jobid = j.jobid
+        order by d.runid desc
+        limit 1
+    ) as r on true
+    where j.jobname = job_name;
+end
+$$;
+
+-- Keep the pg_cron job that drives a queue's SQL handler in line with its
+-- settings: one job per handled queue, every minute, draining for 55 s.
+create or replace function pgmq_jobs._sync_handler_job(queue text)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    handled boolean := exists (
+        select from pgmq_jobs.queue_settings as qs
+        where qs.queue = _sync_handler_job.queue and qs.handler is not null
+    );
+begin
+    if handled and pgmq_jobs._cron_ready() then
+        perform pgmq_jobs._cron_schedule(
+            'pgmq_jobs_process_' || queue, '* * * * *',
+            format('call pgmq_jobs.drain(%L, 55)', queue)
+        );
+    elsif handled then
+        raise notice 'pg_cron is not installed here: call pgmq_jobs.drain(%, 55) or pgmq_jobs.process(%) periodically to run the handler of queue %',
+            quote_literal(queue), quote_literal(queue), queue;
+    else
+        perform pgmq_jobs._cron_unschedule('pgmq_jobs_process_' || queue);
+    end if;
+end
+$$;
+
 -- ======================================================================
 -- sql/100_create_queue.sql
 -- ======================================================================
@@ -478,7 +879,9 @@ create or replace function pgmq_jobs.create_queue(
     keep_completed interval default interval '7 days',
     max_payload_bytes integer default 1048576,
     unlogged boolean default false,
-    notify boolean default true
+    notify boolean default true,
+    handler text default null,
+    dead_letter_retention interval default null
 )
 returns boolean
 language plpgsql
@@ -501,6 +904,8 @@ begin
     s.max_payload_bytes := max_payload_bytes;
     s.unlogged := coalesce(unlogged, false);
     s.notify := coalesce(notify, true);
+    s.handler := handler;
+    s.dead_letter_retention := dead_letter_retention;
     perform pgmq_jobs._check_settings(s);
 
     -- Serialise concurrent create/drop of the same queue.
@@ -518,24 +923,33 @@ begin
         perform pgmq.create(queue);
     end if;
     perform pgmq.create(queue || '_dlq');
+    -- Deliveries that timed out or wait to retry (read_ct > 0): the sweep
+    -- finds stalled jobs through this small index, not by walking the queue.
+    execute format(
+        'create index if not exists %I on pgmq.%I (vt) where read_ct > 0',
+        'q_' || queue || '_delivered_vt', 'q_' || queue
+    );
 
     s.created_at := now();
     s.updated_at := now();
     insert into pgmq_jobs.queue_settings values (s.*);
+    perform pgmq_jobs._sync_handler_job(queue);
     return true;
 end
 $$;
 
 comment on function pgmq_jobs.create_queue(
     text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
-    boolean
+    boolean, text, interval
 ) is
 'Create a job queue: the PGMQ queue, its dead-letter queue <queue>_dlq and its retry policy.
 Idempotent: on an existing queue it changes nothing and returns false (use configure_queue).
 Backoff after failed attempt n: min(retry_max, retry_base * retry_factor^(n-1)) with jitter
 none | full | equal. keep_completed = 0 deletes completed jobs instead of archiving them.
 unlogged queues are faster but lose their jobs if PostgreSQL crashes. notify: enqueues wake
-idle workers through NOTIFY pgmq_jobs_<queue> at commit (workers also poll).';
+idle workers through NOTIFY pgmq_jobs_<queue> at commit (workers also poll). handler names a
+SQL function fn(payload jsonb) that runs the jobs inside the database (see process; pg_cron
+drives it). dead_letter_retention: the sweep drops dead letters older than that (null: keep).';
 
 -- ======================================================================
 -- sql/101_configure_queue.sql
@@ -552,7 +966,9 @@ create or replace function pgmq_jobs.configure_queue(
     jitter text default null,
     keep_completed interval default null,
     max_payload_bytes integer default null,
-    notify boolean default null
+    notify boolean default null,
+    handler text default null,
+    dead_letter_retention interval default null
 )
 returns pgmq_jobs.queue_settings
 language plpgsql
@@ -576,6 +992,9 @@ begin
     s.keep_completed := coalesce(keep_completed, s.keep_completed);
     s.max_payload_bytes := coalesce(max_payload_bytes, s.max_payload_bytes);
     s.notify := coalesce(notify, s.notify);
+    -- '' clears the handler / the retention ('0' means drop at once), null keeps it.
+    s.handler := case when handler = '' then null else coalesce(handler, s.handler) end;
+    s.dead_letter_retention := coalesce(dead_letter_retention, s.dead_letter_retention);
     perform pgmq_jobs._check_settings(s);
     s.updated_at := now();
     update pgmq_jobs.queue_settings as qs set
@@ -588,18 +1007,23 @@ begin
         keep_completed = s.keep_completed,
         max_payload_bytes = s.max_payload_bytes,
         notify = s.notify,
+        handler = s.handler,
+        dead_letter_retention = s.dead_letter_retention,
         updated_at = s.updated_at
     where qs.queue = configure_queue.queue;
+    perform pgmq_jobs._sync_handler_job(queue);
     return s;
 end
 $$;
 
 comment on function pgmq_jobs.configure_queue(
-    text, integer, interval, interval, interval, double precision, text, interval, integer, boolean
+    text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
+    text, interval
 ) is
 'Change settings of an existing queue; arguments left null keep their value. Returns the new
 settings. Validated as a whole: an invalid value changes nothing. Applies to deliveries and
-failures from now on (jobs already waiting keep the delay they were given).';
+failures from now on (jobs already waiting keep the delay they were given). handler => ''
+removes the queue''s SQL handler (and its pg_cron job).';
 
 -- ======================================================================
 -- sql/102_drop_queue.sql
@@ -621,6 +1045,7 @@ begin
         -- Dropped concurrently by another session while we waited for the lock.
         return false;
     end if;
+    perform pgmq_jobs._cron_unschedule('pgmq_jobs_process_' || queue);
     perform pgmq.drop_queue(queue);
     perform pgmq.drop_queue(queue || '_dlq');
     return true;
@@ -650,6 +1075,8 @@ select
     qs.max_payload_bytes,
     qs.unlogged,
     qs.notify,
+    qs.handler,
+    qs.dead_letter_retention,
     qs.created_at,
     qs.updated_at
 from pgmq_jobs.queue_settings as qs;
@@ -817,8 +1244,10 @@ declare
     s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     vt interval := coalesce(visibility_timeout, s.visibility_timeout);
     wanted integer := qty;
-    routed integer;
+    exhausted_ids bigint[];
+    exhausted_attempts integer[];
     r record;
+    job pgmq_jobs.claimed_job;
     stmt text;
 begin
     if qty is null or qty < 1 or qty > 1000 then
@@ -831,6 +1260,8 @@ begin
             using errcode = '22023';
     end if;
 
+    -- One statement claims the ready jobs and reports (job_id null) those found
+    -- past their attempts; those stay locked and are routed right after.
     stmt := format(
         $sql$
         with ready as (
@@ -844,83 +1275,56 @@ begin
             limit $1
             for update skip locked
         ),
-        -- The delivery that just timed out (worker lost) joins the error history.
-        timed_out as (
-            select
-                r.msg_id,
-                r.read_ct >= r.max_attempts as exhausted,
-                case
-                    when r.read_ct > 0 and pgmq_jobs._open_delivery(q.headers, r.read_ct)
-                        then jsonb_set(
-                            coalesce(q.headers, '{}'), '{errors}',
-                            coalesce(q.headers -> 'errors', '[]')
-                            || pgmq_jobs._error_entry(
-                                r.read_ct, 'visibility timeout expired without an outcome',
-                                q.headers -> 'worker', q.vt
-                            )
-                        )
-                    else q.headers
-                end as headers
-            from ready as r
-            join pgmq.%1$I as q on q.msg_id = r.msg_id
-        ),
-        dead as (
-            delete from pgmq.%1$I as q
-            using timed_out as t
-            where q.msg_id = t.msg_id and t.exhausted
-            returning q.msg_id, q.read_ct, q.enqueued_at, q.message, t.headers
-        ),
-        routed as (
-            insert into pgmq.%2$I (vt, message)
-            select
-                clock_timestamp(),
-                pgmq_jobs._dead_letter(
-                    %3$L, d.msg_id, d.message, d.read_ct, d.headers, d.enqueued_at, 'expired', null
-                )
-            from dead as d
-            returning msg_id
-        ),
         claimed as (
             update pgmq.%1$I as q
             set
                 vt = clock_timestamp() + $2,
                 read_ct = q.read_ct + 1,
                 headers = case
-                    when $4::text is null and t.headers is null then null
-                    when $4::text is null then t.headers - 'worker'
-                    else coalesce(t.headers, '{}') || jsonb_build_object('worker', $4::text)
+                    when q.read_ct = 0 and q.headers is null and $4::text is null then null
+                    when $4::text is null then pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt) - 'worker'
+                    else coalesce(pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt), '{}')
+                        || jsonb_build_object('worker', $4::text)
                 end
-            from timed_out as t
-            where q.msg_id = t.msg_id and not t.exhausted
-            returning q.msg_id, q.read_ct, q.message, q.enqueued_at, q.vt, q.headers
+            from ready as r
+            where q.msg_id = r.msg_id and r.read_ct < r.max_attempts
+            returning q.msg_id, q.read_ct, r.max_attempts, q.message, q.enqueued_at, q.vt
         )
         select
             c.msg_id as job_id,
             c.read_ct as attempt,
-            coalesce((c.headers ->> 'max_attempts')::integer, $3) as max_attempts,
+            c.max_attempts,
             c.message as payload,
             c.enqueued_at,
-            c.vt as visible_until
+            c.vt as visible_until,
+            null::bigint as exhausted_id
         from claimed as c
         union all
-        select null, null, null, null, null, null from routed
+        select null, r.read_ct, null, null, null, null, r.msg_id
+        from ready as r
+        where r.read_ct >= r.max_attempts
         $sql$,
-        'q_' || queue, 'q_' || queue || '_dlq', queue
+        'q_' || queue
     );
 
     -- Routed dead letters free their slot: look again for ready jobs, a bounded
     -- number of times, so a caller is not starved by a run of exhausted jobs.
     for pass in 1..10 loop
-        routed := 0;
+        exhausted_ids := '{}';
+        exhausted_attempts := '{}';
         for r in execute stmt using wanted, vt, s.max_attempts, worker loop
-            if r.job_id is null then
-                routed := routed + 1;
+            if r.exhausted_id is not null then
+                exhausted_ids := exhausted_ids || r.exhausted_id;
+                exhausted_attempts := exhausted_attempts || r.attempt;
             else
                 wanted := wanted - 1;
-                return next r;
+                job := (r.job_id, r.attempt, r.max_attempts, r.payload, r.enqueued_at, r.visible_until);
+                return next job;
             end if;
         end loop;
-        exit when routed = 0 or wanted = 0;
+        exit when cardinality(exhausted_ids) = 0;
+        perform pgmq_jobs._route_expired(queue, exhausted_ids, exhausted_attempts);
+        exit when wanted = 0;
     end loop;
 end
 $$;
@@ -993,6 +1397,9 @@ begin
         ) using job_ids, attempts;
     end if;
     get diagnostics done = row_count;
+    if done > 0 then
+        insert into pgmq_jobs.outcome_log (queue, completed) values (queue, done);
+    end if;
     return done;
 end
 $$;
@@ -1075,6 +1482,9 @@ begin
         ) into dead_id
         using job_id, attempt, case when permanent then 'permanent' else 'exhausted' end, entry;
         result.outcome := case when dead_id is null then 'stale' else 'dead' end;
+        if dead_id is not null then
+            insert into pgmq_jobs.outcome_log (queue, dead) values (queue, 1);
+        end if;
         return result;
     end if;
 
@@ -1098,6 +1508,9 @@ begin
         entry;
     result.outcome := case when next_at is null then 'stale' else 'retry' end;
     result.next_attempt_at := next_at;
+    if next_at is not null then
+        insert into pgmq_jobs.outcome_log (queue, retried) values (queue, 1);
+    end if;
     return result;
 end
 $$;
@@ -1402,12 +1815,470 @@ comment on view pgmq_jobs.workers is
 cleanly, or silent for 10 minutes / 60 heartbeats)';
 
 -- ======================================================================
+-- sql/200_sweep.sql
+-- ======================================================================
+-- 200_sweep.sql: sweep, the periodic maintenance pg_cron runs every minute.
+
+create or replace function pgmq_jobs.sweep(
+    max_rows integer default 10000,
+    cron_history interval default interval '7 days',
+    count_cap integer default 100000
+)
+returns jsonb
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    started timestamptz := clock_timestamp();
+    this_minute timestamptz := date_trunc('minute', clock_timestamp());
+    s pgmq_jobs.queue_settings;
+    ids bigint[];
+    attempts integer[];
+    n integer;
+    expired integer := 0;
+    archived integer := 0;
+    dead_purged integer := 0;
+    folded integer := 0;
+    cron_runs integer := 0;
+    workers_removed integer := 0;
+    snapshots integer := 0;
+begin
+    if max_rows is null or max_rows < 1 or max_rows > 1000000 then
+        raise exception 'max_rows must be between 1 and 1000000, got %', coalesce(max_rows::text, 'null')
+            using errcode = '22023';
+    end if;
+    if count_cap is null or count_cap < 1 then
+        raise exception 'count_cap must be positive, got %', coalesce(count_cap::text, 'null')
+            using errcode = '22023';
+    end if;
+    perform pgmq_jobs._check_interval('cron_history', cron_history, interval '0', interval '3650 days');
+    -- Never two sweeps at once: the second returns at once.
+    if not pg_try_advisory_xact_lock(hashtext('pgmq_jobs.sweep')) then
+        return jsonb_build_object('skipped', true, 'reason', 'another sweep is running');
+    end if;
+
+    for s in select * from pgmq_jobs.queue_settings order by queue loop
+        -- 1. Deliveries past their attempts whose visibility timeout ran out
+        --    (their worker died on the last attempt): to the DLQ, reason expired.
+        --    The partial index on (vt) where read_ct > 0 keeps this a walk over
+        --    delivered jobs only, whatever waits in the queue.
+        execute format(
+            $sql$
+            select coalesce(array_agg(x.msg_id), '{}'), coalesce(array_agg(x.read_ct), '{}')
+            from (
+                select q.msg_id, q.read_ct
+                from pgmq.%I as q
+                where q.vt <= clock_timestamp() and q.read_ct > 0
+                    and q.read_ct >= coalesce((q.headers ->> 'max_attempts')::integer, $1)
+                order by q.vt
+                limit $2
+                for update skip locked
+            ) as x
+            $sql$,
+            'q_' || s.queue
+        ) into ids, attempts using s.max_attempts, max_rows;
+        if cardinality(ids) > 0 then
+            expired := expired + pgmq_jobs._route_expired(s.queue, ids, attempts);
+        end if;
+
+        -- 2. Retention: completions older than keep_completed ...
+        execute format(
+            $sql$
+            delete from pgmq.%1$I as a
+            where a.msg_id in (
+                select a2.msg_id from pgmq.%1$I as a2
+                where a2.archived_at < clock_timestamp() - $1
+                order by a2.archived_at
+                limit $2
+            )
+            $sql$,
+            'a_' || s.queue
+        ) using s.keep_completed, max_rows;
+        get diagnostics n = row_count;
+        archived := archived + n;
+
+        -- ... and dead letters older than dead_letter_retention, when set.
+        if s.dead_letter_retention is not null then
+            execute format(
+                $sql$
+                delete from pgmq.%1$I as d
+                where d.msg_id in (
+                    select d2.msg_id from pgmq.%1$I as d2
+                    where d2.vt < clock_timestamp() - $1
+                    order by d2.vt
+                    limit $2
+                )
+                $sql$,
+                'q_' || s.queue || '_dlq'
+            ) using s.dead_letter_retention, max_rows;
+            get diagnostics n = row_count;
+            dead_purged := dead_purged + n;
+        end if;
+
+        -- 3. This minute's gauges. Counts stop at count_cap so a sweep costs
+        --    the same on a queue of a million; in_flight walks the small
+        --    partial index of delivered jobs.
+        execute format(
+            $sql$
+            insert into pgmq_jobs.queue_history as h (
+                queue, minute, ready, in_flight, delayed, dead_letters, enqueued_total
+            )
+            select
+                %3$L, $1,
+                (select count(*) from (
+                    select from pgmq.%1$I as q where q.vt <= clock_timestamp() limit $2) as c),
+                f.in_flight,
+                greatest(f.future - f.in_flight, 0),
+                (select count(*) from (select from pgmq.%2$I limit $2) as c),
+                (select case when sq.is_called then sq.last_value else 0 end from %4$s as sq)
+            from (
+                select
+                    (select count(*) from (
+                        select from pgmq.%1$I as q where q.vt > clock_timestamp() limit $2) as c
+                    ) as future,
+                    (select count(*) from pgmq.%1$I as q
+                        where q.vt > clock_timestamp() and q.read_ct > 0
+                            and pgmq_jobs._open_delivery(q.headers, q.read_ct)) as in_flight
+            ) as f
+            on conflict (queue, minute) do update set
+                ready = excluded.ready,
+                in_flight = excluded.in_flight,
+                delayed = excluded.delayed,
+                dead_letters = excluded.dead_letters,
+                enqueued_total = excluded.enqueued_total
+            $sql$,
+            'q_' || s.queue, 'q_' || s.queue || '_dlq', s.queue,
+            pg_get_serial_sequence(format('pgmq.%I', 'q_' || s.queue), 'msg_id')
+        ) using this_minute, count_cap;
+        snapshots := snapshots + 1;
+    end loop;
+
+    -- 4. Fold the outcome log of finished minutes into the history.
+    with moved as (
+        delete from pgmq_jobs.outcome_log as o
+        where o.at < this_minute
+        returning o.queue, o.at, o.completed, o.retried, o.dead, o.expired
+    )
+    insert into pgmq_jobs.queue_history as h (queue, minute, completed, retried, dead, expired)
+    select m.queue, date_trunc('minute', m.at), sum(m.completed), sum(m.retried), sum(m.dead), sum(m.expired)
+    from moved as m
+    group by m.queue, date_trunc('minute', m.at)
+    on conflict (queue, minute) do update set
+        completed = h.completed + excluded.completed,
+        retried = h.retried + excluded.retried,
+        dead = h.dead + excluded.dead,
+        expired = h.expired + excluded.expired;
+    get diagnostics folded = row_count;
+
+    -- 5. Forget workers that stopped or went silent more than a week ago.
+    delete from pgmq_jobs.worker_heartbeats as w
+    where coalesce(w.stopped_at, w.last_seen_at) < clock_timestamp() - interval '7 days';
+    get diagnostics workers_removed = row_count;
+
+    -- 6. pg_cron's own run history.
+    if pgmq_jobs._cron_ready() then
+        delete from cron.job_run_details as d where d.end_time < clock_timestamp() - cron_history;
+        get diagnostics cron_runs = row_count;
+    end if;
+
+    return jsonb_build_object(
+        'skipped', false,
+        'expired_to_dlq', expired,
+        'completed_deleted', archived,
+        'dead_letters_deleted', dead_purged,
+        'history_rows_folded', folded,
+        'snapshots', snapshots,
+        'stale_workers', (select count(*) from pgmq_jobs.workers as w where w.status = 'stale'),
+        'workers_forgotten', workers_removed,
+        'cron_runs_deleted', cron_runs,
+        'ms', round(extract(epoch from clock_timestamp() - started)::numeric * 1000, 1)
+    );
+end
+$$;
+
+comment on function pgmq_jobs.sweep(integer, interval, integer) is
+'Periodic maintenance (pg_cron runs it every minute as job pgmq_jobs_sweep): routes deliveries
+past max_attempts whose visibility timeout expired to the DLQ (reason expired); deletes
+completions older than keep_completed and dead letters older than dead_letter_retention; records
+this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history;
+forgets workers gone for a week; trims cron.job_run_details older than cron_history. At most
+max_rows rows per queue and kind per run; never two sweeps at once. Returns a summary.';
+
+-- ======================================================================
+-- sql/210_process.sql
+-- ======================================================================
+-- 210_process.sql: process, run a queue's jobs through its SQL handler inside
+-- the database: no runner needed.
+
+create or replace function pgmq_jobs.process(
+    queue text, max_jobs integer default 100, max_seconds double precision default 10
+)
+returns jsonb
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    started timestamptz := clock_timestamp();
+    deadline timestamptz;
+    job pgmq_jobs.claimed_job;
+    outcome text;
+    got integer;
+    tally jsonb := '{"claimed": 0, "completed": 0, "retry": 0, "dead": 0, "stale": 0}';
+begin
+    if s.handler is null then
+        raise exception 'queue % has no handler', quote_literal(queue)
+            using errcode = '55000',
+            hint = 'Set one with pgmq_jobs.configure_queue(queue, handler => ''schema.fn'').';
+    end if;
+    if pg_catalog.to_regprocedure(s.handler || '(jsonb)') is null then
+        raise exception 'handler % of queue % no longer exists', quote_literal(s.handler), quote_literal(queue)
+            using errcode = '42883';
+    end if;
+    if max_jobs is null or max_jobs < 1 or max_jobs > 100000 then
+        raise exception 'max_jobs must be between 1 and 100000, got %', coalesce(max_jobs::text, 'null')
+            using errcode = '22023';
+    end if;
+    if max_seconds is null or not (max_seconds > 0 and max_seconds <= 3600) then
+        raise exception 'max_seconds must be greater than 0 and at most 3600, got %',
+            coalesce(max_seconds::text, 'null')
+            using errcode = '22023';
+    end if;
+    deadline := started + make_interval(secs => max_seconds);
+    loop
+        got := 0;
+        for job in
+            select * from pgmq_jobs.claim(queue, least(10, max_jobs - (tally ->> 'claimed')::integer))
+        loop
+            got := got + 1;
+            outcome := pgmq_jobs._run_job(queue, s.handler, job);
+            tally := tally
+                || jsonb_build_object('claimed', (tally ->> 'claimed')::integer + 1)
+                || jsonb_build_object(outcome, (tally ->> outcome)::integer + 1);
+        end loop;
+        exit when got = 0
+            or (tally ->> 'claimed')::integer >= max_jobs
+            or clock_timestamp() >= deadline;
+    end loop;
+    return tally || jsonb_build_object(
+        'queue', queue,
+        'seconds', round(extract(epoch from clock_timestamp() - started)::numeric, 3)
+    );
+end
+$$;
+
+comment on function pgmq_jobs.process(text, integer, double precision) is
+'Run up to max_jobs ready jobs of a queue through its SQL handler (configure_queue handler =>
+schema.fn taking jsonb), stopping early when the queue is empty or max_seconds have passed.
+Each job runs in its own subtransaction: success completes it; an error fails it with the
+error text (retry with backoff, then dead letter); SQLSTATE PJ001 fails it permanently. One
+transaction: its effects commit together. Returns counts of claimed, completed, retry, dead,
+stale. Handlers run with the privileges of the pgmq_jobs owner.';
+
+-- ======================================================================
+-- sql/211_drain.sql
+-- ======================================================================
+-- 211_drain.sql: drain, the procedure pg_cron calls every minute for each
+-- queue with a SQL handler: process in short transactions until the time
+-- budget is spent, polling briefly when idle, so pickup takes well under a
+-- second instead of a minute.
+--
+-- A procedure that COMMITs can carry neither SET search_path nor SECURITY
+-- DEFINER (PostgreSQL forbids transaction control there), so this one pins
+-- nothing itself: it only calls schema-qualified functions, and all the work
+-- happens in pgmq_jobs._drain_step, which pins its search_path.
+
+-- One step of drain: 'done' once max_seconds since started have passed,
+-- else process a batch ('busy'), or wait 0.2 s when nothing was ready ('idle').
+create or replace function pgmq_jobs._drain_step(
+    queue text, started timestamptz, max_seconds double precision
+)
+returns text
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    left_s double precision;
+begin
+    if max_seconds is null or not (max_seconds > 0 and max_seconds <= 3600) then
+        raise exception 'max_seconds must be greater than 0 and at most 3600, got %',
+            coalesce(max_seconds::text, 'null')
+            using errcode = '22023';
+    end if;
+    left_s := max_seconds - extract(epoch from clock_timestamp() - started);
+    if left_s <= 0 then
+        return 'done';
+    end if;
+    if (pgmq_jobs.process(queue, 100, least(5, left_s)) ->> 'claimed')::integer > 0 then
+        return 'busy';
+    end if;
+    perform pg_sleep(least(0.2, left_s));
+    return 'idle';
+end
+$$;
+
+create or replace procedure pgmq_jobs.drain(queue text, max_seconds double precision default 55)
+language plpgsql
+as $$
+declare
+    started timestamptz := pg_catalog.clock_timestamp();
+    lock_key bigint := pg_catalog.hashtext('pgmq_jobs.drain:' || queue);
+    step text;
+begin
+    -- One drainer per queue: a run that finds another still going returns.
+    if not pg_catalog.pg_try_advisory_lock(lock_key) then
+        return;
+    end if;
+    loop
+        step := pgmq_jobs._drain_step(queue, started, max_seconds);
+        commit;
+        exit when step = 'done';
+    end loop;
+    perform pg_catalog.pg_advisory_unlock(lock_key);
+end
+$$;
+
+comment on procedure pgmq_jobs.drain (text, double precision) is
+'Run a queue''s SQL handler for max_seconds: process() in short committed batches, polling
+every 0.2 s when idle. pg_cron calls it every minute per handled queue (call
+pgmq_jobs.drain(''queue'', 55)); one drainer per queue at a time.';
+
+-- ======================================================================
+-- sql/220_register_sweep.sql
+-- ======================================================================
+-- 220_register_sweep.sql: register sweep() as the pg_cron job
+-- pgmq_jobs_sweep (every minute) where pg_cron is installed in this
+-- database. pg_cron upserts by name, so re-running never duplicates it.
+
+do $register$
+begin
+    if pgmq_jobs._cron_ready() then
+        if not exists (
+            select from cron.job as j
+            where j.jobname = 'pgmq_jobs_sweep' and j.schedule = '* * * * *'
+                and j.command = 'select pgmq_jobs.sweep()'
+        ) then
+            perform cron.schedule('pgmq_jobs_sweep', '* * * * *', 'select pgmq_jobs.sweep()');
+        end if;
+    else
+        raise notice 'pg_cron is not installed in this database: run `pgmq-jobs sweep` (or select pgmq_jobs.sweep()) every minute';
+    end if;
+end
+$register$;
+
+-- ======================================================================
+-- sql/230_schedule.sql
+-- ======================================================================
+-- 230_schedule.sql: schedule, a cron-triggered enqueue through pg_cron.
+
+create or replace function pgmq_jobs.schedule(
+    name text, cron text, queue text, payload jsonb default '{}'
+)
+returns bigint
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    jobid bigint;
+begin
+    if name is null or name !~ '^[a-z0-9][a-z0-9_.-]{0,62}$' then
+        raise exception 'invalid schedule name %: use 1 to 63 lowercase letters, digits, _ . -',
+            coalesce(quote_literal(left(name, 80)), 'null')
+            using errcode = '22023';
+    end if;
+    perform pgmq_jobs._check_cron(cron);
+    perform pgmq_jobs._check_payload(payload, s.max_payload_bytes);
+    perform pgmq_jobs._require_cron();
+    jobid := pgmq_jobs._cron_schedule(
+        'pgmq_jobs_schedule_' || name,
+        btrim(cron),
+        format('select pgmq_jobs.enqueue(%L, %L::jsonb)', queue, payload::text)
+    );
+    insert into pgmq_jobs.schedule_settings as ss (name, cron, queue, payload)
+    values (name, btrim(cron), queue, payload)
+    on conflict on constraint schedule_settings_pkey do update set
+        cron = excluded.cron,
+        queue = excluded.queue,
+        payload = excluded.payload,
+        updated_at = now();
+    return jobid;
+end
+$$;
+
+comment on function pgmq_jobs.schedule(text, text, text, jsonb) is
+'Create or update (by name) a pg_cron job that enqueues payload into queue on the cron
+schedule: five fields, @hourly/@daily/@weekly/@monthly/@yearly, or with pg_cron 1.5+
+''N seconds''. The expression is checked first and an error names the bad field. Returns the
+pg_cron job id. Needs pg_cron in this database.';
+
+-- ======================================================================
+-- sql/231_unschedule.sql
+-- ======================================================================
+-- 231_unschedule.sql: unschedule, remove a cron schedule by name.
+
+create or replace function pgmq_jobs.unschedule(name text)
+returns boolean
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    removed boolean;
+begin
+    if name is null then
+        raise exception 'schedule name must not be null' using errcode = '22004';
+    end if;
+    delete from pgmq_jobs.schedule_settings as ss where ss.name = unschedule.name;
+    removed := found;
+    return pgmq_jobs._cron_unschedule('pgmq_jobs_schedule_' || name) or removed;
+end
+$$;
+
+comment on function pgmq_jobs.unschedule(text) is
+'Remove the schedule of that name and its pg_cron job. Returns false when there was none.';
+
+-- ======================================================================
+-- sql/232_schedules.sql
+-- ======================================================================
+-- 232_schedules.sql: view schedules, every cron schedule with its last run.
+
+create or replace view pgmq_jobs.schedules as
+select
+    ss.name,
+    ss.cron,
+    ss.queue,
+    ss.payload,
+    coalesce(j.active, false) as active,
+    j.jobid,
+    j.last_run_at,
+    j.last_status,
+    j.last_message,
+    ss.created_at,
+    ss.updated_at
+from pgmq_jobs.schedule_settings as ss
+left join lateral pgmq_jobs._cron_job('pgmq_jobs_schedule_' || ss.name) as j on true;
+
+comment on view pgmq_jobs.schedules is
+'Cron schedules that enqueue jobs: expression, target queue, payload, whether pg_cron has the
+job active, and its last run''s start time, status and message';
+
+-- ======================================================================
 -- sql/900_grants.sql
 -- ======================================================================
 -- 900_grants.sql: privileges. Nothing for PUBLIC (nor Supabase's anon and
 -- authenticated roles); producer enqueues, worker runs jobs, admin does all.
 
 revoke all on all functions in schema pgmq_jobs from public;
+revoke all on all procedures in schema pgmq_jobs from public;
 revoke all on all tables in schema pgmq_jobs from public;
 
 do $revoke$
@@ -1447,12 +2318,17 @@ begin
         from pg_catalog.pg_proc as p
         where p.pronamespace = 'pgmq_jobs'::regnamespace and p.proname !~ '^_'
     loop
-        execute format('grant execute on function %s to pgmq_jobs_admin', f);
+        execute format('grant execute on routine %s to pgmq_jobs_admin', f);
     end loop;
 end
 $admin$;
 
-grant select on pgmq_jobs.queues, pgmq_jobs.workers to pgmq_jobs_admin;
+-- The schedules view reads pg_cron's jobs through this private helper.
+grant execute on function pgmq_jobs._cron_job(text) to pgmq_jobs_admin;
+
+grant select on
+    pgmq_jobs.queues, pgmq_jobs.workers, pgmq_jobs.queue_history, pgmq_jobs.schedules
+to pgmq_jobs_admin;
 
 -- ======================================================================
 -- sql/999_version.sql

@@ -1,0 +1,188 @@
+-- 200_sweep.sql: sweep, the periodic maintenance pg_cron runs every minute.
+
+create or replace function pgmq_jobs.sweep(
+    max_rows integer default 10000,
+    cron_history interval default interval '7 days',
+    count_cap integer default 100000
+)
+returns jsonb
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    started timestamptz := clock_timestamp();
+    this_minute timestamptz := date_trunc('minute', clock_timestamp());
+    s pgmq_jobs.queue_settings;
+    ids bigint[];
+    attempts integer[];
+    n integer;
+    expired integer := 0;
+    archived integer := 0;
+    dead_purged integer := 0;
+    folded integer := 0;
+    cron_runs integer := 0;
+    workers_removed integer := 0;
+    snapshots integer := 0;
+begin
+    if max_rows is null or max_rows < 1 or max_rows > 1000000 then
+        raise exception 'max_rows must be between 1 and 1000000, got %', coalesce(max_rows::text, 'null')
+            using errcode = '22023';
+    end if;
+    if count_cap is null or count_cap < 1 then
+        raise exception 'count_cap must be positive, got %', coalesce(count_cap::text, 'null')
+            using errcode = '22023';
+    end if;
+    perform pgmq_jobs._check_interval('cron_history', cron_history, interval '0', interval '3650 days');
+    -- Never two sweeps at once: the second returns at once.
+    if not pg_try_advisory_xact_lock(hashtext('pgmq_jobs.sweep')) then
+        return jsonb_build_object('skipped', true, 'reason', 'another sweep is running');
+    end if;
+
+    for s in select * from pgmq_jobs.queue_settings order by queue loop
+        -- 1. Deliveries past their attempts whose visibility timeout ran out
+        --    (their worker died on the last attempt): to the DLQ, reason expired.
+        --    The partial index on (vt) where read_ct > 0 keeps this a walk over
+        --    delivered jobs only, whatever waits in the queue.
+        execute format(
+            $sql$
+            select coalesce(array_agg(x.msg_id), '{}'), coalesce(array_agg(x.read_ct), '{}')
+            from (
+                select q.msg_id, q.read_ct
+                from pgmq.%I as q
+                where q.vt <= clock_timestamp() and q.read_ct > 0
+                    and q.read_ct >= coalesce((q.headers ->> 'max_attempts')::integer, $1)
+                order by q.vt
+                limit $2
+                for update skip locked
+            ) as x
+            $sql$,
+            'q_' || s.queue
+        ) into ids, attempts using s.max_attempts, max_rows;
+        if cardinality(ids) > 0 then
+            expired := expired + pgmq_jobs._route_expired(s.queue, ids, attempts);
+        end if;
+
+        -- 2. Retention: completions older than keep_completed ...
+        execute format(
+            $sql$
+            delete from pgmq.%1$I as a
+            where a.msg_id in (
+                select a2.msg_id from pgmq.%1$I as a2
+                where a2.archived_at < clock_timestamp() - $1
+                order by a2.archived_at
+                limit $2
+            )
+            $sql$,
+            'a_' || s.queue
+        ) using s.keep_completed, max_rows;
+        get diagnostics n = row_count;
+        archived := archived + n;
+
+        -- ... and dead letters older than dead_letter_retention, when set.
+        if s.dead_letter_retention is not null then
+            execute format(
+                $sql$
+                delete from pgmq.%1$I as d
+                where d.msg_id in (
+                    select d2.msg_id from pgmq.%1$I as d2
+                    where d2.vt < clock_timestamp() - $1
+                    order by d2.vt
+                    limit $2
+                )
+                $sql$,
+                'q_' || s.queue || '_dlq'
+            ) using s.dead_letter_retention, max_rows;
+            get diagnostics n = row_count;
+            dead_purged := dead_purged + n;
+        end if;
+
+        -- 3. This minute's gauges. Counts stop at count_cap so a sweep costs
+        --    the same on a queue of a million; in_flight walks the small
+        --    partial index of delivered jobs.
+        execute format(
+            $sql$
+            insert into pgmq_jobs.queue_history as h (
+                queue, minute, ready, in_flight, delayed, dead_letters, enqueued_total
+            )
+            select
+                %3$L, $1,
+                (select count(*) from (
+                    select from pgmq.%1$I as q where q.vt <= clock_timestamp() limit $2) as c),
+                f.in_flight,
+                greatest(f.future - f.in_flight, 0),
+                (select count(*) from (select from pgmq.%2$I limit $2) as c),
+                (select case when sq.is_called then sq.last_value else 0 end from %4$s as sq)
+            from (
+                select
+                    (select count(*) from (
+                        select from pgmq.%1$I as q where q.vt > clock_timestamp() limit $2) as c
+                    ) as future,
+                    (select count(*) from pgmq.%1$I as q
+                        where q.vt > clock_timestamp() and q.read_ct > 0
+                            and pgmq_jobs._open_delivery(q.headers, q.read_ct)) as in_flight
+            ) as f
+            on conflict (queue, minute) do update set
+                ready = excluded.ready,
+                in_flight = excluded.in_flight,
+                delayed = excluded.delayed,
+                dead_letters = excluded.dead_letters,
+                enqueued_total = excluded.enqueued_total
+            $sql$,
+            'q_' || s.queue, 'q_' || s.queue || '_dlq', s.queue,
+            pg_get_serial_sequence(format('pgmq.%I', 'q_' || s.queue), 'msg_id')
+        ) using this_minute, count_cap;
+        snapshots := snapshots + 1;
+    end loop;
+
+    -- 4. Fold the outcome log of finished minutes into the history.
+    with moved as (
+        delete from pgmq_jobs.outcome_log as o
+        where o.at < this_minute
+        returning o.queue, o.at, o.completed, o.retried, o.dead, o.expired
+    )
+    insert into pgmq_jobs.queue_history as h (queue, minute, completed, retried, dead, expired)
+    select m.queue, date_trunc('minute', m.at), sum(m.completed), sum(m.retried), sum(m.dead), sum(m.expired)
+    from moved as m
+    group by m.queue, date_trunc('minute', m.at)
+    on conflict (queue, minute) do update set
+        completed = h.completed + excluded.completed,
+        retried = h.retried + excluded.retried,
+        dead = h.dead + excluded.dead,
+        expired = h.expired + excluded.expired;
+    get diagnostics folded = row_count;
+
+    -- 5. Forget workers that stopped or went silent more than a week ago.
+    delete from pgmq_jobs.worker_heartbeats as w
+    where coalesce(w.stopped_at, w.last_seen_at) < clock_timestamp() - interval '7 days';
+    get diagnostics workers_removed = row_count;
+
+    -- 6. pg_cron's own run history.
+    if pgmq_jobs._cron_ready() then
+        delete from cron.job_run_details as d where d.end_time < clock_timestamp() - cron_history;
+        get diagnostics cron_runs = row_count;
+    end if;
+
+    return jsonb_build_object(
+        'skipped', false,
+        'expired_to_dlq', expired,
+        'completed_deleted', archived,
+        'dead_letters_deleted', dead_purged,
+        'history_rows_folded', folded,
+        'snapshots', snapshots,
+        'stale_workers', (select count(*) from pgmq_jobs.workers as w where w.status = 'stale'),
+        'workers_forgotten', workers_removed,
+        'cron_runs_deleted', cron_runs,
+        'ms', round(extract(epoch from clock_timestamp() - started)::numeric * 1000, 1)
+    );
+end
+$$;
+
+comment on function pgmq_jobs.sweep(integer, interval, integer) is
+'Periodic maintenance (pg_cron runs it every minute as job pgmq_jobs_sweep): routes deliveries
+past max_attempts whose visibility timeout expired to the DLQ (reason expired); deletes
+completions older than keep_completed and dead letters older than dead_letter_retention; records
+this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history;
+forgets workers gone for a week; trims cron.job_run_details older than cron_history. At most
+max_rows rows per queue and kind per run; never two sweeps at once. Returns a summary.';

@@ -1,0 +1,19 @@
+-- 220_register_sweep.sql: register sweep() as the pg_cron job
+-- pgmq_jobs_sweep (every minute) where pg_cron is installed in this
+-- database. pg_cron upserts by name, so re-running never duplicates it.
+
+do $register$
+begin
+    if pgmq_jobs._cron_ready() then
+        if not exists (
+            select from cron.job as j
+            where j.jobname = 'pgmq_jobs_sweep' and j.schedule = '* * * * *'
+                and j.command = 'select pgmq_jobs.sweep()'
+        ) then
+            perform cron.schedule('pgmq_jobs_sweep', '* * * * *', 'select pgmq_jobs.sweep()');
+        end if;
+    else
+        raise notice 'pg_cron is not installed in this database: run `pgmq-jobs sweep` (or select pgmq_jobs.sweep()) every minute';
+    end if;
+end
+$register$;

@@ -1,0 +1,23 @@
+-- 231_unschedule.sql: unschedule, remove a cron schedule by name.
+
+create or replace function pgmq_jobs.unschedule(name text)
+returns boolean
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    removed boolean;
+begin
+    if name is null then
+        raise exception 'schedule name must not be null' using errcode = '22004';
+    end if;
+    delete from pgmq_jobs.schedule_settings as ss where ss.name = unschedule.name;
+    removed := found;
+    return pgmq_jobs._cron_unschedule('pgmq_jobs_schedule_' || name) or removed;
+end
+$$;
+
+comment on function pgmq_jobs.unschedule(text) is
+'Remove the schedule of that name and its pg_cron job. Returns false when there was none.';
