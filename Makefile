@@ -25,9 +25,8 @@ setup: ## install system packages, .venv (pip -e .[dev]) and the Supabase CLI (i
 dev: setup ## start (or reuse) the local cluster in .pgmq-jobs/dev and print its DSN
 	@$(PGMQ_JOBS) dev
 
-demo: setup ## set up and run the demo (for now: start the dev cluster, print the DSN)
-	@$(PGMQ_JOBS) dev
-	@echo "demo: pgmq-jobs is installed in the database above (stop it: $(PGMQ_JOBS) dev --stop)"
+demo: setup ## set up and run the demo: retries, a dead letter, replay, stats (embedded database)
+	@$(PGMQ_JOBS) demo
 
 test: setup ## run the test suite against a throwaway cluster (or $$DATABASE_URL)
 	$(PYTEST) -q tests
