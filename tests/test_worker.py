@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -17,6 +19,7 @@ import pytest
 
 import pgmq_jobs.client as jobs
 from apps.harness import (
+    CLI,
     archived_ids,
     create_ledger,
     done_ids,
@@ -27,7 +30,8 @@ from apps.harness import (
     stop_process,
     worker_env,
 )
-from support import wait_for
+from pgmq_jobs.cluster import free_port
+from support import queue_rows, wait_for
 
 Connection = psycopg.Connection[Any]
 
@@ -168,3 +172,93 @@ def test_drain_mode_prints_a_json_summary(db_dsn: str, conn: Connection, queue_n
         "stale": 0,
     }
     assert summary["seconds"] < 20
+
+
+def worker_connections(conn: Connection, pid: int) -> list[str]:
+    rows = conn.execute(
+        "select application_name from pg_stat_activity where application_name like %s",
+        (f"pgmq-jobs % {pid}",),
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def test_a_busy_worker_uses_at_most_two_connections(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    job_ids = jobs.enqueue_batch(conn, queue_name, [{"sleep": 1} for _ in range(8)])
+    with running_worker(db_dsn, [queue_name], "--concurrency", "8") as proc:
+        wait_for(lambda: len(ledger(conn, queue_name, "start")) == 8, timeout=15, what="8 jobs")
+        assert worker_connections(conn, proc.pid) == [
+            f"pgmq-jobs listen {proc.pid}",
+            f"pgmq-jobs worker {proc.pid}",
+        ]
+        wait_for(lambda: archived_ids(conn, queue_name) == set(job_ids), timeout=15)
+
+
+def test_without_listen_or_with_a_dead_listen_dsn_it_polls(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    no_listen = ("--no-listen", "--poll-interval", "0.2")
+    broken_listen = ("--listen-dsn", nowhere, "--poll-interval", "0.2")
+    for args in (no_listen, broken_listen):
+        with running_worker(db_dsn, [queue_name], *args) as proc:
+            wait_for(lambda p=proc: heartbeat(conn, p.pid), timeout=15, what="a heartbeat")
+            job_id = jobs.enqueue(conn, queue_name, {"i": args[0]})
+            wait_for(lambda j=job_id: j in archived_ids(conn, queue_name), timeout=5, what="poll")
+            assert worker_connections(conn, proc.pid) == [f"pgmq-jobs worker {proc.pid}"]
+
+
+def test_a_second_signal_exits_at_once(db_dsn: str, conn: Connection, queue_name: str) -> None:
+    jobs.create_queue(conn, queue_name, visibility_timeout=60)
+    job_id = jobs.enqueue(conn, queue_name, {"sleep": 30})
+    with running_worker(db_dsn, [queue_name]) as proc:
+        wait_for(lambda: ledger(conn, queue_name, "start"), timeout=15, what="the slow job")
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stop requested" in (proc.stderr.readline() if proc.stderr else ""),
+                 timeout=10, what="the first signal to be handled")  # fmt: skip
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=5)
+        assert time.monotonic() - started < 2
+        assert proc.returncode == 128 + signal.SIGINT
+    # The job was not reported: it stays claimed until its visibility timeout runs out.
+    [row] = queue_rows(conn, queue_name)
+    assert (row["msg_id"], row["read_ct"]) == (job_id, 1)
+
+
+@pytest.mark.parametrize(
+    ("queue", "app", "message"),
+    [
+        ("t_unhandled", "apps.ledger_app:app", "no handler for queue(s) t_unhandled"),
+        ("t_x", "apps.no_such_module:app", "No module named 'apps.no_such_module'"),
+        ("t_x", "apps.ledger_app", "--app must look like module:registry"),
+    ],
+)
+def test_startup_errors_are_one_line(db_dsn: str, queue: str, app: str, message: str) -> None:
+    env = worker_env(db_dsn, ["t_x"])
+    proc = subprocess.run(
+        [CLI, "worker", "--dsn", db_dsn, "--queue", queue, "--app", app],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_queue_missing_in_the_database_stops_the_worker_with_a_clear_error(
+    db_dsn: str, queue_name: str
+) -> None:
+    proc = start_worker(db_dsn, [queue_name], "--no-listen")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and queue_name in err.splitlines()[-1]
+    assert "Traceback" not in err
+
+
+def test_the_demo_tells_its_story(fresh_db: Callable[[], str]) -> None:
+    dsn = fresh_db()
+    proc = subprocess.run([CLI, "demo", "--dsn", dsn], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "↻" in out and "dead letter: job" in out and "reason exhausted" in out
+    assert "replayed 1 job(s)" in out and "47/47 done" in out and "final:" in out

@@ -258,6 +258,9 @@ class Worker:
                 if not self._done():
                     self._wake.wait(self._wait_time())
             self._finish()
+        except BaseException:
+            self._beat_quietly(stopping=True)
+            raise
         finally:
             self._close()
         self.summary.seconds = time.monotonic() - self._started
@@ -321,6 +324,12 @@ class Worker:
             self._beat(conn, stopping=True)
         except psycopg.Error as exc:
             log.warning("could not report at exit (%s); unreported jobs will be redelivered", exc)
+
+    def _beat_quietly(self, *, stopping: bool) -> None:
+        """A last heartbeat on the way out after an error, if the connection still works."""
+        if self._conn is not None and not self._conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                self._beat(self._conn, stopping=stopping)
 
     def _close(self) -> None:
         if self._listener is not None:
