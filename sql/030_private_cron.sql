@@ -51,6 +51,10 @@ declare
     months text[] := array['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
     days text[] := array['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
     version text := (select extversion from pg_catalog.pg_extension where extname = 'pg_cron');
+    -- extversion may carry a packaging suffix ('1.4-1'): compare the numbers.
+    seconds_ok boolean := version is null
+        or string_to_array(substring(version from '^[0-9]+(?:\.[0-9]+)*'), '.')::integer[]
+        >= array[1, 5];
     item text;
     m text[];
     a integer;
@@ -69,7 +73,7 @@ begin
     end if;
     m := regexp_match(lower(btrim(expr)), '^(\d+)\s+seconds?$');
     if m is not null then
-        if version is not null and string_to_array(version, '.')::integer[] < array[1, 5] then
+        if not seconds_ok then
             raise exception 'invalid cron expression %: sub-minute schedules need pg_cron 1.5 or later, this database has pg_cron %',
                 quote_literal(expr), version
                 using errcode = '22023';
@@ -86,7 +90,7 @@ begin
         raise exception 'invalid cron expression %: expected 5 fields (minute hour day-of-month month day-of-week), got %',
             quote_literal(expr), cardinality(fields)
             using errcode = '22023',
-            hint = case when version is not null and string_to_array(version, '.')::integer[] >= array[1, 5]
+            hint = case when version is not null and seconds_ok
                 then 'pg_cron ' || version || ' also accepts ''N seconds''.'
                 else 'pg_cron ' || coalesce(version, '(absent)') || ' schedules to the minute.' end;
     end if;

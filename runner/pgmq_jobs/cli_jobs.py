@@ -1,4 +1,4 @@
-"""CLI verbs over the SQL API: ``enqueue``, ``queues …`` and ``dlq list|replay|purge``."""
+"""CLI verbs over the SQL API: ``enqueue``, ``queues …``, ``dlq …``, ``schedules …``, ``sweep``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -191,6 +192,43 @@ def cmd_dlq_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- schedules and sweep
+
+
+def cmd_schedules_list(args: argparse.Namespace) -> int:
+    with _connect(args) as conn:
+        rows = client.schedules(conn)
+    if args.json:
+        _print_json(rows)
+    else:
+        _print_table(rows, ["name", "cron", "queue", "active", "last_run_at", "last_status"])
+    return 0
+
+
+def cmd_schedules_add(args: argparse.Namespace) -> int:
+    with _connect(args) as conn:
+        jobid = client.schedule(conn, args.name, args.cron, args.queue, args.payload)
+    print(f"schedule {args.name} ({args.cron}) enqueues into {args.queue} [pg_cron job {jobid}]")
+    return 0
+
+
+def cmd_schedules_remove(args: argparse.Namespace) -> int:
+    with _connect(args) as conn:
+        removed = client.unschedule(conn, args.name)
+    print(f"removed schedule {args.name}" if removed else f"no schedule named {args.name}")
+    return 0 if removed else 1
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run sweep() once, or every --every seconds (where pg_cron is absent)."""
+    with _connect(args) as conn:
+        while True:
+            print(json.dumps(client.sweep(conn), sort_keys=True), flush=True)
+            if args.every is None:
+                return 0
+            time.sleep(args.every.total_seconds())
+
+
 # ---------------------------------------------------------------- wiring
 
 
@@ -249,3 +287,24 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--older-than", type=parse_duration, default=None)
     p.add_argument("--all", action="store_true", help="purge every dead letter")
     p.set_defaults(func=cmd_dlq_purge)
+
+    schedules = sub.add_parser("schedules", parents=[dsn], help="cron schedules that enqueue jobs")
+    schedules.add_argument("--json", action="store_true")
+    schedules.set_defaults(func=cmd_schedules_list)
+    ssub = schedules.add_subparsers(dest="schedules_command")
+    p = ssub.add_parser("list", parents=[dsn], help="every schedule with its last run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_schedules_list)
+    p = ssub.add_parser("add", parents=[dsn], help="create or update a schedule (by name)")
+    p.add_argument("name")
+    p.add_argument("cron", help="e.g. '*/5 * * * *' (quote it)")
+    p.add_argument("queue")
+    p.add_argument("payload", type=parse_object, nargs="?", default={}, help="a JSON object")
+    p.set_defaults(func=cmd_schedules_add)
+    p = ssub.add_parser("remove", parents=[dsn], help="remove a schedule")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_schedules_remove)
+
+    p = sub.add_parser("sweep", parents=[dsn], help="run the periodic maintenance (no pg_cron)")
+    p.add_argument("--every", type=parse_duration, default=None, help="repeat, e.g. 60s")
+    p.set_defaults(func=cmd_sweep)

@@ -87,8 +87,12 @@ _SETTINGS = (
     "keep_completed",
     "max_payload_bytes",
     "notify",
+    "handler",
+    "dead_letter_retention",
 )
-_DURATION_SETTINGS = frozenset({"visibility_timeout", "retry_base", "retry_max", "keep_completed"})
+_DURATION_SETTINGS = frozenset(
+    {"visibility_timeout", "retry_base", "retry_max", "keep_completed", "dead_letter_retention"}
+)
 
 
 def _settings_args(settings: dict[str, Any], allowed: Iterable[str]) -> tuple[str, dict[str, Any]]:
@@ -109,7 +113,8 @@ def create_queue(conn: psycopg.Connection[Any], queue: str, **settings: Any) -> 
 
     Settings: max_attempts, visibility_timeout, retry_base, retry_max, retry_factor,
     jitter ('none' | 'full' | 'equal'), keep_completed (0 = delete completions),
-    max_payload_bytes, unlogged, notify (wake idle workers through NOTIFY; default on).
+    max_payload_bytes, unlogged, notify (wake idle workers through NOTIFY; default on),
+    handler (schema.fn(jsonb) run in the database by process/drain), dead_letter_retention.
     """
     args, params = _settings_args(settings, (*_SETTINGS, "unlogged"))
     rows = _call(
@@ -298,3 +303,51 @@ def purge_dead_letters(
         {"queue": queue, "older_than": _interval(older_than)},
     )
     return int(rows[0][0])
+
+
+def sweep(conn: psycopg.Connection[Any], *, max_rows: int = 10000) -> dict[str, Any]:
+    """Run the periodic maintenance once (pg_cron does it every minute where present)."""
+    rows = _call(conn, "select pgmq_jobs.sweep(max_rows => %(max_rows)s)", {"max_rows": max_rows})
+    result: dict[str, Any] = rows[0][0]
+    return result
+
+
+def process(
+    conn: psycopg.Connection[Any], queue: str, max_jobs: int = 100, max_seconds: float = 10
+) -> dict[str, Any]:
+    """Run ready jobs of ``queue`` through its SQL handler, inside the database."""
+    rows = _call(
+        conn,
+        "select pgmq_jobs.process(%(queue)s, %(max_jobs)s, %(max_seconds)s)",
+        {"queue": queue, "max_jobs": max_jobs, "max_seconds": float(max_seconds)},
+    )
+    result: dict[str, Any] = rows[0][0]
+    return result
+
+
+def schedule(
+    conn: psycopg.Connection[Any],
+    name: str,
+    cron: str,
+    queue: str,
+    payload: dict[str, Any] | None = None,
+) -> int:
+    """Create or update the cron schedule ``name``; returns the pg_cron job id."""
+    rows = _call(
+        conn,
+        "select pgmq_jobs.schedule(%(name)s, %(cron)s, %(queue)s, %(payload)s)",
+        {"name": name, "cron": cron, "queue": queue, "payload": Jsonb(payload or {})},
+    )
+    return int(rows[0][0])
+
+
+def unschedule(conn: psycopg.Connection[Any], name: str) -> bool:
+    """Remove the cron schedule ``name``; False when there was none."""
+    return bool(_call(conn, "select pgmq_jobs.unschedule(%(name)s)", {"name": name})[0][0])
+
+
+def schedules(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """Every cron schedule with its last run (the ``pgmq_jobs.schedules`` view)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select * from pgmq_jobs.schedules order by name")
+        return [dict(r) for r in cur.fetchall()]

@@ -686,6 +686,10 @@ declare
     months text[] := array['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
     days text[] := array['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
     version text := (select extversion from pg_catalog.pg_extension where extname = 'pg_cron');
+    -- extversion may carry a packaging suffix ('1.4-1'): compare the numbers.
+    seconds_ok boolean := version is null
+        or string_to_array(substring(version from '^[0-9]+(?:\.[0-9]+)*'), '.')::integer[]
+        >= array[1, 5];
     item text;
     m text[];
     a integer;
@@ -704,7 +708,7 @@ begin
     end if;
     m := regexp_match(lower(btrim(expr)), '^(\d+)\s+seconds?$');
     if m is not null then
-        if version is not null and string_to_array(version, '.')::integer[] < array[1, 5] then
+        if not seconds_ok then
             raise exception 'invalid cron expression %: sub-minute schedules need pg_cron 1.5 or later, this database has pg_cron %',
                 quote_literal(expr), version
                 using errcode = '22023';
@@ -721,7 +725,7 @@ begin
         raise exception 'invalid cron expression %: expected 5 fields (minute hour day-of-month month day-of-week), got %',
             quote_literal(expr), cardinality(fields)
             using errcode = '22023',
-            hint = case when version is not null and string_to_array(version, '.')::integer[] >= array[1, 5]
+            hint = case when version is not null and seconds_ok
                 then 'pg_cron ' || version || ' also accepts ''N seconds''.'
                 else 'pg_cron ' || coalesce(version, '(absent)') || ' schedules to the minute.' end;
     end if;
@@ -1813,6 +1817,90 @@ from pgmq_jobs.worker_heartbeats as w;
 comment on view pgmq_jobs.workers is
 'Worker processes and their health: alive, stale (missed three heartbeats), or gone (stopped
 cleanly, or silent for 10 minutes / 60 heartbeats)';
+
+-- ======================================================================
+-- sql/150_invoker_cron.sql
+-- ======================================================================
+-- 150_invoker_cron.sql: schedule_invoker, let pg_cron call the HTTP invoker
+-- (`pgmq-jobs serve`, or an Edge Function speaking the same protocol) through
+-- pg_net, so that jobs run without any long-lived worker process.
+--
+-- Created everywhere; usable only where pg_cron and pg_net are installed, which
+-- is checked when it is called. The secret ends up in the text of the cron job
+-- (cron.job.command), readable by whoever can read that job.
+
+create or replace function pgmq_jobs.schedule_invoker(
+    job_name text,
+    schedule text,
+    url text,
+    queue text,
+    secret text,
+    max_seconds integer default 50,
+    max_jobs integer default null
+)
+returns bigint
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    body jsonb;
+    headers jsonb;
+    command text;
+begin
+    if not exists (select from pg_catalog.pg_extension where extname = 'pg_net') then
+        raise exception 'schedule_invoker needs the pg_net extension, which is not installed in this database'
+            using errcode = '55000',
+            hint = 'create extension pg_net (Supabase: Database, Extensions), or run '
+                || '`pgmq-jobs worker --drain --max-seconds 50` from a system cron instead';
+    end if;
+    if not exists (select from pg_catalog.pg_extension where extname = 'pg_cron') then
+        raise exception 'schedule_invoker needs the pg_cron extension, which is not installed in this database'
+            using errcode = '55000',
+            hint = 'create extension pg_cron, or run '
+                || '`pgmq-jobs worker --drain --max-seconds 50` from a system cron instead';
+    end if;
+    perform pgmq_jobs._settings(queue);
+    if job_name is null or job_name = '' then
+        raise exception 'job_name must be a non-empty name for the cron job' using errcode = '22023';
+    end if;
+    if url is null or url !~ '^https?://' then
+        raise exception 'url must be an http(s) URL of the invoker, got %', coalesce(url, 'null')
+            using errcode = '22023';
+    end if;
+    if secret is null or length(secret) < 16 then
+        raise exception 'secret must be at least 16 characters' using errcode = '22023';
+    end if;
+    if max_seconds is null or max_seconds < 1 or max_seconds > 3600 then
+        raise exception 'max_seconds must be between 1 and 3600, got %', coalesce(max_seconds::text, 'null')
+            using errcode = '22023';
+    end if;
+    if max_jobs is not null and max_jobs < 1 then
+        raise exception 'max_jobs must be positive, got %', max_jobs using errcode = '22023';
+    end if;
+
+    body := pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+        'queue', queue, 'max_seconds', max_seconds, 'max_jobs', max_jobs
+    ));
+    headers := pg_catalog.jsonb_build_object(
+        'Content-Type', 'application/json', 'Authorization', 'Bearer ' || secret
+    );
+    command := pg_catalog.format(
+        'select net.http_post(url := %L, body := %L::jsonb, headers := %L::jsonb, '
+        'timeout_milliseconds := %s)',
+        url, body, headers, (max_seconds + 10) * 1000
+    );
+    return cron.schedule(job_name, schedule, command);
+end
+$$;
+
+comment on function pgmq_jobs.schedule_invoker(text, text, text, text, text, integer, integer) is
+'Create (or replace, by job_name) a pg_cron job that POSTs {"queue", "max_seconds", "max_jobs"}
+to the HTTP invoker at url with Authorization: Bearer secret, through pg_net, on schedule
+(cron syntax; pg_cron 1.5+ also takes ''10 seconds''). Returns the cron job id; remove it with
+cron.unschedule(job_name). Needs pg_cron and pg_net (checked here, with a clear error); without
+them run `pgmq-jobs worker --drain` from a system cron. The secret is stored in the cron job.';
 
 -- ======================================================================
 -- sql/200_sweep.sql
