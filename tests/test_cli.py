@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 import pgmq_jobs.client as jobs
+from support import make_visible
 
 Connection = psycopg.Connection[Any]
 CLI = str(Path(sys.executable).with_name("pgmq-jobs"))
@@ -68,3 +69,20 @@ def test_errors_are_one_clear_line(db_dsn: str) -> None:
     assert out.returncode == 2 and "payload must be a JSON object" in out.stderr
     out = cli(db_dsn, "enqueue", "q", "{}", "--delay", "soon")
     assert out.returncode == 2 and "invalid duration 'soon'" in out.stderr
+
+
+def test_sweep_and_schedules_without_pg_cron(fresh_db: Any) -> None:
+    """Where pg_cron is absent, `pgmq-jobs sweep` does the sweep's work."""
+    dsn = fresh_db()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        jobs.create_queue(conn, "nocron", max_attempts=1)
+        jobs.enqueue(conn, "nocron", {})
+        [job] = jobs.claim(conn, "nocron")
+        make_visible(conn, "nocron", job.job_id)  # its worker died: the timeout lapsed
+        out = cli(dsn, "sweep")
+        assert out.returncode == 0, out.stderr
+        summary = json.loads(out.stdout)
+        assert summary["skipped"] is False and summary["expired_to_dlq"] == 1
+        assert [d.job_id for d in jobs.dead_letters(conn, "nocron")] == [job.job_id]
+        out = cli(dsn, "schedules", "add", "nightly", "0 3 * * *", "nocron")
+        assert out.returncode == 1 and "pg_cron is not installed" in out.stderr
