@@ -103,8 +103,11 @@ class Registry:
         self.handlers[queue] = handler
         return handler
 
-    def http(self, queue: str, *, timeout: float | None = 60.0) -> Handler:
-        """Register the built-in webhook executor (:func:`pgmq_jobs.webhook.deliver`)."""
+    def http(self, queue: str, *, timeout: float | None = None) -> Handler:
+        """Register the built-in webhook executor (:func:`pgmq_jobs.webhook.deliver`).
+
+        Each request is bounded by its payload's ``timeout`` (default 10 s, at most 300 s).
+        """
         from pgmq_jobs.webhook import deliver
 
         return self.add(queue, deliver, timeout=timeout)
