@@ -43,6 +43,7 @@ create table if not exists pgmq_jobs.queue_settings (
     notify boolean not null default true,
     handler text,
     dead_letter_retention interval,
+    concurrency integer,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
     constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
@@ -95,6 +96,35 @@ create table if not exists pgmq_jobs.schedule_settings (
 );
 comment on table pgmq_jobs.schedule_settings is
 'Cron schedules that enqueue jobs; read them through the pgmq_jobs.schedules view';
+
+-- Dedupe keys enqueued with a window: a later enqueue with the same key
+-- within its own window returns this job id. Keys without a window need no
+-- row: a unique index on the queue table covers unfinished jobs. The sweep
+-- deletes rows past keep_until (the enqueuer's window).
+create table if not exists pgmq_jobs.dedupe_keys (
+    queue text not null,
+    dedupe_key text not null,
+    job_id bigint not null,
+    created_at timestamptz not null default pg_catalog.clock_timestamp(),
+    keep_until timestamptz not null,
+    primary key (queue, dedupe_key)
+);
+create index if not exists dedupe_keys_keep_until_idx on pgmq_jobs.dedupe_keys (keep_until);
+comment on table pgmq_jobs.dedupe_keys is
+'Dedupe keys enqueued with a dedupe_window, kept for that window';
+
+-- Operator actions, append-only (a trigger refuses updates and deletes).
+create table if not exists pgmq_jobs.audit_log (
+    id bigint generated always as identity primary key,
+    at timestamptz not null default pg_catalog.clock_timestamp(),
+    actor text not null,
+    queue text,
+    action text not null,
+    change jsonb not null default '{}'
+);
+create index if not exists audit_log_at_idx on pgmq_jobs.audit_log (at);
+comment on table pgmq_jobs.audit_log is
+'Operator actions (configure, replay, purge, drop, schedule changes); read the audit view';
 
 -- The schema version, written by the last file of sql/.
 create table if not exists pgmq_jobs.schema_version (

@@ -134,6 +134,11 @@ begin
             using errcode = '42883',
             hint = 'Name it schema-qualified, e.g. app.send_email for app.send_email(jsonb).';
     end if;
+    if s.concurrency is not null and (s.concurrency < 0 or s.concurrency > 100000) then
+        raise exception 'concurrency must be between 0 and 100000 (or null for no limit), got %',
+            s.concurrency
+            using errcode = '22023';
+    end if;
     if s.dead_letter_retention is not null then
         perform pgmq_jobs._check_interval(
             'dead_letter_retention', s.dead_letter_retention, interval '0', interval '3650 days'

@@ -86,7 +86,8 @@ as $$
         'enqueued_at', coalesce((headers ->> 'first_enqueued_at')::timestamptz, enqueued_at),
         'died_at', clock_timestamp(),
         'replays', coalesce((headers ->> 'replays')::integer, 0),
-        'max_attempts', headers -> 'max_attempts'
+        'max_attempts', headers -> 'max_attempts',
+        'group_key', headers -> 'group_key'
     )
 $$;
 
@@ -150,6 +151,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     routed integer;
+    groups text[];
 begin
     execute format(
         $sql$
@@ -158,21 +160,30 @@ begin
             using unnest($1, $2) as t (job_id, attempt)
             where q.msg_id = t.job_id and q.read_ct = t.attempt
             returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers
+        ),
+        routed as (
+            insert into pgmq.%2$I (vt, message)
+            select
+                clock_timestamp(),
+                pgmq_jobs._dead_letter(
+                    %3$L, d.msg_id, d.message, d.read_ct,
+                    pgmq_jobs._timed_out(d.headers, d.read_ct, d.vt), d.enqueued_at, 'expired', null
+                )
+            from dead as d
+            returning msg_id
         )
-        insert into pgmq.%2$I (vt, message)
         select
-            clock_timestamp(),
-            pgmq_jobs._dead_letter(
-                %3$L, d.msg_id, d.message, d.read_ct,
-                pgmq_jobs._timed_out(d.headers, d.read_ct, d.vt), d.enqueued_at, 'expired', null
-            )
+            (select count(*) from routed),
+            array_agg(d.headers ->> 'group_key') filter (where d.headers ? 'group_key')
         from dead as d
         $sql$,
         'q_' || queue, 'q_' || queue || '_dlq', queue
-    ) using job_ids, attempts;
-    get diagnostics routed = row_count;
+    ) into routed, groups using job_ids, attempts;
     if routed > 0 then
         insert into pgmq_jobs.outcome_log (queue, expired) values (queue, routed);
+    end if;
+    if groups is not null then
+        perform pgmq_jobs._release_groups(queue, groups);
     end if;
     return routed;
 end

@@ -14,7 +14,8 @@ create or replace function pgmq_jobs.create_queue(
     unlogged boolean default false,
     notify boolean default true,
     handler text default null,
-    dead_letter_retention interval default null
+    dead_letter_retention interval default null,
+    concurrency integer default null
 )
 returns boolean
 language plpgsql
@@ -39,6 +40,7 @@ begin
     s.notify := coalesce(notify, true);
     s.handler := handler;
     s.dead_letter_retention := dead_letter_retention;
+    s.concurrency := concurrency;
     perform pgmq_jobs._check_settings(s);
 
     -- Serialise concurrent create/drop of the same queue.
@@ -62,18 +64,31 @@ begin
         'create index if not exists %I on pgmq.%I (vt) where read_ct > 0',
         'q_' || queue || '_delivered_vt', 'q_' || queue
     );
+    -- Unique jobs: at most one unfinished job per dedupe key (no window).
+    execute format(
+        $sql$create unique index if not exists %I on pgmq.%I ((headers ->> 'dedupe_key'))
+        where headers ? 'dedupe_key'$sql$,
+        'q_' || queue || '_dedupe', 'q_' || queue
+    );
+    -- Ordered groups: a group's jobs in enqueue order.
+    execute format(
+        $sql$create index if not exists %I on pgmq.%I ((headers ->> 'group_key'), msg_id)
+        where headers ? 'group_key'$sql$,
+        'q_' || queue || '_group', 'q_' || queue
+    );
 
     s.created_at := now();
     s.updated_at := now();
     insert into pgmq_jobs.queue_settings values (s.*);
     perform pgmq_jobs._sync_handler_job(queue);
+    perform pgmq_jobs._audit(queue, 'create_queue', to_jsonb(s) - 'queue' - 'created_at' - 'updated_at');
     return true;
 end
 $$;
 
 comment on function pgmq_jobs.create_queue(
     text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
-    boolean, text, interval
+    boolean, text, interval, integer
 ) is
 'Create a job queue: the PGMQ queue, its dead-letter queue <queue>_dlq and its retry policy.
 Idempotent: on an existing queue it changes nothing and returns false (use configure_queue).
@@ -82,4 +97,5 @@ none | full | equal. keep_completed = 0 deletes completed jobs instead of archiv
 unlogged queues are faster but lose their jobs if PostgreSQL crashes. notify: enqueues wake
 idle workers through NOTIFY pgmq_jobs_<queue> at commit (workers also poll). handler names a
 SQL function fn(payload jsonb) that runs the jobs inside the database (see process; pg_cron
-drives it). dead_letter_retention: the sweep drops dead letters older than that (null: keep).';
+drives it). dead_letter_retention: the sweep drops dead letters older than that (null: keep).
+concurrency: at most that many jobs of the queue in flight across all workers (null: no limit).';

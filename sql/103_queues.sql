@@ -17,6 +17,7 @@ select
     qs.notify,
     qs.handler,
     qs.dead_letter_retention,
+    qs.concurrency,
     qs.created_at,
     qs.updated_at
 from pgmq_jobs.queue_settings as qs;

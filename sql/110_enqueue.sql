@@ -1,11 +1,17 @@
--- 110_enqueue.sql: enqueue, add one job in the caller's transaction.
+-- 110_enqueue.sql: enqueue, add one job in the caller's transaction, with
+-- optional unique key (dedupe) and ordered group.
+
+drop function if exists pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer);
 
 create or replace function pgmq_jobs.enqueue(
     queue text,
     payload jsonb,
     delay interval default interval '0',
     run_at timestamptz default null,
-    max_attempts integer default null
+    max_attempts integer default null,
+    dedupe_key text default null,
+    dedupe_window interval default null,
+    group_key text default null
 )
 returns bigint
 language plpgsql
@@ -16,7 +22,9 @@ as $$
 declare
     s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     visible_at timestamptz;
+    headers jsonb;
     job_id bigint;
+    violated text;
 begin
     perform pgmq_jobs._check_payload(payload, s.max_payload_bytes);
     if run_at is not null and coalesce(delay, interval '0') <> interval '0' then
@@ -36,13 +44,95 @@ begin
         raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
             using errcode = '22023';
     end if;
-    select pgmq.send(
-        queue,
-        payload,
-        case when max_attempts is null then null
-            else jsonb_build_object('max_attempts', max_attempts) end,
-        visible_at
-    ) into job_id;
+    if dedupe_key is not null and (dedupe_key = '' or length(dedupe_key) > 512) then
+        raise exception 'dedupe_key must be 1 to 512 characters' using errcode = '22023';
+    end if;
+    if dedupe_window is not null then
+        if dedupe_key is null then
+            raise exception 'dedupe_window needs a dedupe_key' using errcode = '22023';
+        end if;
+        perform pgmq_jobs._check_interval(
+            'dedupe_window', dedupe_window, interval '0', interval '3650 days', true
+        );
+    end if;
+    if group_key is not null and (group_key = '' or length(group_key) > 512) then
+        raise exception 'group_key must be 1 to 512 characters' using errcode = '22023';
+    end if;
+
+    -- With a window: a job enqueued with this key within the window wins,
+    -- whatever became of it. The advisory lock makes concurrent producers of
+    -- one key take turns; each then sees the others' committed key.
+    if dedupe_window is not null then
+        perform pg_advisory_xact_lock(hashtext('pgmq_jobs.dedupe:' || queue), hashtext(dedupe_key));
+        select k.job_id into job_id
+        from pgmq_jobs.dedupe_keys as k
+        where k.queue = enqueue.queue and k.dedupe_key = enqueue.dedupe_key
+            and k.created_at > clock_timestamp() - dedupe_window;
+        if job_id is not null then
+            return job_id;
+        end if;
+    end if;
+
+    headers := jsonb_strip_nulls(jsonb_build_object(
+        'max_attempts', max_attempts,
+        'dedupe_key', case when dedupe_window is null then dedupe_key end,
+        'group_key', group_key
+    ));
+    if headers = '{}' then
+        headers := null;
+    end if;
+
+    -- A group's later jobs wait, parked, behind the job in front of them.
+    if group_key is not null then
+        perform pgmq_jobs._group_lock(queue, group_key);
+        if pgmq_jobs._group_busy(queue, group_key) then
+            headers := headers || jsonb_build_object('run_at', visible_at);
+            visible_at := 'infinity';
+        end if;
+    end if;
+
+    if dedupe_key is not null and dedupe_window is null then
+        -- Without a window: the queue's unique index on headers.dedupe_key
+        -- admits one unfinished job per key. A concurrent producer of the same
+        -- key waits here for the first one's commit, then finds its job.
+        for attempt in 1..3 loop
+            begin
+                select pgmq.send(queue, payload, headers, visible_at) into job_id;
+                exit;
+            exception when unique_violation then
+                get stacked diagnostics violated = constraint_name;
+                if violated is distinct from 'q_' || queue || '_dedupe' then
+                    raise;
+                end if;
+                execute format(
+                    $sql$
+                    select q.msg_id from pgmq.%I as q
+                    where (q.headers ->> 'dedupe_key') = $1 and q.headers ? 'dedupe_key'
+                    $sql$,
+                    'q_' || queue
+                ) into job_id using dedupe_key;
+                if job_id is not null then
+                    return job_id;
+                end if;
+                -- That job finished in between: its key is free again; retry.
+            end;
+        end loop;
+        if job_id is null then
+            raise exception 'could not enqueue with dedupe_key %: its job kept changing', quote_literal(dedupe_key)
+                using errcode = '40001';
+        end if;
+    else
+        select pgmq.send(queue, payload, headers, visible_at) into job_id;
+    end if;
+
+    if dedupe_window is not null then
+        insert into pgmq_jobs.dedupe_keys as k (queue, dedupe_key, job_id, created_at, keep_until)
+        values (queue, dedupe_key, job_id, clock_timestamp(), clock_timestamp() + dedupe_window)
+        on conflict on constraint dedupe_keys_pkey do update set
+            job_id = excluded.job_id,
+            created_at = excluded.created_at,
+            keep_until = excluded.keep_until;
+    end if;
     if visible_at <= clock_timestamp() then
         perform pgmq_jobs._wake(queue, s.notify);
     end if;
@@ -50,7 +140,13 @@ begin
 end
 $$;
 
-comment on function pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer) is
+comment on function pgmq_jobs.enqueue(
+    text, jsonb, interval, timestamptz, integer, text, interval, text
+) is
 'Enqueue one job and return its id. Transactional with the caller: rolled back, it never
 existed. payload must be a JSON object within the queue''s size limit. delay (>= 0) or
-run_at (not both) make it visible later; max_attempts overrides the queue''s for this job.';
+run_at (not both) make it visible later; max_attempts overrides the queue''s for this job.
+dedupe_key: while an earlier job of the queue with that key is unfinished (no dedupe_window),
+or was enqueued within dedupe_window, return its id and enqueue nothing; race-free under
+concurrent producers. group_key: jobs sharing it are delivered one at a time in enqueue
+order (a dead-lettered job releases the group); other keys run in parallel.';

@@ -1,10 +1,15 @@
 -- 111_enqueue_batch.sql: enqueue_batch, add many jobs in one statement.
 
+drop function if exists pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer);
+
 create or replace function pgmq_jobs.enqueue_batch(
     queue text,
     payloads jsonb[],
     delay interval default interval '0',
-    max_attempts integer default null
+    max_attempts integer default null,
+    dedupe_keys text[] default null,
+    dedupe_window interval default null,
+    group_keys text[] default null
 )
 returns setof bigint
 language plpgsql
@@ -48,6 +53,28 @@ begin
         raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
             using errcode = '22023';
     end if;
+    if dedupe_keys is not null or group_keys is not null then
+        -- Per-item keys: each job goes through enqueue's dedupe and group rules,
+        -- in order, in this one transaction (a duplicate returns the earlier id).
+        if cardinality(coalesce(dedupe_keys, payloads::text[])) <> cardinality(payloads)
+            or cardinality(coalesce(group_keys, payloads::text[])) <> cardinality(payloads) then
+            raise exception 'dedupe_keys and group_keys must have one element per payload (% payloads)',
+                cardinality(payloads)
+                using errcode = '22023';
+        end if;
+        return query
+        select pgmq_jobs.enqueue(
+            queue, p.item, delay, null, max_attempts,
+            dedupe_keys[p.n], case when dedupe_keys[p.n] is not null then dedupe_window end,
+            group_keys[p.n]
+        )
+        from unnest(payloads) with ordinality as p (item, n)
+        order by p.n;
+        return;
+    end if;
+    if dedupe_window is not null then
+        raise exception 'dedupe_window needs dedupe_keys' using errcode = '22023';
+    end if;
     if coalesce(delay, interval '0') = interval '0' then
         perform pgmq_jobs._wake(queue, s.notify);
     end if;
@@ -63,7 +90,11 @@ begin
 end
 $$;
 
-comment on function pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer) is
+comment on function pgmq_jobs.enqueue_batch(
+    text, jsonb[], interval, integer, text[], interval, text[]
+) is
 'Enqueue many jobs in one statement and return their ids in input order. Every element must
 be a JSON object within the size limit, or nothing is enqueued and the error names the
-first bad element (payloads[n], 1-based). An empty array enqueues nothing.';
+first bad element (payloads[n], 1-based). An empty array enqueues nothing. dedupe_keys and
+group_keys (one element per payload, nulls allowed) apply enqueue''s unique-job and ordered
+group rules per item; a duplicate yields the earlier job''s id in its place.';

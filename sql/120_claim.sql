@@ -37,6 +37,16 @@ begin
         raise exception 'worker must be at most 200 characters, got %', length(worker)
             using errcode = '22023';
     end if;
+    -- A concurrency limit: claims of this queue take turns (advisory lock until
+    -- commit) and count the open deliveries through the small index of
+    -- delivered jobs, so no two claims together exceed the limit.
+    if s.concurrency is not null then
+        perform pg_advisory_xact_lock(hashtext('pgmq_jobs.concurrency'), hashtext(queue));
+        wanted := least(wanted, s.concurrency - pgmq_jobs._in_flight(queue));
+        if wanted <= 0 then
+            return;
+        end if;
+    end if;
 
     -- One statement claims the ready jobs and reports (job_id null) those found
     -- past their attempts; those stay locked and are routed right after.
@@ -112,4 +122,5 @@ comment on function pgmq_jobs.claim(text, integer, interval, text) is
 queue''s). attempt is the delivery''s fencing token for complete, fail and extend. A job
 whose attempts are used up (its worker died on the last one) goes to the dead-letter queue
 with reason expired instead of being returned. worker names the claimer in the job''s
-error history. Order: by visibility time, so the oldest ready job first.';
+error history. Order: by visibility time, so the oldest ready job first. With a concurrency
+limit it returns fewer jobs (or none) so that the queue never has more in flight.';

@@ -10,6 +10,7 @@ as $$
 declare
     s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     done integer;
+    groups text[];
 begin
     if job_ids is null or attempts is null then
         raise exception 'job_ids and attempts must not be null' using errcode = '22004';
@@ -31,13 +32,18 @@ begin
     if s.keep_completed = interval '0' then
         execute format(
             $sql$
-            delete from pgmq.%1$I as q
-            using unnest($1, $2) as t (job_id, attempt)
-            where q.msg_id = t.job_id and q.read_ct = t.attempt
-                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+            with finished as (
+                delete from pgmq.%1$I as q
+                using unnest($1, $2) as t (job_id, attempt)
+                where q.msg_id = t.job_id and q.read_ct = t.attempt
+                    and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+                returning q.headers
+            )
+            select count(*), array_agg(f.headers ->> 'group_key') filter (where f.headers ? 'group_key')
+            from finished as f
             $sql$,
             'q_' || queue
-        ) using job_ids, attempts;
+        ) into done, groups using job_ids, attempts;
     else
         execute format(
             $sql$
@@ -45,19 +51,25 @@ begin
                 delete from pgmq.%1$I as q
                 using unnest($1, $2) as t (job_id, attempt)
                 where q.msg_id = t.job_id and q.read_ct = t.attempt
-                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+                    and pgmq_jobs._open_delivery(q.headers, q.read_ct)
                 returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers
+            ),
+            archived as (
+                insert into pgmq.%2$I (msg_id, read_ct, enqueued_at, vt, message, headers)
+                select f.msg_id, f.read_ct, f.enqueued_at, f.vt, f.message, f.headers
+                from finished as f
             )
-            insert into pgmq.%2$I (msg_id, read_ct, enqueued_at, vt, message, headers)
-            select f.msg_id, f.read_ct, f.enqueued_at, f.vt, f.message, f.headers
+            select count(*), array_agg(f.headers ->> 'group_key') filter (where f.headers ? 'group_key')
             from finished as f
             $sql$,
             'q_' || queue, 'a_' || queue
-        ) using job_ids, attempts;
+        ) into done, groups using job_ids, attempts;
     end if;
-    get diagnostics done = row_count;
     if done > 0 then
         insert into pgmq_jobs.outcome_log (queue, completed) values (queue, done);
+    end if;
+    if groups is not null then
+        perform pgmq_jobs._release_groups(queue, groups);
     end if;
     return done;
 end

@@ -21,6 +21,7 @@ declare
     max_attempts integer;
     entry jsonb;
     dead_id bigint;
+    group_key text;
     next_at timestamptz;
     result pgmq_jobs.fail_result;
 begin
@@ -62,11 +63,14 @@ begin
                 %3$L, d.msg_id, d.message, d.read_ct, d.headers, d.enqueued_at, $3, $4
             )
             from dead as d
-            returning msg_id
+            returning msg_id, message ->> 'group_key'
             $sql$,
             'q_' || queue, 'q_' || queue || '_dlq', queue
-        ) into dead_id
+        ) into dead_id, group_key
         using job_id, attempt, case when permanent then 'permanent' else 'exhausted' end, entry;
+        if group_key is not null then
+            perform pgmq_jobs._release_groups(queue, array[group_key]);
+        end if;
         result.outcome := case when dead_id is null then 'stale' else 'dead' end;
         if dead_id is not null then
             insert into pgmq_jobs.outcome_log (queue, dead) values (queue, 1);

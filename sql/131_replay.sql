@@ -10,6 +10,9 @@ as $$
 declare
     s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     moved integer;
+    groups text[];
+    grouped_ids bigint[];
+    k text;
 begin
     if array_position(dead_ids, null) is not null then
         raise exception 'dead_ids must not contain nulls' using errcode = '22004';
@@ -21,26 +24,48 @@ begin
             delete from pgmq.%1$I as d
             where $1::bigint[] is null or d.msg_id = any($1)
             returning d.msg_id, d.message
+        ),
+        requeued as (
+            insert into pgmq.%2$I (vt, message, headers)
+            select
+                clock_timestamp(),
+                r.message -> 'payload',
+                jsonb_strip_nulls(jsonb_build_object(
+                    'original_job_id', r.message -> 'original_job_id',
+                    'first_enqueued_at', r.message -> 'enqueued_at',
+                    'replays', coalesce((r.message ->> 'replays')::integer, 0) + 1,
+                    'max_attempts', r.message -> 'max_attempts',
+                    'group_key', r.message -> 'group_key'
+                ))
+            from revived as r
+            order by r.msg_id
+            returning msg_id, headers ->> 'group_key' as group_key
         )
-        insert into pgmq.%2$I (vt, message, headers)
-        select
-            clock_timestamp(),
-            r.message -> 'payload',
-            jsonb_strip_nulls(jsonb_build_object(
-                'original_job_id', r.message -> 'original_job_id',
-                'first_enqueued_at', r.message -> 'enqueued_at',
-                'replays', coalesce((r.message ->> 'replays')::integer, 0) + 1,
-                'max_attempts', r.message -> 'max_attempts'
-            ))
-        from revived as r
-        order by r.msg_id
+        select count(*), array_agg(distinct q.group_key) filter (where q.group_key is not null),
+            array_agg(q.msg_id) filter (where q.group_key is not null)
+        from requeued as q
         $sql$,
         'q_' || queue || '_dlq', 'q_' || queue
-    ) using dead_ids;
-    get diagnostics moved = row_count;
+    ) into moved, groups, grouped_ids using dead_ids;
+    -- A replayed job of an ordered group queues up behind the group's earlier jobs.
+    foreach k in array coalesce(groups, '{}') loop
+        perform pgmq_jobs._group_lock(queue, k);
+        execute format(
+            $sql$
+            update pgmq.%1$I as q
+            set headers = q.headers || jsonb_build_object('run_at', q.vt), vt = 'infinity'
+            where q.msg_id = any($2) and (q.headers ->> 'group_key') = $1 and q.msg_id > (
+                select min(h.msg_id) from pgmq.%1$I as h
+                where (h.headers ->> 'group_key') = $1 and h.headers ? 'group_key'
+            )
+            $sql$,
+            'q_' || queue
+        ) using k, grouped_ids;
+    end loop;
     if moved > 0 then
         perform pgmq_jobs._wake(queue, s.notify);
     end if;
+    perform pgmq_jobs._audit(queue, 'replay', jsonb_build_object('dead_ids', dead_ids, 'replayed', moved));
     return moved;
 end
 $$;

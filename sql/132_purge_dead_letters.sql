@@ -22,6 +22,8 @@ begin
         'q_' || queue || '_dlq'
     ) using older_than;
     get diagnostics purged = row_count;
+    perform pgmq_jobs._audit(queue, 'purge_dead_letters',
+        jsonb_build_object('older_than', older_than, 'purged', purged));
     return purged;
 end
 $$;

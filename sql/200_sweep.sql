@@ -25,6 +25,7 @@ declare
     cron_runs integer := 0;
     workers_removed integer := 0;
     snapshots integer := 0;
+    keys_expired integer := 0;
 begin
     if max_rows is null or max_rows < 1 or max_rows > 1000000 then
         raise exception 'max_rows must be between 1 and 1000000, got %', coalesce(max_rows::text, 'null')
@@ -153,12 +154,22 @@ begin
         expired = h.expired + excluded.expired;
     get diagnostics folded = row_count;
 
-    -- 5. Forget workers that stopped or went silent more than a week ago.
+    -- 5. Dedupe keys past their window, oldest first, bounded.
+    delete from pgmq_jobs.dedupe_keys as k
+    where (k.queue, k.dedupe_key) in (
+        select k2.queue, k2.dedupe_key from pgmq_jobs.dedupe_keys as k2
+        where k2.keep_until < clock_timestamp()
+        order by k2.keep_until
+        limit max_rows
+    );
+    get diagnostics keys_expired = row_count;
+
+    -- 6. Forget workers that stopped or went silent more than a week ago.
     delete from pgmq_jobs.worker_heartbeats as w
     where coalesce(w.stopped_at, w.last_seen_at) < clock_timestamp() - interval '7 days';
     get diagnostics workers_removed = row_count;
 
-    -- 6. pg_cron's own run history.
+    -- 7. pg_cron's own run history.
     if pgmq_jobs._cron_ready() then
         delete from cron.job_run_details as d where d.end_time < clock_timestamp() - cron_history;
         get diagnostics cron_runs = row_count;
@@ -173,6 +184,7 @@ begin
         'snapshots', snapshots,
         'stale_workers', (select count(*) from pgmq_jobs.workers as w where w.status = 'stale'),
         'workers_forgotten', workers_removed,
+        'dedupe_keys_expired', keys_expired,
         'cron_runs_deleted', cron_runs,
         'ms', round(extract(epoch from clock_timestamp() - started)::numeric * 1000, 1)
     );
@@ -184,5 +196,5 @@ comment on function pgmq_jobs.sweep(integer, interval, integer) is
 past max_attempts whose visibility timeout expired to the DLQ (reason expired); deletes
 completions older than keep_completed and dead letters older than dead_letter_retention; records
 this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history;
-forgets workers gone for a week; trims cron.job_run_details older than cron_history. At most
+deletes dedupe keys past their window; forgets workers gone for a week; trims cron.job_run_details older than cron_history. At most
 max_rows rows per queue and kind per run; never two sweeps at once. Returns a summary.';

@@ -33,6 +33,8 @@ begin
         queue = excluded.queue,
         payload = excluded.payload,
         updated_at = now();
+    perform pgmq_jobs._audit(queue, 'schedule',
+        jsonb_build_object('name', name, 'cron', btrim(cron), 'payload', payload));
     return jobid;
 end
 $$;

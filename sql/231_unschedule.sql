@@ -9,13 +9,19 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     removed boolean;
+    queue text;
 begin
     if name is null then
         raise exception 'schedule name must not be null' using errcode = '22004';
     end if;
-    delete from pgmq_jobs.schedule_settings as ss where ss.name = unschedule.name;
+    delete from pgmq_jobs.schedule_settings as ss where ss.name = unschedule.name
+    returning ss.queue into queue;
     removed := found;
-    return pgmq_jobs._cron_unschedule('pgmq_jobs_schedule_' || name) or removed;
+    removed := pgmq_jobs._cron_unschedule('pgmq_jobs_schedule_' || name) or removed;
+    if removed then
+        perform pgmq_jobs._audit(queue, 'unschedule', jsonb_build_object('name', name));
+    end if;
+    return removed;
 end
 $$;
 

@@ -20,8 +20,8 @@ end
 $revoke$;
 
 grant execute on function
-    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer),
-    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer)
+    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text),
+    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[])
 to pgmq_jobs_producer;
 
 grant execute on function
@@ -51,5 +51,6 @@ $admin$;
 grant execute on function pgmq_jobs._cron_job(text) to pgmq_jobs_admin;
 
 grant select on
-    pgmq_jobs.queues, pgmq_jobs.workers, pgmq_jobs.queue_history, pgmq_jobs.schedules
+    pgmq_jobs.queues, pgmq_jobs.workers, pgmq_jobs.queue_history, pgmq_jobs.schedules,
+    pgmq_jobs.audit
 to pgmq_jobs_admin;

@@ -113,11 +113,29 @@ _SETTING_FLAGS: list[tuple[str, Any, str]] = [
     ("jitter", str, "none | full | equal"),
     ("keep_completed", parse_duration, "keep archived completions this long (0 = delete)"),
     ("max_payload_bytes", int, "payload size limit"),
+    ("concurrency", "concurrency", "most jobs in flight across workers ('none' removes it)"),
 ]
 
 
+def parse_concurrency(text: str) -> int | None:
+    """A concurrency limit, or 'none' for no limit."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid concurrency {text!r}: a number or none") from exc
+
+
+_UNSET = object()
+
+
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name, _, _ in _SETTING_FLAGS if getattr(args, name)}
+    return {
+        name: getattr(args, name)
+        for name, _, _ in _SETTING_FLAGS
+        if getattr(args, name) is not _UNSET
+    }
 
 
 def cmd_queues_list(args: argparse.Namespace) -> int:
@@ -192,6 +210,19 @@ def cmd_dlq_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- audit
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    with _connect(args) as conn:
+        rows = client.audit(conn, args.queue, args.limit)
+    if args.json:
+        _print_json(rows)
+    else:
+        _print_table(rows, ["id", "at", "role", "queue", "action", "change"])
+    return 0
+
+
 # ---------------------------------------------------------------- schedules and sweep
 
 
@@ -263,7 +294,13 @@ def register(sub: SubParsers) -> None:
         p = qsub.add_parser(verb, parents=[dsn], help=f"{verb} a queue")
         p.add_argument("queue")
         for name, kind, help_text in _SETTING_FLAGS:
-            p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=help_text)
+            p.add_argument(
+                f"--{name.replace('_', '-')}",
+                dest=name,
+                type=parse_concurrency if kind == "concurrency" else kind,
+                default=_UNSET,
+                help=help_text,
+            )
         p.set_defaults(func=func)
     p = qsub.add_parser("drop", parents=[dsn], help="drop a queue and all its jobs")
     p.add_argument("queue")
@@ -304,6 +341,12 @@ def register(sub: SubParsers) -> None:
     p = ssub.add_parser("remove", parents=[dsn], help="remove a schedule")
     p.add_argument("name")
     p.set_defaults(func=cmd_schedules_remove)
+
+    p = sub.add_parser("audit", parents=[dsn], help="operator actions: who changed what")
+    p.add_argument("--queue", default=None)
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("sweep", parents=[dsn], help="run the periodic maintenance (no pg_cron)")
     p.add_argument("--every", type=parse_duration, default=None, help="repeat, e.g. 60s")

@@ -89,6 +89,7 @@ _SETTINGS = (
     "notify",
     "handler",
     "dead_letter_retention",
+    "concurrency",
 )
 _DURATION_SETTINGS = frozenset(
     {"visibility_timeout", "retry_base", "retry_max", "keep_completed", "dead_letter_retention"}
@@ -100,10 +101,11 @@ def _settings_args(settings: dict[str, Any], allowed: Iterable[str]) -> tuple[st
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
         raise TypeError(f"unknown queue setting(s): {', '.join(unknown)}")
+    # None means "keep" for every setting but concurrency, where it removes the limit.
     params = {
         k: _interval(v) if k in _DURATION_SETTINGS else v
         for k, v in settings.items()
-        if v is not None
+        if v is not None or k == "concurrency"
     }
     return "".join(f", {k} => %({k})s" for k in params), params
 
@@ -114,7 +116,8 @@ def create_queue(conn: psycopg.Connection[Any], queue: str, **settings: Any) -> 
     Settings: max_attempts, visibility_timeout, retry_base, retry_max, retry_factor,
     jitter ('none' | 'full' | 'equal'), keep_completed (0 = delete completions),
     max_payload_bytes, unlogged, notify (wake idle workers through NOTIFY; default on),
-    handler (schema.fn(jsonb) run in the database by process/drain), dead_letter_retention.
+    handler (schema.fn(jsonb) run in the database by process/drain), dead_letter_retention,
+    concurrency (most jobs in flight at once; None: no limit).
     """
     args, params = _settings_args(settings, (*_SETTINGS, "unlogged"))
     rows = _call(
@@ -124,7 +127,11 @@ def create_queue(conn: psycopg.Connection[Any], queue: str, **settings: Any) -> 
 
 
 def configure_queue(conn: psycopg.Connection[Any], queue: str, **settings: Any) -> dict[str, Any]:
-    """Change settings of ``queue`` (those given); returns all its settings."""
+    """Change settings of ``queue`` (those given); returns all its settings.
+
+    ``concurrency=None`` removes the queue's limit (0 pauses it); other settings given as
+    None are left as they are.
+    """
     args, params = _settings_args(settings, _SETTINGS)
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
@@ -155,18 +162,31 @@ def enqueue(
     delay: Duration | None = None,
     run_at: datetime | None = None,
     max_attempts: int | None = None,
+    dedupe_key: str | None = None,
+    dedupe_window: Duration | None = None,
+    group_key: str | None = None,
 ) -> int:
-    """Enqueue one job in the connection's current transaction; returns its job id."""
+    """Enqueue one job in the connection's current transaction; returns its job id.
+
+    ``dedupe_key``: while an earlier job with that key is unfinished (or, with
+    ``dedupe_window``, was enqueued within the window) its id is returned instead.
+    ``group_key``: jobs sharing it run one at a time, in enqueue order.
+    """
     rows = _call(
         conn,
         "select pgmq_jobs.enqueue(%(queue)s, %(payload)s, delay => %(delay)s,"
-        " run_at => %(run_at)s, max_attempts => %(max_attempts)s)",
+        " run_at => %(run_at)s, max_attempts => %(max_attempts)s,"
+        " dedupe_key => %(dedupe_key)s, dedupe_window => %(dedupe_window)s,"
+        " group_key => %(group_key)s)",
         {
             "queue": queue,
             "payload": Jsonb(payload),
             "delay": _interval(delay) or timedelta(0),
             "run_at": run_at,
             "max_attempts": max_attempts,
+            "dedupe_key": dedupe_key,
+            "dedupe_window": _interval(dedupe_window),
+            "group_key": group_key,
         },
     )
     return int(rows[0][0])
@@ -179,17 +199,27 @@ def enqueue_batch(
     *,
     delay: Duration | None = None,
     max_attempts: int | None = None,
+    dedupe_keys: Sequence[str | None] | None = None,
+    dedupe_window: Duration | None = None,
+    group_keys: Sequence[str | None] | None = None,
 ) -> list[int]:
-    """Enqueue many jobs in one statement; returns their ids in input order."""
+    """Enqueue many jobs in one statement; returns their ids in input order.
+
+    ``dedupe_keys`` / ``group_keys`` give each payload its own key (None for none).
+    """
     rows = _call(
         conn,
         "select pgmq_jobs.enqueue_batch(%(queue)s, %(payloads)s::jsonb[], delay => %(delay)s,"
-        " max_attempts => %(max_attempts)s)",
+        " max_attempts => %(max_attempts)s, dedupe_keys => %(dedupe_keys)s::text[],"
+        " dedupe_window => %(dedupe_window)s, group_keys => %(group_keys)s::text[])",
         {
             "queue": queue,
             "payloads": [Jsonb(p) for p in payloads],
             "delay": _interval(delay) or timedelta(0),
             "max_attempts": max_attempts,
+            "dedupe_keys": None if dedupe_keys is None else list(dedupe_keys),
+            "dedupe_window": _interval(dedupe_window),
+            "group_keys": None if group_keys is None else list(group_keys),
         },
     )
     return [int(r[0]) for r in rows]
@@ -350,4 +380,17 @@ def schedules(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     """Every cron schedule with its last run (the ``pgmq_jobs.schedules`` view)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute("select * from pgmq_jobs.schedules order by name")
+        return [dict(r) for r in cur.fetchall()]
+
+
+def audit(
+    conn: psycopg.Connection[Any], queue: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The newest operator actions (the ``pgmq_jobs.audit`` view), optionally for one queue."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select * from pgmq_jobs.audit where %(queue)s::text is null or queue = %(queue)s"
+            " order by id desc limit %(limit)s",
+            {"queue": queue, "limit": limit},
+        )
         return [dict(r) for r in cur.fetchall()]

@@ -68,6 +68,7 @@ create table if not exists pgmq_jobs.queue_settings (
     notify boolean not null default true,
     handler text,
     dead_letter_retention interval,
+    concurrency integer,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
     constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
@@ -120,6 +121,35 @@ create table if not exists pgmq_jobs.schedule_settings (
 );
 comment on table pgmq_jobs.schedule_settings is
 'Cron schedules that enqueue jobs; read them through the pgmq_jobs.schedules view';
+
+-- Dedupe keys enqueued with a window: a later enqueue with the same key
+-- within its own window returns this job id. Keys without a window need no
+-- row: a unique index on the queue table covers unfinished jobs. The sweep
+-- deletes rows past keep_until (the enqueuer's window).
+create table if not exists pgmq_jobs.dedupe_keys (
+    queue text not null,
+    dedupe_key text not null,
+    job_id bigint not null,
+    created_at timestamptz not null default pg_catalog.clock_timestamp(),
+    keep_until timestamptz not null,
+    primary key (queue, dedupe_key)
+);
+create index if not exists dedupe_keys_keep_until_idx on pgmq_jobs.dedupe_keys (keep_until);
+comment on table pgmq_jobs.dedupe_keys is
+'Dedupe keys enqueued with a dedupe_window, kept for that window';
+
+-- Operator actions, append-only (a trigger refuses updates and deletes).
+create table if not exists pgmq_jobs.audit_log (
+    id bigint generated always as identity primary key,
+    at timestamptz not null default pg_catalog.clock_timestamp(),
+    actor text not null,
+    queue text,
+    action text not null,
+    change jsonb not null default '{}'
+);
+create index if not exists audit_log_at_idx on pgmq_jobs.audit_log (at);
+comment on table pgmq_jobs.audit_log is
+'Operator actions (configure, replay, purge, drop, schedule changes); read the audit view';
 
 -- The schema version, written by the last file of sql/.
 create table if not exists pgmq_jobs.schema_version (
@@ -313,6 +343,11 @@ begin
             using errcode = '42883',
             hint = 'Name it schema-qualified, e.g. app.send_email for app.send_email(jsonb).';
     end if;
+    if s.concurrency is not null and (s.concurrency < 0 or s.concurrency > 100000) then
+        raise exception 'concurrency must be between 0 and 100000 (or null for no limit), got %',
+            s.concurrency
+            using errcode = '22023';
+    end if;
     if s.dead_letter_retention is not null then
         perform pgmq_jobs._check_interval(
             'dead_letter_retention', s.dead_letter_retention, interval '0', interval '3650 days'
@@ -492,7 +527,8 @@ as $$
         'enqueued_at', coalesce((headers ->> 'first_enqueued_at')::timestamptz, enqueued_at),
         'died_at', clock_timestamp(),
         'replays', coalesce((headers ->> 'replays')::integer, 0),
-        'max_attempts', headers -> 'max_attempts'
+        'max_attempts', headers -> 'max_attempts',
+        'group_key', headers -> 'group_key'
     )
 $$;
 
@@ -556,6 +592,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     routed integer;
+    groups text[];
 begin
     execute format(
         $sql$
@@ -564,21 +601,30 @@ begin
             using unnest($1, $2) as t (job_id, attempt)
             where q.msg_id = t.job_id and q.read_ct = t.attempt
             returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers
+        ),
+        routed as (
+            insert into pgmq.%2$I (vt, message)
+            select
+                clock_timestamp(),
+                pgmq_jobs._dead_letter(
+                    %3$L, d.msg_id, d.message, d.read_ct,
+                    pgmq_jobs._timed_out(d.headers, d.read_ct, d.vt), d.enqueued_at, 'expired', null
+                )
+            from dead as d
+            returning msg_id
         )
-        insert into pgmq.%2$I (vt, message)
         select
-            clock_timestamp(),
-            pgmq_jobs._dead_letter(
-                %3$L, d.msg_id, d.message, d.read_ct,
-                pgmq_jobs._timed_out(d.headers, d.read_ct, d.vt), d.enqueued_at, 'expired', null
-            )
+            (select count(*) from routed),
+            array_agg(d.headers ->> 'group_key') filter (where d.headers ? 'group_key')
         from dead as d
         $sql$,
         'q_' || queue, 'q_' || queue || '_dlq', queue
-    ) using job_ids, attempts;
-    get diagnostics routed = row_count;
+    ) into routed, groups using job_ids, attempts;
     if routed > 0 then
         insert into pgmq_jobs.outcome_log (queue, expired) values (queue, routed);
+    end if;
+    if groups is not null then
+        perform pgmq_jobs._release_groups(queue, groups);
     end if;
     return routed;
 end
@@ -867,6 +913,175 @@ end
 $$;
 
 -- ======================================================================
+-- sql/040_private_audit.sql
+-- ======================================================================
+-- 040_private_audit.sql: private helpers of the audit trail: who is acting,
+-- and one append-only row per operator action.
+
+-- The role acting: the SET ROLE role when there is one (PostgREST and
+-- poolers switch roles that way), else the session's login role. The "role"
+-- setting is trustworthy: PostgreSQL only lets a session set a role it is a
+-- member of, and SECURITY DEFINER functions do not change it.
+create or replace function pgmq_jobs._actor()
+returns text
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select case
+        when coalesce(current_setting('role', true), 'none') = 'none' then session_user::text
+        else current_setting('role', true)
+    end
+$$;
+
+create or replace function pgmq_jobs._audit(queue text, action text, change jsonb)
+returns void
+language sql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+    insert into pgmq_jobs.audit_log (actor, queue, action, change)
+    values (pgmq_jobs._actor(), queue, action, coalesce(change, '{}'))
+$$;
+
+-- The audit log is append-only, for its owner too.
+create or replace function pgmq_jobs._audit_log_append_only()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    raise exception 'pgmq_jobs.audit_log is append-only' using errcode = '42501';
+end
+$$;
+
+do $trigger$
+begin
+    if not exists (
+        select from pg_catalog.pg_trigger
+        where tgname = 'audit_log_append_only' and tgrelid = 'pgmq_jobs.audit_log'::regclass
+    ) then
+        create trigger audit_log_append_only
+        before update or delete or truncate on pgmq_jobs.audit_log
+        for each statement execute function pgmq_jobs._audit_log_append_only();
+    end if;
+end
+$trigger$;
+
+-- ======================================================================
+-- sql/050_private_groups.sql
+-- ======================================================================
+-- 050_private_groups.sql: private helpers of ordered groups and unique jobs.
+--
+-- A group's jobs are delivered one at a time in enqueue order. Only the
+-- group's head (its lowest job id still in the queue: waiting, in flight or
+-- waiting to retry) is ever visible; later jobs are parked with vt =
+-- 'infinity' and their intended time in headers.run_at. When the head leaves
+-- the queue (completed or dead-lettered), the next one is released. Claim
+-- therefore stays a plain walk of the vt index, however many groups wait.
+-- Enqueue and release of a group serialise on a transaction-level advisory
+-- lock per (queue, group), so a job is never parked behind a head that is
+-- leaving at the same moment.
+
+create or replace function pgmq_jobs._group_lock(queue text, group_key text)
+returns void
+language sql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+    select pg_advisory_xact_lock(hashtext('pgmq_jobs.group:' || queue), hashtext(group_key))
+$$;
+
+-- Is any job of this group in the queue (a head that later jobs wait for)?
+create or replace function pgmq_jobs._group_busy(queue text, group_key text)
+returns boolean
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    busy boolean;
+begin
+    execute format(
+        $sql$
+        select exists (
+            select from pgmq.%I as q
+            where (q.headers ->> 'group_key') = $1 and q.headers ? 'group_key'
+        )
+        $sql$,
+        'q_' || queue
+    ) into busy using group_key;
+    return busy;
+end
+$$;
+
+-- After jobs of these groups left the queue: make each group's new head
+-- visible (at its intended time) if it is parked. Returns how many.
+create or replace function pgmq_jobs._release_groups(queue text, group_keys text[])
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    k text;
+    n integer;
+    released integer := 0;
+begin
+    for k in select distinct g from unnest(group_keys) as g where g is not null order by 1 loop
+        perform pgmq_jobs._group_lock(queue, k);
+        execute format(
+            $sql$
+            update pgmq.%1$I as q
+            set
+                vt = greatest(clock_timestamp(), coalesce((q.headers ->> 'run_at')::timestamptz, '-infinity')),
+                headers = q.headers - 'run_at'
+            where q.msg_id = (
+                select h.msg_id from pgmq.%1$I as h
+                where (h.headers ->> 'group_key') = $1 and h.headers ? 'group_key'
+                order by h.msg_id
+                limit 1
+            ) and q.vt = 'infinity'
+            $sql$,
+            'q_' || queue
+        ) using k;
+        get diagnostics n = row_count;
+        released := released + n;
+    end loop;
+    if released > 0 then
+        perform pgmq_jobs._wake(queue, coalesce(
+            (select qs.notify from pgmq_jobs.queue_settings as qs where qs.queue = _release_groups.queue),
+            true
+        ));
+    end if;
+    return released;
+end
+$$;
+
+-- Open deliveries of a queue (claimed, visibility timeout running, no outcome
+-- yet), counted over the partial index of delivered jobs.
+create or replace function pgmq_jobs._in_flight(queue text)
+returns integer
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    n integer;
+begin
+    execute format(
+        $sql$
+        select count(*) from pgmq.%I as q
+        where q.vt > clock_timestamp() and q.read_ct > 0
+            and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+        $sql$,
+        'q_' || queue
+    ) into n;
+    return n;
+end
+$$;
+
+-- ======================================================================
 -- sql/100_create_queue.sql
 -- ======================================================================
 -- 100_create_queue.sql: create_queue, the PGMQ queue plus its dead-letter
@@ -885,7 +1100,8 @@ create or replace function pgmq_jobs.create_queue(
     unlogged boolean default false,
     notify boolean default true,
     handler text default null,
-    dead_letter_retention interval default null
+    dead_letter_retention interval default null,
+    concurrency integer default null
 )
 returns boolean
 language plpgsql
@@ -910,6 +1126,7 @@ begin
     s.notify := coalesce(notify, true);
     s.handler := handler;
     s.dead_letter_retention := dead_letter_retention;
+    s.concurrency := concurrency;
     perform pgmq_jobs._check_settings(s);
 
     -- Serialise concurrent create/drop of the same queue.
@@ -933,18 +1150,31 @@ begin
         'create index if not exists %I on pgmq.%I (vt) where read_ct > 0',
         'q_' || queue || '_delivered_vt', 'q_' || queue
     );
+    -- Unique jobs: at most one unfinished job per dedupe key (no window).
+    execute format(
+        $sql$create unique index if not exists %I on pgmq.%I ((headers ->> 'dedupe_key'))
+        where headers ? 'dedupe_key'$sql$,
+        'q_' || queue || '_dedupe', 'q_' || queue
+    );
+    -- Ordered groups: a group's jobs in enqueue order.
+    execute format(
+        $sql$create index if not exists %I on pgmq.%I ((headers ->> 'group_key'), msg_id)
+        where headers ? 'group_key'$sql$,
+        'q_' || queue || '_group', 'q_' || queue
+    );
 
     s.created_at := now();
     s.updated_at := now();
     insert into pgmq_jobs.queue_settings values (s.*);
     perform pgmq_jobs._sync_handler_job(queue);
+    perform pgmq_jobs._audit(queue, 'create_queue', to_jsonb(s) - 'queue' - 'created_at' - 'updated_at');
     return true;
 end
 $$;
 
 comment on function pgmq_jobs.create_queue(
     text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
-    boolean, text, interval
+    boolean, text, interval, integer
 ) is
 'Create a job queue: the PGMQ queue, its dead-letter queue <queue>_dlq and its retry policy.
 Idempotent: on an existing queue it changes nothing and returns false (use configure_queue).
@@ -953,7 +1183,8 @@ none | full | equal. keep_completed = 0 deletes completed jobs instead of archiv
 unlogged queues are faster but lose their jobs if PostgreSQL crashes. notify: enqueues wake
 idle workers through NOTIFY pgmq_jobs_<queue> at commit (workers also poll). handler names a
 SQL function fn(payload jsonb) that runs the jobs inside the database (see process; pg_cron
-drives it). dead_letter_retention: the sweep drops dead letters older than that (null: keep).';
+drives it). dead_letter_retention: the sweep drops dead letters older than that (null: keep).
+concurrency: at most that many jobs of the queue in flight across all workers (null: no limit).';
 
 -- ======================================================================
 -- sql/101_configure_queue.sql
@@ -972,7 +1203,9 @@ create or replace function pgmq_jobs.configure_queue(
     max_payload_bytes integer default null,
     notify boolean default null,
     handler text default null,
-    dead_letter_retention interval default null
+    dead_letter_retention interval default null,
+    -- -1 (the default) keeps the limit; null removes it; 0 pauses the queue.
+    concurrency integer default -1
 )
 returns pgmq_jobs.queue_settings
 language plpgsql
@@ -982,11 +1215,13 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     s pgmq_jobs.queue_settings;
+    old pgmq_jobs.queue_settings;
 begin
     perform pgmq_jobs._settings(queue);
     select * into strict s from pgmq_jobs.queue_settings as qs
     where qs.queue = configure_queue.queue
     for update;
+    old := s;
     s.max_attempts := coalesce(max_attempts, s.max_attempts);
     s.visibility_timeout := coalesce(visibility_timeout, s.visibility_timeout);
     s.retry_base := coalesce(retry_base, s.retry_base);
@@ -999,6 +1234,7 @@ begin
     -- '' clears the handler / the retention ('0' means drop at once), null keeps it.
     s.handler := case when handler = '' then null else coalesce(handler, s.handler) end;
     s.dead_letter_retention := coalesce(dead_letter_retention, s.dead_letter_retention);
+    s.concurrency := case when concurrency = -1 then s.concurrency else concurrency end;
     perform pgmq_jobs._check_settings(s);
     s.updated_at := now();
     update pgmq_jobs.queue_settings as qs set
@@ -1013,21 +1249,30 @@ begin
         notify = s.notify,
         handler = s.handler,
         dead_letter_retention = s.dead_letter_retention,
+        concurrency = s.concurrency,
         updated_at = s.updated_at
     where qs.queue = configure_queue.queue;
     perform pgmq_jobs._sync_handler_job(queue);
+    perform pgmq_jobs._audit(queue, 'configure_queue', (
+        select coalesce(jsonb_object_agg(n.key, jsonb_build_object('from', o.value, 'to', n.value)), '{}')
+        from jsonb_each(to_jsonb(s)) as n
+        join jsonb_each(to_jsonb(old)) as o on o.key = n.key
+        where n.value is distinct from o.value and n.key <> 'updated_at'
+    ));
     return s;
 end
 $$;
 
 comment on function pgmq_jobs.configure_queue(
     text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
-    text, interval
+    text, interval, integer
 ) is
 'Change settings of an existing queue; arguments left null keep their value. Returns the new
 settings. Validated as a whole: an invalid value changes nothing. Applies to deliveries and
 failures from now on (jobs already waiting keep the delay they were given). handler => ''
-removes the queue''s SQL handler (and its pg_cron job).';
+removes the queue''s SQL handler (and its pg_cron job). concurrency: a limit on jobs in
+flight (0 pauses the queue), null removes the limit, omitted keeps it. Every change is
+recorded in the audit view.';
 
 -- ======================================================================
 -- sql/102_drop_queue.sql
@@ -1052,6 +1297,8 @@ begin
     perform pgmq_jobs._cron_unschedule('pgmq_jobs_process_' || queue);
     perform pgmq.drop_queue(queue);
     perform pgmq.drop_queue(queue || '_dlq');
+    delete from pgmq_jobs.dedupe_keys as k where k.queue = drop_queue.queue;
+    perform pgmq_jobs._audit(queue, 'drop_queue', '{}');
     return true;
 end
 $$;
@@ -1081,6 +1328,7 @@ select
     qs.notify,
     qs.handler,
     qs.dead_letter_retention,
+    qs.concurrency,
     qs.created_at,
     qs.updated_at
 from pgmq_jobs.queue_settings as qs;
@@ -1091,14 +1339,20 @@ comment on view pgmq_jobs.queues is
 -- ======================================================================
 -- sql/110_enqueue.sql
 -- ======================================================================
--- 110_enqueue.sql: enqueue, add one job in the caller's transaction.
+-- 110_enqueue.sql: enqueue, add one job in the caller's transaction, with
+-- optional unique key (dedupe) and ordered group.
+
+drop function if exists pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer);
 
 create or replace function pgmq_jobs.enqueue(
     queue text,
     payload jsonb,
     delay interval default interval '0',
     run_at timestamptz default null,
-    max_attempts integer default null
+    max_attempts integer default null,
+    dedupe_key text default null,
+    dedupe_window interval default null,
+    group_key text default null
 )
 returns bigint
 language plpgsql
@@ -1109,7 +1363,9 @@ as $$
 declare
     s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     visible_at timestamptz;
+    headers jsonb;
     job_id bigint;
+    violated text;
 begin
     perform pgmq_jobs._check_payload(payload, s.max_payload_bytes);
     if run_at is not null and coalesce(delay, interval '0') <> interval '0' then
@@ -1129,13 +1385,95 @@ begin
         raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
             using errcode = '22023';
     end if;
-    select pgmq.send(
-        queue,
-        payload,
-        case when max_attempts is null then null
-            else jsonb_build_object('max_attempts', max_attempts) end,
-        visible_at
-    ) into job_id;
+    if dedupe_key is not null and (dedupe_key = '' or length(dedupe_key) > 512) then
+        raise exception 'dedupe_key must be 1 to 512 characters' using errcode = '22023';
+    end if;
+    if dedupe_window is not null then
+        if dedupe_key is null then
+            raise exception 'dedupe_window needs a dedupe_key' using errcode = '22023';
+        end if;
+        perform pgmq_jobs._check_interval(
+            'dedupe_window', dedupe_window, interval '0', interval '3650 days', true
+        );
+    end if;
+    if group_key is not null and (group_key = '' or length(group_key) > 512) then
+        raise exception 'group_key must be 1 to 512 characters' using errcode = '22023';
+    end if;
+
+    -- With a window: a job enqueued with this key within the window wins,
+    -- whatever became of it. The advisory lock makes concurrent producers of
+    -- one key take turns; each then sees the others' committed key.
+    if dedupe_window is not null then
+        perform pg_advisory_xact_lock(hashtext('pgmq_jobs.dedupe:' || queue), hashtext(dedupe_key));
+        select k.job_id into job_id
+        from pgmq_jobs.dedupe_keys as k
+        where k.queue = enqueue.queue and k.dedupe_key = enqueue.dedupe_key
+            and k.created_at > clock_timestamp() - dedupe_window;
+        if job_id is not null then
+            return job_id;
+        end if;
+    end if;
+
+    headers := jsonb_strip_nulls(jsonb_build_object(
+        'max_attempts', max_attempts,
+        'dedupe_key', case when dedupe_window is null then dedupe_key end,
+        'group_key', group_key
+    ));
+    if headers = '{}' then
+        headers := null;
+    end if;
+
+    -- A group's later jobs wait, parked, behind the job in front of them.
+    if group_key is not null then
+        perform pgmq_jobs._group_lock(queue, group_key);
+        if pgmq_jobs._group_busy(queue, group_key) then
+            headers := headers || jsonb_build_object('run_at', visible_at);
+            visible_at := 'infinity';
+        end if;
+    end if;
+
+    if dedupe_key is not null and dedupe_window is null then
+        -- Without a window: the queue's unique index on headers.dedupe_key
+        -- admits one unfinished job per key. A concurrent producer of the same
+        -- key waits here for the first one's commit, then finds its job.
+        for attempt in 1..3 loop
+            begin
+                select pgmq.send(queue, payload, headers, visible_at) into job_id;
+                exit;
+            exception when unique_violation then
+                get stacked diagnostics violated = constraint_name;
+                if violated is distinct from 'q_' || queue || '_dedupe' then
+                    raise;
+                end if;
+                execute format(
+                    $sql$
+                    select q.msg_id from pgmq.%I as q
+                    where (q.headers ->> 'dedupe_key') = $1 and q.headers ? 'dedupe_key'
+                    $sql$,
+                    'q_' || queue
+                ) into job_id using dedupe_key;
+                if job_id is not null then
+                    return job_id;
+                end if;
+                -- That job finished in between: its key is free again; retry.
+            end;
+        end loop;
+        if job_id is null then
+            raise exception 'could not enqueue with dedupe_key %: its job kept changing', quote_literal(dedupe_key)
+                using errcode = '40001';
+        end if;
+    else
+        select pgmq.send(queue, payload, headers, visible_at) into job_id;
+    end if;
+
+    if dedupe_window is not null then
+        insert into pgmq_jobs.dedupe_keys as k (queue, dedupe_key, job_id, created_at, keep_until)
+        values (queue, dedupe_key, job_id, clock_timestamp(), clock_timestamp() + dedupe_window)
+        on conflict on constraint dedupe_keys_pkey do update set
+            job_id = excluded.job_id,
+            created_at = excluded.created_at,
+            keep_until = excluded.keep_until;
+    end if;
     if visible_at <= clock_timestamp() then
         perform pgmq_jobs._wake(queue, s.notify);
     end if;
@@ -1143,21 +1481,32 @@ begin
 end
 $$;
 
-comment on function pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer) is
+comment on function pgmq_jobs.enqueue(
+    text, jsonb, interval, timestamptz, integer, text, interval, text
+) is
 'Enqueue one job and return its id. Transactional with the caller: rolled back, it never
 existed. payload must be a JSON object within the queue''s size limit. delay (>= 0) or
-run_at (not both) make it visible later; max_attempts overrides the queue''s for this job.';
+run_at (not both) make it visible later; max_attempts overrides the queue''s for this job.
+dedupe_key: while an earlier job of the queue with that key is unfinished (no dedupe_window),
+or was enqueued within dedupe_window, return its id and enqueue nothing; race-free under
+concurrent producers. group_key: jobs sharing it are delivered one at a time in enqueue
+order (a dead-lettered job releases the group); other keys run in parallel.';
 
 -- ======================================================================
 -- sql/111_enqueue_batch.sql
 -- ======================================================================
 -- 111_enqueue_batch.sql: enqueue_batch, add many jobs in one statement.
 
+drop function if exists pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer);
+
 create or replace function pgmq_jobs.enqueue_batch(
     queue text,
     payloads jsonb[],
     delay interval default interval '0',
-    max_attempts integer default null
+    max_attempts integer default null,
+    dedupe_keys text[] default null,
+    dedupe_window interval default null,
+    group_keys text[] default null
 )
 returns setof bigint
 language plpgsql
@@ -1201,6 +1550,28 @@ begin
         raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
             using errcode = '22023';
     end if;
+    if dedupe_keys is not null or group_keys is not null then
+        -- Per-item keys: each job goes through enqueue's dedupe and group rules,
+        -- in order, in this one transaction (a duplicate returns the earlier id).
+        if cardinality(coalesce(dedupe_keys, payloads::text[])) <> cardinality(payloads)
+            or cardinality(coalesce(group_keys, payloads::text[])) <> cardinality(payloads) then
+            raise exception 'dedupe_keys and group_keys must have one element per payload (% payloads)',
+                cardinality(payloads)
+                using errcode = '22023';
+        end if;
+        return query
+        select pgmq_jobs.enqueue(
+            queue, p.item, delay, null, max_attempts,
+            dedupe_keys[p.n], case when dedupe_keys[p.n] is not null then dedupe_window end,
+            group_keys[p.n]
+        )
+        from unnest(payloads) with ordinality as p (item, n)
+        order by p.n;
+        return;
+    end if;
+    if dedupe_window is not null then
+        raise exception 'dedupe_window needs dedupe_keys' using errcode = '22023';
+    end if;
     if coalesce(delay, interval '0') = interval '0' then
         perform pgmq_jobs._wake(queue, s.notify);
     end if;
@@ -1216,10 +1587,14 @@ begin
 end
 $$;
 
-comment on function pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer) is
+comment on function pgmq_jobs.enqueue_batch(
+    text, jsonb[], interval, integer, text[], interval, text[]
+) is
 'Enqueue many jobs in one statement and return their ids in input order. Every element must
 be a JSON object within the size limit, or nothing is enqueued and the error names the
-first bad element (payloads[n], 1-based). An empty array enqueues nothing.';
+first bad element (payloads[n], 1-based). An empty array enqueues nothing. dedupe_keys and
+group_keys (one element per payload, nulls allowed) apply enqueue''s unique-job and ordered
+group rules per item; a duplicate yields the earlier job''s id in its place.';
 
 -- ======================================================================
 -- sql/120_claim.sql
@@ -1262,6 +1637,16 @@ begin
     if length(worker) > 200 then
         raise exception 'worker must be at most 200 characters, got %', length(worker)
             using errcode = '22023';
+    end if;
+    -- A concurrency limit: claims of this queue take turns (advisory lock until
+    -- commit) and count the open deliveries through the small index of
+    -- delivered jobs, so no two claims together exceed the limit.
+    if s.concurrency is not null then
+        perform pg_advisory_xact_lock(hashtext('pgmq_jobs.concurrency'), hashtext(queue));
+        wanted := least(wanted, s.concurrency - pgmq_jobs._in_flight(queue));
+        if wanted <= 0 then
+            return;
+        end if;
     end if;
 
     -- One statement claims the ready jobs and reports (job_id null) those found
@@ -1338,7 +1723,8 @@ comment on function pgmq_jobs.claim(text, integer, interval, text) is
 queue''s). attempt is the delivery''s fencing token for complete, fail and extend. A job
 whose attempts are used up (its worker died on the last one) goes to the dead-letter queue
 with reason expired instead of being returned. worker names the claimer in the job''s
-error history. Order: by visibility time, so the oldest ready job first.';
+error history. Order: by visibility time, so the oldest ready job first. With a concurrency
+limit it returns fewer jobs (or none) so that the queue never has more in flight.';
 
 -- ======================================================================
 -- sql/121_complete.sql
@@ -1355,6 +1741,7 @@ as $$
 declare
     s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     done integer;
+    groups text[];
 begin
     if job_ids is null or attempts is null then
         raise exception 'job_ids and attempts must not be null' using errcode = '22004';
@@ -1376,13 +1763,18 @@ begin
     if s.keep_completed = interval '0' then
         execute format(
             $sql$
-            delete from pgmq.%1$I as q
-            using unnest($1, $2) as t (job_id, attempt)
-            where q.msg_id = t.job_id and q.read_ct = t.attempt
-                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+            with finished as (
+                delete from pgmq.%1$I as q
+                using unnest($1, $2) as t (job_id, attempt)
+                where q.msg_id = t.job_id and q.read_ct = t.attempt
+                    and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+                returning q.headers
+            )
+            select count(*), array_agg(f.headers ->> 'group_key') filter (where f.headers ? 'group_key')
+            from finished as f
             $sql$,
             'q_' || queue
-        ) using job_ids, attempts;
+        ) into done, groups using job_ids, attempts;
     else
         execute format(
             $sql$
@@ -1390,19 +1782,25 @@ begin
                 delete from pgmq.%1$I as q
                 using unnest($1, $2) as t (job_id, attempt)
                 where q.msg_id = t.job_id and q.read_ct = t.attempt
-                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+                    and pgmq_jobs._open_delivery(q.headers, q.read_ct)
                 returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers
+            ),
+            archived as (
+                insert into pgmq.%2$I (msg_id, read_ct, enqueued_at, vt, message, headers)
+                select f.msg_id, f.read_ct, f.enqueued_at, f.vt, f.message, f.headers
+                from finished as f
             )
-            insert into pgmq.%2$I (msg_id, read_ct, enqueued_at, vt, message, headers)
-            select f.msg_id, f.read_ct, f.enqueued_at, f.vt, f.message, f.headers
+            select count(*), array_agg(f.headers ->> 'group_key') filter (where f.headers ? 'group_key')
             from finished as f
             $sql$,
             'q_' || queue, 'a_' || queue
-        ) using job_ids, attempts;
+        ) into done, groups using job_ids, attempts;
     end if;
-    get diagnostics done = row_count;
     if done > 0 then
         insert into pgmq_jobs.outcome_log (queue, completed) values (queue, done);
+    end if;
+    if groups is not null then
+        perform pgmq_jobs._release_groups(queue, groups);
     end if;
     return done;
 end
@@ -1439,6 +1837,7 @@ declare
     max_attempts integer;
     entry jsonb;
     dead_id bigint;
+    group_key text;
     next_at timestamptz;
     result pgmq_jobs.fail_result;
 begin
@@ -1480,11 +1879,14 @@ begin
                 %3$L, d.msg_id, d.message, d.read_ct, d.headers, d.enqueued_at, $3, $4
             )
             from dead as d
-            returning msg_id
+            returning msg_id, message ->> 'group_key'
             $sql$,
             'q_' || queue, 'q_' || queue || '_dlq', queue
-        ) into dead_id
+        ) into dead_id, group_key
         using job_id, attempt, case when permanent then 'permanent' else 'exhausted' end, entry;
+        if group_key is not null then
+            perform pgmq_jobs._release_groups(queue, array[group_key]);
+        end if;
         result.outcome := case when dead_id is null then 'stale' else 'dead' end;
         if dead_id is not null then
             insert into pgmq_jobs.outcome_log (queue, dead) values (queue, 1);
@@ -1627,6 +2029,9 @@ as $$
 declare
     s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     moved integer;
+    groups text[];
+    grouped_ids bigint[];
+    k text;
 begin
     if array_position(dead_ids, null) is not null then
         raise exception 'dead_ids must not contain nulls' using errcode = '22004';
@@ -1638,26 +2043,48 @@ begin
             delete from pgmq.%1$I as d
             where $1::bigint[] is null or d.msg_id = any($1)
             returning d.msg_id, d.message
+        ),
+        requeued as (
+            insert into pgmq.%2$I (vt, message, headers)
+            select
+                clock_timestamp(),
+                r.message -> 'payload',
+                jsonb_strip_nulls(jsonb_build_object(
+                    'original_job_id', r.message -> 'original_job_id',
+                    'first_enqueued_at', r.message -> 'enqueued_at',
+                    'replays', coalesce((r.message ->> 'replays')::integer, 0) + 1,
+                    'max_attempts', r.message -> 'max_attempts',
+                    'group_key', r.message -> 'group_key'
+                ))
+            from revived as r
+            order by r.msg_id
+            returning msg_id, headers ->> 'group_key' as group_key
         )
-        insert into pgmq.%2$I (vt, message, headers)
-        select
-            clock_timestamp(),
-            r.message -> 'payload',
-            jsonb_strip_nulls(jsonb_build_object(
-                'original_job_id', r.message -> 'original_job_id',
-                'first_enqueued_at', r.message -> 'enqueued_at',
-                'replays', coalesce((r.message ->> 'replays')::integer, 0) + 1,
-                'max_attempts', r.message -> 'max_attempts'
-            ))
-        from revived as r
-        order by r.msg_id
+        select count(*), array_agg(distinct q.group_key) filter (where q.group_key is not null),
+            array_agg(q.msg_id) filter (where q.group_key is not null)
+        from requeued as q
         $sql$,
         'q_' || queue || '_dlq', 'q_' || queue
-    ) using dead_ids;
-    get diagnostics moved = row_count;
+    ) into moved, groups, grouped_ids using dead_ids;
+    -- A replayed job of an ordered group queues up behind the group's earlier jobs.
+    foreach k in array coalesce(groups, '{}') loop
+        perform pgmq_jobs._group_lock(queue, k);
+        execute format(
+            $sql$
+            update pgmq.%1$I as q
+            set headers = q.headers || jsonb_build_object('run_at', q.vt), vt = 'infinity'
+            where q.msg_id = any($2) and (q.headers ->> 'group_key') = $1 and q.msg_id > (
+                select min(h.msg_id) from pgmq.%1$I as h
+                where (h.headers ->> 'group_key') = $1 and h.headers ? 'group_key'
+            )
+            $sql$,
+            'q_' || queue
+        ) using k, grouped_ids;
+    end loop;
     if moved > 0 then
         perform pgmq_jobs._wake(queue, s.notify);
     end if;
+    perform pgmq_jobs._audit(queue, 'replay', jsonb_build_object('dead_ids', dead_ids, 'replayed', moved));
     return moved;
 end
 $$;
@@ -1694,6 +2121,8 @@ begin
         'q_' || queue || '_dlq'
     ) using older_than;
     get diagnostics purged = row_count;
+    perform pgmq_jobs._audit(queue, 'purge_dead_letters',
+        jsonb_build_object('older_than', older_than, 'purged', purged));
     return purged;
 end
 $$;
@@ -1819,6 +2248,26 @@ comment on view pgmq_jobs.workers is
 cleanly, or silent for 10 minutes / 60 heartbeats)';
 
 -- ======================================================================
+-- sql/142_audit.sql
+-- ======================================================================
+-- 142_audit.sql: view audit, the trail of operator actions.
+
+create or replace view pgmq_jobs.audit as
+select
+    a.id,
+    a.at,
+    a.actor as role,
+    a.queue,
+    a.action,
+    a.change
+from pgmq_jobs.audit_log as a;
+
+comment on view pgmq_jobs.audit is
+'Operator actions, append-only: acting role, time, queue, action (create_queue,
+configure_queue, drop_queue, replay, purge_dead_letters, schedule, unschedule) and what
+changed. Job completions are not audited (the archive is their record).';
+
+-- ======================================================================
 -- sql/150_invoker_cron.sql
 -- ======================================================================
 -- 150_invoker_cron.sql: schedule_invoker, let pg_cron call the HTTP invoker
@@ -1932,6 +2381,7 @@ declare
     cron_runs integer := 0;
     workers_removed integer := 0;
     snapshots integer := 0;
+    keys_expired integer := 0;
 begin
     if max_rows is null or max_rows < 1 or max_rows > 1000000 then
         raise exception 'max_rows must be between 1 and 1000000, got %', coalesce(max_rows::text, 'null')
@@ -2060,12 +2510,22 @@ begin
         expired = h.expired + excluded.expired;
     get diagnostics folded = row_count;
 
-    -- 5. Forget workers that stopped or went silent more than a week ago.
+    -- 5. Dedupe keys past their window, oldest first, bounded.
+    delete from pgmq_jobs.dedupe_keys as k
+    where (k.queue, k.dedupe_key) in (
+        select k2.queue, k2.dedupe_key from pgmq_jobs.dedupe_keys as k2
+        where k2.keep_until < clock_timestamp()
+        order by k2.keep_until
+        limit max_rows
+    );
+    get diagnostics keys_expired = row_count;
+
+    -- 6. Forget workers that stopped or went silent more than a week ago.
     delete from pgmq_jobs.worker_heartbeats as w
     where coalesce(w.stopped_at, w.last_seen_at) < clock_timestamp() - interval '7 days';
     get diagnostics workers_removed = row_count;
 
-    -- 6. pg_cron's own run history.
+    -- 7. pg_cron's own run history.
     if pgmq_jobs._cron_ready() then
         delete from cron.job_run_details as d where d.end_time < clock_timestamp() - cron_history;
         get diagnostics cron_runs = row_count;
@@ -2080,6 +2540,7 @@ begin
         'snapshots', snapshots,
         'stale_workers', (select count(*) from pgmq_jobs.workers as w where w.status = 'stale'),
         'workers_forgotten', workers_removed,
+        'dedupe_keys_expired', keys_expired,
         'cron_runs_deleted', cron_runs,
         'ms', round(extract(epoch from clock_timestamp() - started)::numeric * 1000, 1)
     );
@@ -2091,7 +2552,7 @@ comment on function pgmq_jobs.sweep(integer, interval, integer) is
 past max_attempts whose visibility timeout expired to the DLQ (reason expired); deletes
 completions older than keep_completed and dead letters older than dead_letter_retention; records
 this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history;
-forgets workers gone for a week; trims cron.job_run_details older than cron_history. At most
+deletes dedupe keys past their window; forgets workers gone for a week; trims cron.job_run_details older than cron_history. At most
 max_rows rows per queue and kind per run; never two sweeps at once. Returns a summary.';
 
 -- ======================================================================
@@ -2297,6 +2758,8 @@ begin
         queue = excluded.queue,
         payload = excluded.payload,
         updated_at = now();
+    perform pgmq_jobs._audit(queue, 'schedule',
+        jsonb_build_object('name', name, 'cron', btrim(cron), 'payload', payload));
     return jobid;
 end
 $$;
@@ -2321,13 +2784,19 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     removed boolean;
+    queue text;
 begin
     if name is null then
         raise exception 'schedule name must not be null' using errcode = '22004';
     end if;
-    delete from pgmq_jobs.schedule_settings as ss where ss.name = unschedule.name;
+    delete from pgmq_jobs.schedule_settings as ss where ss.name = unschedule.name
+    returning ss.queue into queue;
     removed := found;
-    return pgmq_jobs._cron_unschedule('pgmq_jobs_schedule_' || name) or removed;
+    removed := pgmq_jobs._cron_unschedule('pgmq_jobs_schedule_' || name) or removed;
+    if removed then
+        perform pgmq_jobs._audit(queue, 'unschedule', jsonb_build_object('name', name));
+    end if;
+    return removed;
 end
 $$;
 
@@ -2384,8 +2853,8 @@ end
 $revoke$;
 
 grant execute on function
-    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer),
-    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer)
+    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text),
+    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[])
 to pgmq_jobs_producer;
 
 grant execute on function
@@ -2415,7 +2884,8 @@ $admin$;
 grant execute on function pgmq_jobs._cron_job(text) to pgmq_jobs_admin;
 
 grant select on
-    pgmq_jobs.queues, pgmq_jobs.workers, pgmq_jobs.queue_history, pgmq_jobs.schedules
+    pgmq_jobs.queues, pgmq_jobs.workers, pgmq_jobs.queue_history, pgmq_jobs.schedules,
+    pgmq_jobs.audit
 to pgmq_jobs_admin;
 
 -- ======================================================================

@@ -1,0 +1,109 @@
+-- 050_private_groups.sql: private helpers of ordered groups and unique jobs.
+--
+-- A group's jobs are delivered one at a time in enqueue order. Only the
+-- group's head (its lowest job id still in the queue: waiting, in flight or
+-- waiting to retry) is ever visible; later jobs are parked with vt =
+-- 'infinity' and their intended time in headers.run_at. When the head leaves
+-- the queue (completed or dead-lettered), the next one is released. Claim
+-- therefore stays a plain walk of the vt index, however many groups wait.
+-- Enqueue and release of a group serialise on a transaction-level advisory
+-- lock per (queue, group), so a job is never parked behind a head that is
+-- leaving at the same moment.
+
+create or replace function pgmq_jobs._group_lock(queue text, group_key text)
+returns void
+language sql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+    select pg_advisory_xact_lock(hashtext('pgmq_jobs.group:' || queue), hashtext(group_key))
+$$;
+
+-- Is any job of this group in the queue (a head that later jobs wait for)?
+create or replace function pgmq_jobs._group_busy(queue text, group_key text)
+returns boolean
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    busy boolean;
+begin
+    execute format(
+        $sql$
+        select exists (
+            select from pgmq.%I as q
+            where (q.headers ->> 'group_key') = $1 and q.headers ? 'group_key'
+        )
+        $sql$,
+        'q_' || queue
+    ) into busy using group_key;
+    return busy;
+end
+$$;
+
+-- After jobs of these groups left the queue: make each group's new head
+-- visible (at its intended time) if it is parked. Returns how many.
+create or replace function pgmq_jobs._release_groups(queue text, group_keys text[])
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    k text;
+    n integer;
+    released integer := 0;
+begin
+    for k in select distinct g from unnest(group_keys) as g where g is not null order by 1 loop
+        perform pgmq_jobs._group_lock(queue, k);
+        execute format(
+            $sql$
+            update pgmq.%1$I as q
+            set
+                vt = greatest(clock_timestamp(), coalesce((q.headers ->> 'run_at')::timestamptz, '-infinity')),
+                headers = q.headers - 'run_at'
+            where q.msg_id = (
+                select h.msg_id from pgmq.%1$I as h
+                where (h.headers ->> 'group_key') = $1 and h.headers ? 'group_key'
+                order by h.msg_id
+                limit 1
+            ) and q.vt = 'infinity'
+            $sql$,
+            'q_' || queue
+        ) using k;
+        get diagnostics n = row_count;
+        released := released + n;
+    end loop;
+    if released > 0 then
+        perform pgmq_jobs._wake(queue, coalesce(
+            (select qs.notify from pgmq_jobs.queue_settings as qs where qs.queue = _release_groups.queue),
+            true
+        ));
+    end if;
+    return released;
+end
+$$;
+
+-- Open deliveries of a queue (claimed, visibility timeout running, no outcome
+-- yet), counted over the partial index of delivered jobs.
+create or replace function pgmq_jobs._in_flight(queue text)
+returns integer
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    n integer;
+begin
+    execute format(
+        $sql$
+        select count(*) from pgmq.%I as q
+        where q.vt > clock_timestamp() and q.read_ct > 0
+            and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+        $sql$,
+        'q_' || queue
+    ) into n;
+    return n;
+end
+$$;

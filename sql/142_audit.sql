@@ -1,0 +1,16 @@
+-- 142_audit.sql: view audit, the trail of operator actions.
+
+create or replace view pgmq_jobs.audit as
+select
+    a.id,
+    a.at,
+    a.actor as role,
+    a.queue,
+    a.action,
+    a.change
+from pgmq_jobs.audit_log as a;
+
+comment on view pgmq_jobs.audit is
+'Operator actions, append-only: acting role, time, queue, action (create_queue,
+configure_queue, drop_queue, replay, purge_dead_letters, schedule, unschedule) and what
+changed. Job completions are not audited (the archive is their record).';
