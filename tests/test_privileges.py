@@ -8,6 +8,7 @@ reach exactly the allowlisted queues through ``pgmq_jobs.enqueue_as_user``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -56,12 +57,10 @@ def ensure_supabase_roles(conn: Connection) -> None:
     for role in SUPABASE_ROLES:
         exists = conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
         if exists is None:
-            try:
-                conn.execute(
-                    sql.SQL("create role {} nologin noinherit").format(sql.Identifier(role))
-                )
-            except psycopg.errors.DuplicateObject:  # created concurrently by another session
-                pass
+            create = sql.SQL("create role {} nologin noinherit").format(sql.Identifier(role))
+            # Another session may create it at the same moment.
+            with contextlib.suppress(psycopg.errors.DuplicateObject):
+                conn.execute(create)
 
 
 def supabase_default_privileges(conn: Connection) -> None:
@@ -137,7 +136,8 @@ def actual_grants(conn: Connection) -> set[Grant]:
     roles = list(MATRIX_ROLES)
     grants: set[Grant] = set()
     rows = conn.execute(
-        "select r.role, p.oid::regprocedure::text from pg_proc p cross join unnest(%s::text[]) r(role)"
+        "select r.role, p.oid::regprocedure::text"
+        " from pg_proc p cross join unnest(%s::text[]) r(role)"
         " where p.pronamespace = 'pgmq_jobs'::regnamespace"
         " and has_function_privilege(r.role, p.oid, 'execute')",
         (roles,),
@@ -184,8 +184,8 @@ def expected_grants(conn: Connection) -> set[Grant]:
             expected.add(Grant(WORKER, "function", name, "execute"))
         if not proname.startswith("_") or proname in ADMIN_PRIVATE:
             expected.add(Grant(ADMIN, "function", name, "execute"))
-    for name, relname in conn.execute(
-        "select c.oid::regclass::text, c.relname from pg_class c"
+    for (name,) in conn.execute(
+        "select c.oid::regclass::text from pg_class c"
         " where c.relnamespace = 'pgmq_jobs'::regnamespace"
         " and (c.relkind = 'v' or c.relname = any(%s))",
         (list(ADMIN_TABLES),),
