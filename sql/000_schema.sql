@@ -60,7 +60,10 @@ create unlogged table if not exists pgmq_jobs.outcome_log (
     completed integer not null default 0,
     retried integer not null default 0,
     dead integer not null default 0,
-    expired integer not null default 0
+    expired integer not null default 0,
+    duration_count integer not null default 0,
+    duration_ms_sum double precision not null default 0,
+    duration_buckets integer[]
 );
 create index if not exists outcome_log_at_idx on pgmq_jobs.outcome_log (at);
 comment on table pgmq_jobs.outcome_log is
@@ -75,6 +78,11 @@ create table if not exists pgmq_jobs.queue_history (
     retried bigint not null default 0,
     dead bigint not null default 0,
     expired bigint not null default 0,
+    duration_count bigint not null default 0,
+    duration_ms_sum double precision not null default 0,
+    -- Completions by processing time: bucket 1 counts < 1 ms, bucket i
+    -- [2^(i-2), 2^(i-1)) ms, the last (25) everything from 2^23 ms up.
+    duration_buckets bigint[],
     ready bigint,
     in_flight bigint,
     delayed bigint,

@@ -99,10 +99,9 @@ begin
     execute format(
         $sql$
         select count(*) from pgmq.%I as q
-        where q.vt > clock_timestamp() and q.read_ct > 0
-            and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+        where q.vt > clock_timestamp() and q.read_ct > 0 and %2$s
         $sql$,
-        'q_' || queue
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
     ) into n;
     return n;
 end

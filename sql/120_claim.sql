@@ -68,8 +68,11 @@ begin
             set
                 vt = clock_timestamp() + $2,
                 read_ct = q.read_ct + 1,
+                -- First deliveries (the common case) stay inline; a redelivery
+                -- first records the delivery that timed out.
                 headers = case
-                    when q.read_ct = 0 and q.headers is null and $4::text is null then null
+                    when q.read_ct = 0 and $4::text is null then q.headers
+                    when q.read_ct = 0 then coalesce(q.headers, '{}') || jsonb_build_object('worker', $4::text)
                     when $4::text is null then pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt) - 'worker'
                     else coalesce(pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt), '{}')
                         || jsonb_build_object('worker', $4::text)

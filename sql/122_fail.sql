@@ -35,9 +35,8 @@ begin
     result.attempt := attempt;
 
     execute format(
-        'select q.headers, q.read_ct from pgmq.%I as q where q.msg_id = $1 and q.read_ct = $2'
-        ' and pgmq_jobs._open_delivery(q.headers, q.read_ct)',
-        'q_' || queue
+        'select q.headers, q.read_ct from pgmq.%I as q where q.msg_id = $1 and q.read_ct = $2 and %s',
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
     ) into headers, open_attempt using job_id, attempt;
     if open_attempt is null then
         perform pgmq_jobs._check_job_issued(queue, job_id);
@@ -54,8 +53,7 @@ begin
             $sql$
             with dead as (
                 delete from pgmq.%1$I as q
-                where q.msg_id = $1 and q.read_ct = $2
-                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+                where q.msg_id = $1 and q.read_ct = $2 and %4$s
                 returning q.msg_id, q.read_ct, q.enqueued_at, q.message, q.headers
             )
             insert into pgmq.%2$I (vt, message)
@@ -65,7 +63,7 @@ begin
             from dead as d
             returning msg_id, message ->> 'group_key'
             $sql$,
-            'q_' || queue, 'q_' || queue || '_dlq', queue
+            'q_' || queue, 'q_' || queue || '_dlq', queue, pgmq_jobs._sql_open_delivery('q')
         ) into dead_id, group_key
         using job_id, attempt, case when permanent then 'permanent' else 'exhausted' end, entry;
         if group_key is not null then
@@ -86,11 +84,10 @@ begin
             headers = jsonb_set(
                 coalesce(q.headers, '{}'), '{errors}', coalesce(q.headers -> 'errors', '[]') || $4
             )
-        where q.msg_id = $1 and q.read_ct = $2
-                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+        where q.msg_id = $1 and q.read_ct = $2 and %2$s
         returning q.vt
         $sql$,
-        'q_' || queue
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
     ) into next_at
     using job_id, attempt,
         coalesce(retry_after,

@@ -18,10 +18,10 @@ begin
         update pgmq.%I as q
         set vt = clock_timestamp() + $3
         where q.msg_id = $1 and q.read_ct = $2
-            and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+            and %2$s
         returning q.vt
         $sql$,
-        'q_' || queue
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
     ) into visible_until using job_id, attempt, extend.by;
     if visible_until is null then
         perform pgmq_jobs._check_job_issued(queue, job_id);

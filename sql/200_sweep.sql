@@ -121,8 +121,7 @@ begin
                         select from pgmq.%1$I as q where q.vt > clock_timestamp() limit $2) as c
                     ) as future,
                     (select count(*) from pgmq.%1$I as q
-                        where q.vt > clock_timestamp() and q.read_ct > 0
-                            and pgmq_jobs._open_delivery(q.headers, q.read_ct)) as in_flight
+                        where q.vt > clock_timestamp() and q.read_ct > 0 and %5$s) as in_flight
             ) as f
             on conflict (queue, minute) do update set
                 ready = excluded.ready,
@@ -132,7 +131,8 @@ begin
                 enqueued_total = excluded.enqueued_total
             $sql$,
             'q_' || s.queue, 'q_' || s.queue || '_dlq', s.queue,
-            pg_get_serial_sequence(format('pgmq.%I', 'q_' || s.queue), 'msg_id')
+            pg_get_serial_sequence(format('pgmq.%I', 'q_' || s.queue), 'msg_id'),
+            pgmq_jobs._sql_open_delivery('q')
         ) using this_minute, count_cap;
         snapshots := snapshots + 1;
     end loop;
@@ -141,17 +141,26 @@ begin
     with moved as (
         delete from pgmq_jobs.outcome_log as o
         where o.at < this_minute
-        returning o.queue, o.at, o.completed, o.retried, o.dead, o.expired
+        returning o.*
     )
-    insert into pgmq_jobs.queue_history as h (queue, minute, completed, retried, dead, expired)
-    select m.queue, date_trunc('minute', m.at), sum(m.completed), sum(m.retried), sum(m.dead), sum(m.expired)
+    insert into pgmq_jobs.queue_history as h (
+        queue, minute, completed, retried, dead, expired,
+        duration_count, duration_ms_sum, duration_buckets
+    )
+    select
+        m.queue, date_trunc('minute', m.at), sum(m.completed), sum(m.retried), sum(m.dead),
+        sum(m.expired), sum(m.duration_count), sum(m.duration_ms_sum),
+        pgmq_jobs._sum_buckets(m.duration_buckets::bigint[])
     from moved as m
     group by m.queue, date_trunc('minute', m.at)
     on conflict (queue, minute) do update set
         completed = h.completed + excluded.completed,
         retried = h.retried + excluded.retried,
         dead = h.dead + excluded.dead,
-        expired = h.expired + excluded.expired;
+        expired = h.expired + excluded.expired,
+        duration_count = h.duration_count + excluded.duration_count,
+        duration_ms_sum = h.duration_ms_sum + excluded.duration_ms_sum,
+        duration_buckets = pgmq_jobs._add_buckets(h.duration_buckets, excluded.duration_buckets);
     get diagnostics folded = row_count;
 
     -- 5. Dedupe keys past their window, oldest first, bounded.

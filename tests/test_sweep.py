@@ -209,3 +209,24 @@ def test_sweep_racing_a_completion_gives_exactly_one_outcome(db: str) -> None:
         assert [r["msg_id"] for r in queue_rows(sweeper, "raceq", "a")] == [a.job_id]
         assert [d.job_id for d in jobs.dead_letters(sweeper, "raceq")] == [b.job_id]
         assert queue_rows(sweeper, "raceq") == []
+
+
+def test_processing_times_are_folded_into_history(conn: Connection) -> None:
+    jobs.create_queue(conn, "timeq")
+    jobs.enqueue_batch(conn, "timeq", [{"i": i} for i in range(4)])
+    claimed = jobs.claim(conn, "timeq", 4)
+    assert jobs.complete(conn, "timeq", claimed[:2], durations_ms=[0.5, 3.0]) == 2
+    assert jobs.complete(conn, "timeq", claimed[2:], durations_ms=[1500.0, 3.5]) == 2
+    age(conn, "pgmq_jobs.outcome_log", "at", "1 minute")
+    jobs.sweep(conn)
+    row = conn.execute(
+        "select duration_count, duration_ms_sum, duration_buckets from pgmq_jobs.queue_history"
+        " where queue = 'timeq' and completed > 0"
+    ).fetchone()
+    assert row is not None
+    count, total, buckets = row
+    assert (count, total) == (4, 1507.0)
+    # <1 ms: 1; [2,4) ms: 2; [1024,2048) ms: 1
+    assert buckets[0] == 1 and buckets[2] == 2 and buckets[11] == 1 and sum(buckets) == 4
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="one element per job"):
+        jobs.complete(conn, "timeq", claimed[:1], durations_ms=[1.0, 2.0])

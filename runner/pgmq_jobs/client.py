@@ -248,16 +248,24 @@ def complete(
     conn: psycopg.Connection[Any],
     queue: str,
     deliveries: Iterable[Job | tuple[int, int]],
+    durations_ms: Sequence[float] | None = None,
 ) -> int:
     """Complete deliveries (jobs or ``(job_id, attempt)`` pairs); returns how many counted.
 
     A stale delivery (redelivered, failed or finished since) is not counted.
+    ``durations_ms`` (one per delivery) records processing times for ``queue_stats``.
     """
     pairs = [(d.job_id, d.attempt) if isinstance(d, Job) else d for d in deliveries]
     rows = _call(
         conn,
-        "select pgmq_jobs.complete(%(queue)s, %(ids)s::bigint[], %(attempts)s::int[])",
-        {"queue": queue, "ids": [p[0] for p in pairs], "attempts": [p[1] for p in pairs]},
+        "select pgmq_jobs.complete(%(queue)s, %(ids)s::bigint[], %(attempts)s::int[],"
+        " %(durations)s::float8[])",
+        {
+            "queue": queue,
+            "ids": [p[0] for p in pairs],
+            "attempts": [p[1] for p in pairs],
+            "durations": None if durations_ms is None else list(durations_ms),
+        },
     )
     return int(rows[0][0])
 

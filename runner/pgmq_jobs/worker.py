@@ -62,7 +62,7 @@ CLAIM_SQL = (
     " extract(epoch from visible_until - clock_timestamp())::float8"
     " from pgmq_jobs.claim(%s, %s, visibility_timeout => %s, worker => %s)"
 )
-COMPLETE_SQL = "select pgmq_jobs.complete(%s, %s::bigint[], %s::int[])"
+COMPLETE_SQL = "select pgmq_jobs.complete(%s, %s::bigint[], %s::int[], %s::float8[])"
 FAIL_SQL = (
     "select outcome, extract(epoch from next_attempt_at - clock_timestamp())::float8"
     " from pgmq_jobs.fail(%s, %s, %s, %s, retry_after => %s, permanent => %s)"
@@ -154,6 +154,7 @@ class Report:
     error: str | None = None
     retry_after: timedelta | None = None
     permanent: bool = False
+    duration_ms: float | None = None
 
     def plausible(self, now: float) -> bool:
         """Still worth reporting: within one more lease after the lease ran out."""
@@ -545,6 +546,7 @@ class Worker:
 
     @staticmethod
     def _run_handler(delivery: Delivery) -> Report:
+        started = time.perf_counter()
         try:
             delivery.handler.func(delivery.payload, delivery.context)
         except Retry as exc:
@@ -553,7 +555,8 @@ class Worker:
             return Report(delivery, error_text(exc), permanent=True)
         except BaseException as exc:  # every failure is reported, even SystemExit
             return Report(delivery, error_text(exc))
-        return Report(delivery)
+        # The handler's processing time, reported with the completion (queue_stats).
+        return Report(delivery, duration_ms=(time.perf_counter() - started) * 1000)
 
     def _settle(self, report: Report) -> bool:
         """Record the first outcome of a delivery; False if it was already settled."""
@@ -624,7 +627,8 @@ class Worker:
         for queue, reports in by_queue.items():
             ids = [r.delivery.job_id for r in reports]
             attempts = [r.delivery.attempt for r in reports]
-            row = conn.execute(COMPLETE_SQL, (queue, ids, attempts)).fetchone()
+            durations = [r.duration_ms for r in reports]
+            row = conn.execute(COMPLETE_SQL, (queue, ids, attempts, durations)).fetchone()
             done = int(row[0]) if row else 0
             self.summary.completed += done
             self.summary.stale += len(reports) - done

@@ -85,7 +85,10 @@ create unlogged table if not exists pgmq_jobs.outcome_log (
     completed integer not null default 0,
     retried integer not null default 0,
     dead integer not null default 0,
-    expired integer not null default 0
+    expired integer not null default 0,
+    duration_count integer not null default 0,
+    duration_ms_sum double precision not null default 0,
+    duration_buckets integer[]
 );
 create index if not exists outcome_log_at_idx on pgmq_jobs.outcome_log (at);
 comment on table pgmq_jobs.outcome_log is
@@ -100,6 +103,11 @@ create table if not exists pgmq_jobs.queue_history (
     retried bigint not null default 0,
     dead bigint not null default 0,
     expired bigint not null default 0,
+    duration_count bigint not null default 0,
+    duration_ms_sum double precision not null default 0,
+    -- Completions by processing time: bucket 1 counts < 1 ms, bucket i
+    -- [2^(i-2), 2^(i-1)) ms, the last (25) everything from 2^23 ms up.
+    duration_buckets bigint[],
     ready bigint,
     in_flight bigint,
     delayed bigint,
@@ -544,6 +552,21 @@ as $$
     select coalesce((headers #>> '{errors,-1,attempt}')::integer, 0) < read_ct
 $$;
 
+-- The same test as SQL text over a row alias, for the job path's dynamic
+-- statements: a call of a function that pins search_path costs ~2 us per
+-- row, the inline expression a tenth of that. Built once per call.
+create or replace function pgmq_jobs._sql_open_delivery(alias text)
+returns text
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select format(
+        $sql$(coalesce((%1$I.headers #>> '{errors,-1,attempt}')::integer, 0) < %1$I.read_ct)$sql$,
+        alias
+    )
+$$;
+
 -- Wake idle workers of a queue: NOTIFY on channel pgmq_jobs_<queue>, sent at
 -- commit (never for a rolled-back enqueue) and folded into one per
 -- transaction. Workers that cannot LISTEN (transaction poolers) poll instead.
@@ -629,6 +652,59 @@ begin
     return routed;
 end
 $$;
+
+-- Processing times as count, sum and power-of-two histogram: bucket 1 counts
+-- durations under 1 ms, bucket i (2..24) those in [2^(i-2), 2^(i-1)) ms,
+-- bucket 25 everything from 2^23 ms (2.3 hours) up.
+create or replace function pgmq_jobs._duration_histogram(durations_ms double precision[])
+returns table (n integer, total double precision, buckets integer[])
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    with d as (
+        select greatest(x, 0) as ms from unnest(durations_ms) as x where x is not null
+    ),
+    b as (
+        select
+            case when d.ms < 1 then 1 else least(25, floor(log(2.0::numeric, d.ms::numeric))::integer + 2) end
+                as bucket,
+            count(*)::integer as c
+        from d
+        group by 1
+    )
+    select
+        (select count(*)::integer from d),
+        coalesce((select sum(d.ms) from d), 0),
+        (select array_agg(coalesce(b.c, 0) order by i) from generate_series(1, 25) as i
+            left join b on b.bucket = i)
+$$;
+
+-- Element-wise sum of histograms (null-tolerant), for folding.
+create or replace function pgmq_jobs._add_buckets(a bigint[], b bigint[])
+returns bigint[]
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select case
+        when a is null then b
+        when b is null then a
+        else (select array_agg(coalesce(a[i], 0) + coalesce(b[i], 0) order by i)
+            from generate_series(1, greatest(cardinality(a), cardinality(b))) as i)
+    end
+$$;
+
+do $aggregate$
+begin
+    if pg_catalog.to_regprocedure('pgmq_jobs._sum_buckets(bigint[])') is null then
+        create aggregate pgmq_jobs._sum_buckets(bigint[]) (
+            sfunc = pgmq_jobs._add_buckets,
+            stype = bigint[]
+        );
+    end if;
+end
+$aggregate$;
 
 -- ======================================================================
 -- sql/020_private_lifecycle_run.sql
@@ -1072,10 +1148,9 @@ begin
     execute format(
         $sql$
         select count(*) from pgmq.%I as q
-        where q.vt > clock_timestamp() and q.read_ct > 0
-            and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+        where q.vt > clock_timestamp() and q.read_ct > 0 and %2$s
         $sql$,
-        'q_' || queue
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
     ) into n;
     return n;
 end
@@ -1669,8 +1744,11 @@ begin
             set
                 vt = clock_timestamp() + $2,
                 read_ct = q.read_ct + 1,
+                -- First deliveries (the common case) stay inline; a redelivery
+                -- first records the delivery that timed out.
                 headers = case
-                    when q.read_ct = 0 and q.headers is null and $4::text is null then null
+                    when q.read_ct = 0 and $4::text is null then q.headers
+                    when q.read_ct = 0 then coalesce(q.headers, '{}') || jsonb_build_object('worker', $4::text)
                     when $4::text is null then pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt) - 'worker'
                     else coalesce(pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt), '{}')
                         || jsonb_build_object('worker', $4::text)
@@ -1731,7 +1809,14 @@ limit it returns fewer jobs (or none) so that the queue never has more in flight
 -- ======================================================================
 -- 121_complete.sql: complete, acknowledge finished deliveries in one statement.
 
-create or replace function pgmq_jobs.complete(queue text, job_ids bigint[], attempts integer[])
+drop function if exists pgmq_jobs.complete(text, bigint[], integer[]);
+
+create or replace function pgmq_jobs.complete(
+    queue text,
+    job_ids bigint[],
+    attempts integer[],
+    durations_ms double precision[] default null
+)
 returns integer
 language plpgsql
 volatile
@@ -1742,6 +1827,9 @@ declare
     s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
     done integer;
     groups text[];
+    timed integer := 0;
+    total_ms double precision := 0;
+    buckets integer[];
 begin
     if job_ids is null or attempts is null then
         raise exception 'job_ids and attempts must not be null' using errcode = '22004';
@@ -1754,50 +1842,48 @@ begin
     if array_position(job_ids, null) is not null or array_position(attempts, null) is not null then
         raise exception 'job_ids and attempts must not contain nulls' using errcode = '22004';
     end if;
+    if durations_ms is not null and cardinality(durations_ms) <> cardinality(job_ids) then
+        raise exception 'durations_ms must have one element per job, got % for % jobs',
+            cardinality(durations_ms), cardinality(job_ids)
+            using errcode = '22023';
+    end if;
     if cardinality(job_ids) = 0 then
         return 0;
     end if;
 
     -- The fence: a row is finished only while its read_ct is the attempt the
-    -- worker was given. A stale pair matches nothing and is not counted.
-    if s.keep_completed = interval '0' then
-        execute format(
-            $sql$
-            with finished as (
-                delete from pgmq.%1$I as q
-                using unnest($1, $2) as t (job_id, attempt)
-                where q.msg_id = t.job_id and q.read_ct = t.attempt
-                    and pgmq_jobs._open_delivery(q.headers, q.read_ct)
-                returning q.headers
-            )
-            select count(*), array_agg(f.headers ->> 'group_key') filter (where f.headers ? 'group_key')
+    -- worker was given and that delivery has not failed. A stale pair matches
+    -- nothing and is not counted. Completions are archived, or deleted when
+    -- the queue keeps none.
+    execute format(
+        $sql$
+        with finished as (
+            delete from pgmq.%1$I as q
+            using unnest($1, $2) as t (job_id, attempt)
+            where q.msg_id = t.job_id and q.read_ct = t.attempt and %3$s
+            returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers
+        ),
+        archived as (
+            insert into pgmq.%2$I (msg_id, read_ct, enqueued_at, vt, message, headers)
+            select f.msg_id, f.read_ct, f.enqueued_at, f.vt, f.message, f.headers
             from finished as f
-            $sql$,
-            'q_' || queue
-        ) into done, groups using job_ids, attempts;
-    else
-        execute format(
-            $sql$
-            with finished as (
-                delete from pgmq.%1$I as q
-                using unnest($1, $2) as t (job_id, attempt)
-                where q.msg_id = t.job_id and q.read_ct = t.attempt
-                    and pgmq_jobs._open_delivery(q.headers, q.read_ct)
-                returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers
-            ),
-            archived as (
-                insert into pgmq.%2$I (msg_id, read_ct, enqueued_at, vt, message, headers)
-                select f.msg_id, f.read_ct, f.enqueued_at, f.vt, f.message, f.headers
-                from finished as f
-            )
-            select count(*), array_agg(f.headers ->> 'group_key') filter (where f.headers ? 'group_key')
-            from finished as f
-            $sql$,
-            'q_' || queue, 'a_' || queue
-        ) into done, groups using job_ids, attempts;
-    end if;
+            where $3
+        )
+        select count(*), array_agg(f.headers ->> 'group_key') filter (where f.headers ? 'group_key')
+        from finished as f
+        $sql$,
+        'q_' || queue, 'a_' || queue, pgmq_jobs._sql_open_delivery('q')
+    ) into done, groups using job_ids, attempts, s.keep_completed > interval '0';
+
     if done > 0 then
-        insert into pgmq_jobs.outcome_log (queue, completed) values (queue, done);
+        -- Processing times, when the worker reports them, as a sum and a
+        -- histogram of power-of-two millisecond buckets (for averages and p95).
+        if durations_ms is not null then
+            select h.n, h.total, h.buckets into timed, total_ms, buckets
+            from pgmq_jobs._duration_histogram(durations_ms) as h;
+        end if;
+        insert into pgmq_jobs.outcome_log (queue, completed, duration_count, duration_ms_sum, duration_buckets)
+        values (queue, done, timed, total_ms, buckets);
     end if;
     if groups is not null then
         perform pgmq_jobs._release_groups(queue, groups);
@@ -1806,10 +1892,12 @@ begin
 end
 $$;
 
-comment on function pgmq_jobs.complete(text, bigint[], integer[]) is
+comment on function pgmq_jobs.complete(text, bigint[], integer[], double precision[]) is
 'Complete jobs: job_ids[i] whose current delivery is attempts[i] are archived (or deleted when
 the queue keeps no completions). Returns how many were completed; a stale pair (the job was
-redelivered, failed, finished or dead-lettered since) changes nothing and is not counted.';
+redelivered, failed, finished or dead-lettered since) changes nothing and is not counted.
+durations_ms (optional, one per job) are the handlers'' processing times, recorded for
+queue_stats.';
 
 -- ======================================================================
 -- sql/122_fail.sql
@@ -1851,9 +1939,8 @@ begin
     result.attempt := attempt;
 
     execute format(
-        'select q.headers, q.read_ct from pgmq.%I as q where q.msg_id = $1 and q.read_ct = $2'
-        ' and pgmq_jobs._open_delivery(q.headers, q.read_ct)',
-        'q_' || queue
+        'select q.headers, q.read_ct from pgmq.%I as q where q.msg_id = $1 and q.read_ct = $2 and %s',
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
     ) into headers, open_attempt using job_id, attempt;
     if open_attempt is null then
         perform pgmq_jobs._check_job_issued(queue, job_id);
@@ -1870,8 +1957,7 @@ begin
             $sql$
             with dead as (
                 delete from pgmq.%1$I as q
-                where q.msg_id = $1 and q.read_ct = $2
-                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+                where q.msg_id = $1 and q.read_ct = $2 and %4$s
                 returning q.msg_id, q.read_ct, q.enqueued_at, q.message, q.headers
             )
             insert into pgmq.%2$I (vt, message)
@@ -1881,7 +1967,7 @@ begin
             from dead as d
             returning msg_id, message ->> 'group_key'
             $sql$,
-            'q_' || queue, 'q_' || queue || '_dlq', queue
+            'q_' || queue, 'q_' || queue || '_dlq', queue, pgmq_jobs._sql_open_delivery('q')
         ) into dead_id, group_key
         using job_id, attempt, case when permanent then 'permanent' else 'exhausted' end, entry;
         if group_key is not null then
@@ -1902,11 +1988,10 @@ begin
             headers = jsonb_set(
                 coalesce(q.headers, '{}'), '{errors}', coalesce(q.headers -> 'errors', '[]') || $4
             )
-        where q.msg_id = $1 and q.read_ct = $2
-                and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+        where q.msg_id = $1 and q.read_ct = $2 and %2$s
         returning q.vt
         $sql$,
-        'q_' || queue
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
     ) into next_at
     using job_id, attempt,
         coalesce(retry_after,
@@ -1951,10 +2036,10 @@ begin
         update pgmq.%I as q
         set vt = clock_timestamp() + $3
         where q.msg_id = $1 and q.read_ct = $2
-            and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+            and %2$s
         returning q.vt
         $sql$,
-        'q_' || queue
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
     ) into visible_until using job_id, attempt, extend.by;
     if visible_until is null then
         perform pgmq_jobs._check_job_issued(queue, job_id);
@@ -2352,6 +2437,163 @@ cron.unschedule(job_name). Needs pg_cron and pg_net (checked here, with a clear 
 them run `pgmq-jobs worker --drain` from a system cron. The secret is stored in the cron job.';
 
 -- ======================================================================
+-- sql/160_allow_enqueue.sql
+-- ======================================================================
+-- 160_allow_enqueue.sql: allow_enqueue, let a role enqueue into one queue
+-- through pgmq_jobs.enqueue_as_user (e.g. Supabase's authenticated role,
+-- calling through PostgREST). Nothing is allowed until an admin says so.
+
+-- Which roles may enqueue into which queue through enqueue_as_user. Rows go
+-- when their queue is dropped. Roles are kept by name (as PostgreSQL's own
+-- grants are dumped), so a dropped role's rows apply to a new role of that name.
+create table if not exists pgmq_jobs.enqueue_allowlist (
+    queue text not null references pgmq_jobs.queue_settings (queue) on delete cascade,
+    role_name text not null,
+    allowed_at timestamptz not null default pg_catalog.now(),
+    primary key (queue, role_name)
+);
+comment on table pgmq_jobs.enqueue_allowlist is
+'Roles allowed to enqueue into a queue through pgmq_jobs.enqueue_as_user; change it with
+pgmq_jobs.allow_enqueue and pgmq_jobs.disallow_enqueue';
+revoke all on pgmq_jobs.enqueue_allowlist from public;
+grant select on pgmq_jobs.enqueue_allowlist to pgmq_jobs_admin;
+
+create or replace function pgmq_jobs.allow_enqueue(queue text, role_name text)
+returns boolean
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform pgmq_jobs._settings(queue);
+    if role_name is null then
+        raise exception 'role_name must not be null' using errcode = '22004';
+    end if;
+    if pg_catalog.to_regrole(pg_catalog.quote_ident(role_name)) is null then
+        raise exception 'unknown role %', pg_catalog.quote_ident(role_name)
+            using errcode = '42704',
+            hint = 'Give the role''s exact name, e.g. authenticated.';
+    end if;
+    -- The allowlist, not this grant, decides: enqueue_as_user refuses every
+    -- queue the caller is not listed for.
+    execute pg_catalog.format('grant usage on schema pgmq_jobs to %I', role_name);
+    execute pg_catalog.format(
+        'grant execute on function pgmq_jobs.enqueue_as_user(text, jsonb) to %I', role_name
+    );
+    insert into pgmq_jobs.enqueue_allowlist as a (queue, role_name)
+    values (queue, role_name)
+    on conflict on constraint enqueue_allowlist_pkey do nothing;
+    if found then
+        perform pgmq_jobs._audit(queue, 'allow_enqueue', pg_catalog.jsonb_build_object('role', role_name));
+        return true;
+    end if;
+    return false;
+end
+$$;
+
+comment on function pgmq_jobs.allow_enqueue(text, text) is
+'Allow role_name to enqueue into queue through pgmq_jobs.enqueue_as_user(queue, payload), and
+grant it usage on schema pgmq_jobs and execute on enqueue_as_user (nothing else). Returns
+false when it was already allowed. Undo with pgmq_jobs.disallow_enqueue.';
+
+revoke all on function pgmq_jobs.allow_enqueue(text, text) from public;
+
+-- ======================================================================
+-- sql/161_disallow_enqueue.sql
+-- ======================================================================
+-- 161_disallow_enqueue.sql: disallow_enqueue, take back allow_enqueue.
+
+create or replace function pgmq_jobs.disallow_enqueue(queue text, role_name text)
+returns boolean
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    removed boolean;
+begin
+    perform pgmq_jobs._settings(queue);
+    if role_name is null then
+        raise exception 'role_name must not be null' using errcode = '22004';
+    end if;
+    delete from pgmq_jobs.enqueue_allowlist as a
+    where a.queue = disallow_enqueue.queue and a.role_name = disallow_enqueue.role_name;
+    removed := found;
+    if removed then
+        perform pgmq_jobs._audit(queue, 'disallow_enqueue', pg_catalog.jsonb_build_object('role', role_name));
+    end if;
+    -- A role with no queue left loses what allow_enqueue granted it (the
+    -- pgmq_jobs roles keep their schema usage).
+    if pg_catalog.to_regrole(pg_catalog.quote_ident(role_name)) is not null
+        and not exists (
+            select from pgmq_jobs.enqueue_allowlist as a
+            where a.role_name = disallow_enqueue.role_name
+        ) then
+        execute pg_catalog.format(
+            'revoke execute on function pgmq_jobs.enqueue_as_user(text, jsonb) from %I', role_name
+        );
+        if role_name not in ('pgmq_jobs_producer', 'pgmq_jobs_worker', 'pgmq_jobs_admin') then
+            execute pg_catalog.format('revoke usage on schema pgmq_jobs from %I', role_name);
+        end if;
+    end if;
+    return removed;
+end
+$$;
+
+comment on function pgmq_jobs.disallow_enqueue(text, text) is
+'Stop role_name from enqueueing into queue through pgmq_jobs.enqueue_as_user. When no queue is
+left for the role, revoke what allow_enqueue granted it. Returns false when it was not allowed.';
+
+revoke all on function pgmq_jobs.disallow_enqueue(text, text) from public;
+
+-- ======================================================================
+-- sql/162_enqueue_as_user.sql
+-- ======================================================================
+-- 162_enqueue_as_user.sql: enqueue_as_user, the enqueue that signed-in users
+-- may call (through PostgREST on Supabase): only into the queues an admin
+-- allowed their role with pgmq_jobs.allow_enqueue.
+
+create or replace function pgmq_jobs.enqueue_as_user(queue text, payload jsonb)
+returns bigint
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    -- The calling role: PostgREST runs requests under SET ROLE authenticated,
+    -- which SECURITY DEFINER leaves alone (current_user here is the owner).
+    caller text := pgmq_jobs._actor();
+begin
+    -- One error for unlisted and unknown queues alike: callers learn nothing
+    -- about queues they may not use.
+    if queue is null or not exists (
+        select from pgmq_jobs.enqueue_allowlist as a
+        where a.queue = enqueue_as_user.queue
+            and pg_catalog.pg_has_role(
+                caller, pg_catalog.to_regrole(pg_catalog.quote_ident(a.role_name)), 'usage'
+            )
+    ) then
+        raise exception 'role % may not enqueue into queue %',
+            pg_catalog.quote_ident(caller), coalesce(pg_catalog.quote_literal(queue), 'null')
+            using errcode = '42501',
+            hint = 'An admin allows it with pgmq_jobs.allow_enqueue(queue, role).';
+    end if;
+    return pgmq_jobs.enqueue(queue, payload);
+end
+$$;
+
+comment on function pgmq_jobs.enqueue_as_user(text, jsonb) is
+'Enqueue one job as the calling role (SET ROLE role, e.g. PostgREST''s authenticated, else the
+login role) into a queue that pgmq_jobs.allow_enqueue allowed for it or a role it has the
+privileges of; any other queue, known or not, is refused (SQLSTATE 42501). Executable only
+by roles allow_enqueue granted it to. Same payload rules as enqueue; returns the job id.';
+
+revoke all on function pgmq_jobs.enqueue_as_user(text, jsonb) from public;
+
+-- ======================================================================
 -- sql/200_sweep.sql
 -- ======================================================================
 -- 200_sweep.sql: sweep, the periodic maintenance pg_cron runs every minute.
@@ -2477,8 +2719,7 @@ begin
                         select from pgmq.%1$I as q where q.vt > clock_timestamp() limit $2) as c
                     ) as future,
                     (select count(*) from pgmq.%1$I as q
-                        where q.vt > clock_timestamp() and q.read_ct > 0
-                            and pgmq_jobs._open_delivery(q.headers, q.read_ct)) as in_flight
+                        where q.vt > clock_timestamp() and q.read_ct > 0 and %5$s) as in_flight
             ) as f
             on conflict (queue, minute) do update set
                 ready = excluded.ready,
@@ -2488,7 +2729,8 @@ begin
                 enqueued_total = excluded.enqueued_total
             $sql$,
             'q_' || s.queue, 'q_' || s.queue || '_dlq', s.queue,
-            pg_get_serial_sequence(format('pgmq.%I', 'q_' || s.queue), 'msg_id')
+            pg_get_serial_sequence(format('pgmq.%I', 'q_' || s.queue), 'msg_id'),
+            pgmq_jobs._sql_open_delivery('q')
         ) using this_minute, count_cap;
         snapshots := snapshots + 1;
     end loop;
@@ -2497,17 +2739,26 @@ begin
     with moved as (
         delete from pgmq_jobs.outcome_log as o
         where o.at < this_minute
-        returning o.queue, o.at, o.completed, o.retried, o.dead, o.expired
+        returning o.*
     )
-    insert into pgmq_jobs.queue_history as h (queue, minute, completed, retried, dead, expired)
-    select m.queue, date_trunc('minute', m.at), sum(m.completed), sum(m.retried), sum(m.dead), sum(m.expired)
+    insert into pgmq_jobs.queue_history as h (
+        queue, minute, completed, retried, dead, expired,
+        duration_count, duration_ms_sum, duration_buckets
+    )
+    select
+        m.queue, date_trunc('minute', m.at), sum(m.completed), sum(m.retried), sum(m.dead),
+        sum(m.expired), sum(m.duration_count), sum(m.duration_ms_sum),
+        pgmq_jobs._sum_buckets(m.duration_buckets::bigint[])
     from moved as m
     group by m.queue, date_trunc('minute', m.at)
     on conflict (queue, minute) do update set
         completed = h.completed + excluded.completed,
         retried = h.retried + excluded.retried,
         dead = h.dead + excluded.dead,
-        expired = h.expired + excluded.expired;
+        expired = h.expired + excluded.expired,
+        duration_count = h.duration_count + excluded.duration_count,
+        duration_ms_sum = h.duration_ms_sum + excluded.duration_ms_sum,
+        duration_buckets = pgmq_jobs._add_buckets(h.duration_buckets, excluded.duration_buckets);
     get diagnostics folded = row_count;
 
     -- 5. Dedupe keys past their window, oldest first, bounded.
@@ -2859,7 +3110,7 @@ to pgmq_jobs_producer;
 
 grant execute on function
     pgmq_jobs.claim(text, integer, interval, text),
-    pgmq_jobs.complete(text, bigint[], integer[]),
+    pgmq_jobs.complete(text, bigint[], integer[], double precision[]),
     pgmq_jobs.fail(text, bigint, integer, text, interval, boolean),
     pgmq_jobs.extend(text, bigint, integer, interval),
     pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean)
