@@ -1,0 +1,164 @@
+-- 300_private_stats.sql: private helpers and tables behind the observability
+-- views (queue_stats, alerts): capped queue gauges, the n-th oldest ready job
+-- or dead letter, the sessions holding back vacuum, and the processing-time log.
+--
+-- The views run with their owner's rights on tables, but functions run as the
+-- caller: the three helpers that read PGMQ tables or every session's activity
+-- are therefore security definer and granted to pgmq_jobs_admin (only).
+
+-- Processing times, appended once per report_timings call (never per job, never
+-- an update): how many jobs, their summed and largest duration, and a histogram
+-- over the fixed bucket bounds below (milliseconds, "le" like Prometheus; the
+-- 17th bucket is everything above 300000). Unlogged: a crash loses at most an
+-- hour of timings, never a job. report_timings prunes rows older than an hour.
+--   bounds: 1 2 5 10 25 50 100 250 500 1000 2500 5000 10000 30000 60000 300000 +inf
+create unlogged table if not exists pgmq_jobs.timing_log (
+    queue text not null,
+    at timestamptz not null default pg_catalog.clock_timestamp(),
+    jobs integer not null,
+    total_ms double precision not null,
+    max_ms double precision not null,
+    hist integer[] not null
+);
+create index if not exists timing_log_queue_at_idx on pgmq_jobs.timing_log (queue, at);
+comment on table pgmq_jobs.timing_log is
+'Job processing times reported by runners (pgmq_jobs.report_timings): one row per call with a
+histogram; read through queue_stats, kept for an hour';
+
+-- The gauges of one queue, cheap at any depth. Each count stops at cap rows
+-- (an index walk over at most cap entries); a count that reaches the cap is
+-- replaced by an estimate from the table's live-tuple statistics
+-- (pg_stat_user_tables.n_live_tup, current to about a second) and flagged.
+-- in_flight walks the small partial index of delivered jobs; oldest_ready_at is
+-- the first entry of the vt index; enqueued_total is the msg_id sequence.
+create or replace function pgmq_jobs._queue_gauges(queue text, cap integer)
+returns table (
+    ready bigint,
+    ready_estimated boolean,
+    in_flight bigint,
+    delayed bigint,
+    dead bigint,
+    dead_estimated boolean,
+    oldest_ready_at timestamptz,
+    enqueued_total bigint
+)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    q regclass := to_regclass(format('pgmq.%I', 'q_' || queue));
+    d regclass := to_regclass(format('pgmq.%I', 'q_' || queue || '_dlq'));
+    future bigint;
+    t timestamptz := clock_timestamp();
+begin
+    if q is null then
+        return;
+    end if;
+    execute format(
+        $sql$
+        select
+            (select count(*) from (select from pgmq.%1$I as q where q.vt <= $2 limit $1) as c),
+            (select count(*) from (select from pgmq.%1$I as q where q.vt > $2 limit $1) as c),
+            (select count(*) from (
+                select from pgmq.%1$I as q
+                where q.vt > $2 and q.read_ct > 0 and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+                limit $1) as c),
+            (select min(q.vt) from pgmq.%1$I as q where q.vt <= $2),
+            (select case when sq.is_called then sq.last_value else 0 end from %2$s as sq)
+        $sql$,
+        'q_' || queue,
+        pg_get_serial_sequence(format('pgmq.%I', 'q_' || queue), 'msg_id')
+    ) into ready, future, in_flight, oldest_ready_at, enqueued_total using cap, t;
+    delayed := greatest(future - in_flight, 0);
+    ready_estimated := ready >= cap;
+    if ready_estimated then
+        ready := greatest(ready, pg_stat_get_live_tuples(q) - future);
+    end if;
+    if d is not null then
+        execute format(
+            'select count(*) from (select from pgmq.%I limit $1) as c', 'q_' || queue || '_dlq'
+        ) into dead using cap;
+        dead_estimated := dead >= cap;
+        if dead_estimated then
+            dead := greatest(dead, pg_stat_get_live_tuples(d));
+        end if;
+    end if;
+    return next;
+end
+$$;
+
+-- When the n-th oldest job now ready became ready (kind 'ready', by vt), or
+-- when the n-th oldest dead letter died (kind 'dead'): the moment since which
+-- today's backlog alone exceeds n - 1. Null when there are fewer than n.
+create or replace function pgmq_jobs._nth_at(queue text, kind text, n bigint)
+returns timestamptz
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    found_at timestamptz;
+begin
+    if n is null or n < 1 or to_regclass(format('pgmq.%I', 'q_' || queue)) is null then
+        return null;
+    end if;
+    if kind = 'ready' then
+        execute format(
+            'select q.vt from pgmq.%I as q where q.vt <= clock_timestamp() order by q.vt offset $1 limit 1',
+            'q_' || queue
+        ) into found_at using n - 1;
+    elsif kind = 'dead' then
+        execute format(
+            'select d.vt from pgmq.%I as d order by d.vt offset $1 limit 1', 'q_' || queue || '_dlq'
+        ) into found_at using n - 1;
+    end if;
+    return found_at;
+end
+$$;
+
+-- Sessions of this database (other than the caller) whose open transaction
+-- holds back vacuum's xmin horizon: they have a snapshot (backend_xmin) or an
+-- assigned transaction id. Security definer so that the view shows every
+-- role's sessions (this needs the owner to be a superuser or a member of
+-- pg_read_all_stats; otherwise only the owner's own sessions are seen).
+create or replace function pgmq_jobs._xmin_holders()
+returns table (
+    pid integer,
+    usename text,
+    application_name text,
+    state text,
+    xact_start timestamptz,
+    xmin_age integer
+)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select
+        a.pid,
+        a.usename::text,
+        a.application_name,
+        a.state,
+        a.xact_start,
+        greatest(age(a.backend_xmin), age(a.backend_xid))
+    from pg_catalog.pg_stat_activity as a
+    where a.datname = current_database()
+        and a.pid <> pg_backend_pid()
+        and a.backend_type = 'client backend'
+        and a.xact_start is not null
+        and (a.backend_xmin is not null or a.backend_xid is not null)
+    order by a.xact_start
+$$;
+
+revoke all on function pgmq_jobs._queue_gauges(text, integer) from public;
+revoke all on function pgmq_jobs._nth_at(text, text, bigint) from public;
+revoke all on function pgmq_jobs._xmin_holders() from public;
+grant execute on function
+    pgmq_jobs._queue_gauges(text, integer),
+    pgmq_jobs._nth_at(text, text, bigint),
+    pgmq_jobs._xmin_holders()
+to pgmq_jobs_admin;

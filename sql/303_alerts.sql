@@ -1,0 +1,216 @@
+-- 303_alerts.sql: view alerts, one row per alert condition firing now: queue
+-- health from queue_stats and workers, database health from the statistics
+-- views. Thresholds come from alert_thresholds (set_alert_threshold).
+
+create or replace view pgmq_jobs.alerts as
+with stats as (
+    select s.* from pgmq_jobs.queue_stats as s
+),
+
+limits as (
+    select
+        d.alert,
+        qs.queue,
+        coalesce(o.threshold, d.threshold) as threshold
+    from pgmq_jobs.alert_thresholds as d
+    cross join pgmq_jobs.queue_settings as qs
+    left join pgmq_jobs.alert_thresholds as o on d.alert = o.alert and qs.queue = o.queue
+    where d.queue is null
+),
+
+defaults as (
+    select d.alert, d.threshold from pgmq_jobs.alert_thresholds as d
+    where d.queue is null
+),
+
+stalled as (
+    select
+        qn.queue,
+        count(*) as n,
+        min(wk.last_seen_at + wk.heartbeat_interval * 3) as since,
+        jsonb_agg(wk.worker_id order by wk.worker_id) as workers
+    from pgmq_jobs.workers as wk
+    cross join lateral unnest(wk.queues) as qn (queue)
+    where wk.status = 'stale'
+        or (wk.status = 'gone' and wk.stopped_at is null and wk.last_seen_at > statement_timestamp() - interval '1 hour')
+    group by qn.queue
+),
+
+holders as (
+    select
+        h.*,
+        count(*) over () as sessions
+    from pgmq_jobs._xmin_holders() as h
+    order by h.xact_start
+    limit 1
+)
+
+select
+    'queue_depth'::text as alert,
+    s.queue,
+    s.ready::double precision as value,
+    l.threshold,
+    coalesce(
+        case when l.threshold < 1000000 then pgmq_jobs._nth_at(s.queue, 'ready', floor(l.threshold)::bigint + 1) end,
+        s.measured_at - s.oldest_ready_age
+    ) as since,
+    format('queue %s has %s%s jobs ready (threshold %s)', s.queue,
+        case when s.ready_estimated then 'about ' else '' end, s.ready, l.threshold) as message,
+    jsonb_build_object('ready', s.ready, 'estimated', s.ready_estimated, 'in_flight', s.in_flight) as details
+from stats as s
+inner join limits as l on s.queue = l.queue and l.alert = 'queue_depth'
+where s.ready > l.threshold
+
+union all
+
+select
+    'dead_letters',
+    s.queue,
+    s.dead::double precision,
+    l.threshold,
+    case when l.threshold < 1000000 then pgmq_jobs._nth_at(s.queue, 'dead', floor(l.threshold)::bigint + 1) end,
+    format('queue %s has %s%s dead letters (threshold %s)', s.queue,
+        case when s.dead_estimated then 'about ' else '' end, s.dead, l.threshold),
+    jsonb_build_object('dead', s.dead, 'estimated', s.dead_estimated, 'dead_lettered_1h', s.dead_lettered_1h)
+from stats as s
+inner join limits as l on s.queue = l.queue and l.alert = 'dead_letters'
+where s.dead > l.threshold
+
+union all
+
+select
+    'low_throughput',
+    s.queue,
+    s.completed_rate_1m,
+    l.threshold,
+    s.measured_at - s.oldest_ready_age + interval '1 minute',
+    format('queue %s completes %s jobs/s while %s jobs wait, the oldest for %s s (threshold %s jobs/s)',
+        s.queue, round(s.completed_rate_1m::numeric, 2), s.ready,
+        round(extract(epoch from s.oldest_ready_age)), l.threshold),
+    jsonb_build_object(
+        'ready', s.ready, 'oldest_ready_seconds', extract(epoch from s.oldest_ready_age),
+        'live_workers', s.live_workers
+    )
+from stats as s
+inner join limits as l on s.queue = l.queue and l.alert = 'low_throughput'
+where s.ready > 0 and s.oldest_ready_age > interval '1 minute' and s.completed_rate_1m < l.threshold
+
+union all
+
+select
+    'oldest_job_age',
+    s.queue,
+    extract(epoch from s.oldest_ready_age)::double precision,
+    l.threshold,
+    s.measured_at - s.oldest_ready_age + make_interval(secs => l.threshold),
+    format('the oldest ready job of queue %s has waited %s s (threshold %s s)', s.queue,
+        round(extract(epoch from s.oldest_ready_age)), l.threshold),
+    jsonb_build_object('ready', s.ready, 'live_workers', s.live_workers)
+from stats as s
+inner join limits as l on s.queue = l.queue and l.alert = 'oldest_job_age'
+where extract(epoch from s.oldest_ready_age) > l.threshold
+
+union all
+
+select
+    'stalled_workers',
+    x.queue,
+    x.n::double precision,
+    th.threshold,
+    x.since,
+    format('%s worker(s) of queue %s stopped sending heartbeats: %s', x.n, x.queue,
+        (select string_agg(v, ', ') from jsonb_array_elements_text(x.workers) as v)),
+    jsonb_build_object('workers', x.workers)
+from stalled as x
+cross join lateral (
+    select coalesce(
+        (select t.threshold from pgmq_jobs.alert_thresholds as t
+            where t.alert = 'stalled_workers' and t.queue = x.queue),
+        (
+            select d.threshold from defaults as d
+            where d.alert = 'stalled_workers'
+        )
+    ) as threshold
+) as th
+where x.n > th.threshold
+
+union all
+
+select
+    'xmin_horizon',
+    null,
+    extract(epoch from statement_timestamp() - h.xact_start)::double precision,
+    d.threshold,
+    h.xact_start + make_interval(secs => d.threshold),
+    format('session %s (%s, %s) has held a transaction open for %s s, holding back vacuum',
+        h.pid, coalesce(nullif(h.application_name, ''), h.usename), h.state,
+        round(extract(epoch from statement_timestamp() - h.xact_start))),
+    jsonb_build_object(
+        'pid', h.pid, 'user', h.usename, 'application_name', h.application_name, 'state', h.state,
+        'xact_start', h.xact_start, 'xmin_age', h.xmin_age, 'sessions', h.sessions
+    )
+from holders as h
+inner join defaults as d on d.alert = 'xmin_horizon'
+where extract(epoch from statement_timestamp() - h.xact_start) > d.threshold
+
+union all
+
+select
+    'table_bloat',
+    l.queue,
+    st.n_dead_tup::double precision / (st.n_live_tup + st.n_dead_tup),
+    l.threshold,
+    greatest(st.last_vacuum, st.last_autovacuum),
+    format('table pgmq.%s is %s%% dead tuples (%s dead, %s live; threshold %s%%)', st.relname,
+        round(100.0 * st.n_dead_tup / (st.n_live_tup + st.n_dead_tup)), st.n_dead_tup, st.n_live_tup,
+        round((100 * l.threshold)::numeric)),
+    jsonb_build_object(
+        'table', 'pgmq.' || st.relname, 'n_dead_tup', st.n_dead_tup, 'n_live_tup', st.n_live_tup,
+        'last_autovacuum', st.last_autovacuum, 'last_vacuum', st.last_vacuum
+    )
+from limits as l
+inner join pg_catalog.pg_stat_user_tables as st
+    on st.schemaname = 'pgmq' and st.relname in ('q_' || l.queue, 'q_' || l.queue || '_dlq')
+where l.alert = 'table_bloat'
+    and st.n_dead_tup >= 1000
+    and st.n_dead_tup::double precision / (st.n_live_tup + st.n_dead_tup) > l.threshold
+
+union all
+
+select
+    'wraparound',
+    null,
+    age(db.datfrozenxid)::double precision / current_setting('autovacuum_freeze_max_age')::double precision,
+    d.threshold,
+    null::timestamptz,
+    format('database %s is %s transactions from its oldest unfrozen one, %s%% of autovacuum_freeze_max_age',
+        db.datname, age(db.datfrozenxid),
+        round(100.0 * age(db.datfrozenxid) / current_setting('autovacuum_freeze_max_age')::numeric)),
+    jsonb_build_object(
+        'database', db.datname, 'xid_age', age(db.datfrozenxid),
+        'autovacuum_freeze_max_age', current_setting('autovacuum_freeze_max_age')::bigint
+    )
+from pg_catalog.pg_database as db
+inner join defaults as d on d.alert = 'wraparound'
+where db.datname = current_database()
+    and age(db.datfrozenxid)::double precision
+    / current_setting('autovacuum_freeze_max_age')::double precision > d.threshold;
+
+comment on view pgmq_jobs.alerts is
+'Alert conditions firing now, one row each: alert, queue (null for the database), value,
+threshold (alert_thresholds: per queue, else the default; set_alert_threshold), since (when it
+started, from the data: the (threshold+1)-th oldest ready job or dead letter, when the oldest
+job crossed the age, the missed heartbeats, the transaction start; the last vacuum for
+table_bloat; null when unknown), a message and details. queue_depth: ready jobs > threshold
+(10000). dead_letters: dead letters > 100. low_throughput: completions per second over the 1m
+window < 10 while ready jobs have waited over a minute. oldest_job_age: the oldest ready job has
+waited more seconds than the threshold (300). stalled_workers: more workers of the queue than
+the threshold (0) missed three heartbeats or went silent within the hour without a clean stop.
+xmin_horizon: a session of this database has held a snapshot or transaction id for more seconds
+than the threshold (300; idle-in-transaction sessions included), holding back vacuum.
+table_bloat: a queue''s table (or its DLQ) has at least 1000 dead tuples making up more than the
+threshold share (0.5) of its rows. wraparound: age(datfrozenxid) is past the threshold share
+(0.5) of autovacuum_freeze_max_age.';
+
+revoke all on pgmq_jobs.alerts from public;
+grant select on pgmq_jobs.alerts to pgmq_jobs_admin;
