@@ -464,3 +464,31 @@ def test_drain_by_its_owner_under_a_hostile_search_path(
         sql.SQL("select payload from {}.handled").format(sql.Identifier(attack.app))
     ).fetchall()
     assert handled == [({"h": 3},)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "pgmq_jobs_admin can run any SQL as the owner of pgmq_jobs (a superuser when self-hosted, "
+        "postgres on Supabase): create_queue/configure_queue accept a handler owned by the "
+        "caller (sql/010_private_checks.sql, _check_settings, only checks that it exists) and "
+        "process (sql/210_process.sql, SECURITY DEFINER) runs it through "
+        "sql/020_private_lifecycle_run.sql _run_job with the owner's privileges. Accept only "
+        "handlers owned by the schema owner, or SECURITY DEFINER handlers (which run as their "
+        "own owner), checked again when process runs them"
+    ),
+)
+def test_admin_cannot_escalate_through_a_handler(attack: Attack, conn: Connection) -> None:
+    evil = f"public.{attack.role}_evil"
+    with attack.connect("pg_catalog") as admin:
+        admin.execute(
+            sql.SQL("create function {}(payload jsonb) returns void language plpgsql as {}").format(
+                sql.SQL(evil),
+                sql.Literal(f"begin execute 'alter role {attack.role} superuser'; end"),
+            )
+        )
+        jobs.create_queue(admin, attack.handled, handler=evil)
+        jobs.enqueue(admin, attack.handled, {})
+        jobs.process(admin, attack.handled)
+    row = conn.execute("select rolsuper from pg_roles where rolname = %s", (attack.role,))
+    assert row.fetchone() == (False,)
