@@ -45,6 +45,7 @@ returns table (
 language plpgsql
 stable
 security definer
+rows 1
 set search_path = pg_catalog, pg_temp
 as $$
 declare
@@ -136,6 +137,7 @@ returns table (
 language sql
 stable
 security definer
+rows 5
 set search_path = pg_catalog, pg_temp
 as $$
     select
