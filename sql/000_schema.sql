@@ -44,6 +44,9 @@ create table if not exists pgmq_jobs.queue_settings (
     handler text,
     dead_letter_retention interval,
     concurrency integer,
+    partitioned boolean not null default false,
+    partition_interval text,
+    retention_interval text,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
     constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))

@@ -230,3 +230,29 @@ begin
     end if;
 end
 $$;
+
+-- pg_partman's maintenance (new partitions ahead, retention behind) runs from
+-- pg_cron as job pgmq_jobs_partman while any partitioned queue exists.
+create or replace function pgmq_jobs._sync_partman_job()
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    partman text := (
+        select n.nspname from pg_catalog.pg_extension as e
+        join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
+        where e.extname = 'pg_partman'
+    );
+begin
+    if partman is not null and pgmq_jobs._cron_ready()
+        and exists (select from pgmq_jobs.queue_settings as qs where qs.partitioned) then
+        perform pgmq_jobs._cron_schedule(
+            'pgmq_jobs_partman', '*/5 * * * *', format('call %I.run_maintenance_proc()', partman)
+        );
+    elsif not exists (select from pgmq_jobs.queue_settings as qs where qs.partitioned) then
+        perform pgmq_jobs._cron_unschedule('pgmq_jobs_partman');
+    end if;
+end
+$$;

@@ -15,7 +15,10 @@ create or replace function pgmq_jobs.create_queue(
     notify boolean default true,
     handler text default null,
     dead_letter_retention interval default null,
-    concurrency integer default null
+    concurrency integer default null,
+    partitioned boolean default false,
+    partition_interval text default '10000',
+    retention_interval text default '100000'
 )
 returns boolean
 language plpgsql
@@ -41,6 +44,30 @@ begin
     s.handler := handler;
     s.dead_letter_retention := dead_letter_retention;
     s.concurrency := concurrency;
+    s.partitioned := coalesce(partitioned, false);
+    if s.partitioned then
+        if s.unlogged then
+            raise exception 'a queue cannot be both partitioned and unlogged' using errcode = '22023';
+        end if;
+        if partition_interval is null or retention_interval is null
+            or partition_interval !~ '^[0-9a-z ]{1,40}$' or retention_interval !~ '^[0-9a-z ]{1,40}$' then
+            raise exception 'partition_interval and retention_interval must be a number of jobs (''10000'') or a time interval (''1 day''), got % and %',
+                coalesce(quote_literal(partition_interval), 'null'),
+                coalesce(quote_literal(retention_interval), 'null')
+                using errcode = '22023';
+        end if;
+        if (partition_interval ~ '^[0-9]+$') <> (retention_interval ~ '^[0-9]+$') then
+            raise exception 'partition_interval and retention_interval must both be job counts or both time intervals'
+                using errcode = '22023';
+        end if;
+        if not exists (select from pg_catalog.pg_extension where extname = 'pg_partman') then
+            raise exception 'partitioned queues need the pg_partman extension, which is not installed here'
+                using errcode = '55000',
+                hint = 'create extension pg_partman (Debian: postgresql-15-partman), then re-run pgmq-jobs install.';
+        end if;
+        s.partition_interval := partition_interval;
+        s.retention_interval := retention_interval;
+    end if;
     perform pgmq_jobs._check_settings(s);
 
     -- Serialise concurrent create/drop of the same queue.
@@ -52,7 +79,20 @@ begin
         return false;
     end if;
 
-    if s.unlogged then
+    if s.partitioned then
+        perform pgmq.create_partitioned(queue, s.partition_interval, s.retention_interval);
+        -- pg_partman's retention may drop only completed jobs (the archive): on the
+        -- queue table it would drop waiting, delayed or retrying jobs with their
+        -- partition. And claim needs the vt index that create_partitioned omits.
+        execute format(
+            'update %I.part_config set retention = null where parent_table = %L',
+            (select n.nspname from pg_catalog.pg_extension as e
+                join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
+                where e.extname = 'pg_partman'),
+            'pgmq.q_' || queue
+        );
+        execute format('create index if not exists %I on pgmq.%I (vt)', 'q_' || queue || '_vt_idx', 'q_' || queue);
+    elsif s.unlogged then
         perform pgmq.create_unlogged(queue);
     else
         perform pgmq.create(queue);
@@ -64,11 +104,13 @@ begin
         'create index if not exists %I on pgmq.%I (vt) where read_ct > 0',
         'q_' || queue || '_delivered_vt', 'q_' || queue
     );
-    -- Unique jobs: at most one unfinished job per dedupe key (no window).
+    -- Unique jobs: at most one unfinished job per dedupe key (no window). A
+    -- unique index cannot span partitions (it would need msg_id): there the
+    -- per-key advisory lock in enqueue alone keeps producers apart.
     execute format(
-        $sql$create unique index if not exists %I on pgmq.%I ((headers ->> 'dedupe_key'))
+        $sql$create %s index if not exists %I on pgmq.%I ((headers ->> 'dedupe_key'))
         where headers ? 'dedupe_key'$sql$,
-        'q_' || queue || '_dedupe', 'q_' || queue
+        case when s.partitioned then '' else 'unique' end, 'q_' || queue || '_dedupe', 'q_' || queue
     );
     -- Ordered groups: a group's jobs in enqueue order.
     execute format(
@@ -81,6 +123,7 @@ begin
     s.updated_at := now();
     insert into pgmq_jobs.queue_settings values (s.*);
     perform pgmq_jobs._sync_handler_job(queue);
+    perform pgmq_jobs._sync_partman_job();
     perform pgmq_jobs._audit(queue, 'create_queue', to_jsonb(s) - 'queue' - 'created_at' - 'updated_at');
     return true;
 end
@@ -88,7 +131,7 @@ $$;
 
 comment on function pgmq_jobs.create_queue(
     text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
-    boolean, text, interval, integer
+    boolean, text, interval, integer, boolean, text, text
 ) is
 'Create a job queue: the PGMQ queue, its dead-letter queue <queue>_dlq and its retry policy.
 Idempotent: on an existing queue it changes nothing and returns false (use configure_queue).
@@ -98,4 +141,7 @@ unlogged queues are faster but lose their jobs if PostgreSQL crashes. notify: en
 idle workers through NOTIFY pgmq_jobs_<queue> at commit (workers also poll). handler names a
 SQL function fn(payload jsonb) that runs the jobs inside the database (see process; pg_cron
 drives it). dead_letter_retention: the sweep drops dead letters older than that (null: keep).
-concurrency: at most that many jobs of the queue in flight across all workers (null: no limit).';
+concurrency: at most that many jobs of the queue in flight across all workers (null: no limit).
+partitioned: a PGMQ partitioned queue through pg_partman, partitioned by job id when
+partition_interval is a number, else by enqueue time; retention_interval applies to the
+archive only (never to waiting jobs). Everything else works the same on it.';

@@ -18,6 +18,7 @@ begin
     perform pgmq_jobs._cron_unschedule('pgmq_jobs_process_' || queue);
     perform pgmq.drop_queue(queue);
     perform pgmq.drop_queue(queue || '_dlq');
+    perform pgmq_jobs._sync_partman_job();
     delete from pgmq_jobs.dedupe_keys as k where k.queue = drop_queue.queue;
     perform pgmq_jobs._audit(queue, 'drop_queue', '{}');
     return true;

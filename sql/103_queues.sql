@@ -18,6 +18,9 @@ select
     qs.handler,
     qs.dead_letter_retention,
     qs.concurrency,
+    qs.partitioned,
+    qs.partition_interval,
+    qs.retention_interval,
     qs.created_at,
     qs.updated_at
 from pgmq_jobs.queue_settings as qs;

@@ -92,9 +92,22 @@ begin
     end if;
 
     if dedupe_key is not null and dedupe_window is null then
-        -- Without a window: the queue's unique index on headers.dedupe_key
-        -- admits one unfinished job per key. A concurrent producer of the same
-        -- key waits here for the first one's commit, then finds its job.
+        -- Without a window: one unfinished job per key. Producers of a key take
+        -- turns on an advisory lock (until commit), so each finds the job an
+        -- earlier one committed; the queue's unique index on headers.dedupe_key
+        -- (plain queues) also stops a producer whose snapshot is older
+        -- (repeatable read), which then gets a serialization failure to retry.
+        perform pg_advisory_xact_lock(hashtext('pgmq_jobs.dedupe:' || queue), hashtext(dedupe_key));
+        execute format(
+            $sql$
+            select q.msg_id from pgmq.%I as q
+            where (q.headers ->> 'dedupe_key') = $1 and q.headers ? 'dedupe_key'
+            $sql$,
+            'q_' || queue
+        ) into job_id using dedupe_key;
+        if job_id is not null then
+            return job_id;
+        end if;
         for attempt in 1..3 loop
             begin
                 select pgmq.send(queue, payload, headers, visible_at) into job_id;

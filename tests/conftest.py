@@ -178,3 +178,25 @@ def empty_db(cluster_dsn: str, _session_databases: list[str]) -> Callable[[], st
         return _create_database(cluster_dsn, name, template="template0")
 
     return _empty
+
+
+@pytest.fixture(params=["plain", "partitioned"])
+def both_queue_kinds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test twice: on plain queues, then on PGMQ partitioned queues (pg_partman).
+
+    Lifecycle test modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``; every
+    ``pgmq_jobs.client.create_queue`` call in the test then makes the queue of that kind.
+    """
+    if request.param == "partitioned":
+        import pgmq_jobs.client as client
+
+        original = client.create_queue
+
+        def create_partitioned(conn: Connection, queue: str, **settings: Any) -> bool:
+            settings.setdefault("partitioned", True)
+            settings.setdefault("partition_interval", "1000")
+            settings.setdefault("retention_interval", "100000")
+            return original(conn, queue, **settings)
+
+        monkeypatch.setattr(client, "create_queue", create_partitioned)
+    return str(request.param)

@@ -14,6 +14,9 @@ from support import db_now, make_visible
 
 Connection = psycopg.Connection[Any]
 
+# Every test here runs on a plain and on a partitioned queue.
+pytestmark = pytest.mark.usefixtures("both_queue_kinds")
+
 BASE, FACTOR, MAX = 2.0, 3.0, 100.0
 SAMPLES = 40
 

@@ -7,10 +7,14 @@ from collections import Counter
 from typing import Any
 
 import psycopg
+import pytest
 
 import pgmq_jobs.client as jobs
 
 Connection = psycopg.Connection[Any]
+
+# Every test here runs on a plain and on a partitioned queue.
+pytestmark = pytest.mark.usefixtures("both_queue_kinds")
 
 
 def test_four_connections_claiming_concurrently_never_share_a_job(

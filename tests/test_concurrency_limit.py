@@ -6,10 +6,14 @@ import threading
 from typing import Any
 
 import psycopg
+import pytest
 
 import pgmq_jobs.client as jobs
 
 Connection = psycopg.Connection[Any]
+
+# Every test here runs on a plain and on a partitioned queue.
+pytestmark = pytest.mark.usefixtures("both_queue_kinds")
 
 
 def in_flight(conn: Connection, queue: str) -> int:

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 
 import pgmq_jobs.client as jobs
 from support import queue_rows, wait_for
 
 Connection = psycopg.Connection[Any]
+
+# Every test here runs on a plain and on a partitioned queue.
+pytestmark = pytest.mark.usefixtures("both_queue_kinds")
 
 
 def _redelivered(conn: Connection, queue: str) -> tuple[jobs.Job, jobs.Job]:

@@ -6,11 +6,15 @@ import threading
 from typing import Any
 
 import psycopg
+import pytest
 
 import pgmq_jobs.client as jobs
 from support import make_visible, queue_rows
 
 Connection = psycopg.Connection[Any]
+
+# Every test here runs on a plain and on a partitioned queue.
+pytestmark = pytest.mark.usefixtures("both_queue_kinds")
 
 
 def claim_ids(conn: Connection, queue: str, qty: int = 100) -> list[int]:

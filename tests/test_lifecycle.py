@@ -13,6 +13,9 @@ from support import make_visible, queue_rows, wait_for
 
 Connection = psycopg.Connection[Any]
 
+# Every test here runs on a plain and on a partitioned queue.
+pytestmark = pytest.mark.usefixtures("both_queue_kinds")
+
 
 def test_enqueue_claim_complete_archives(conn: Connection, queue_name: str) -> None:
     assert jobs.create_queue(conn, queue_name) is True

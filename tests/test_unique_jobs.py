@@ -13,6 +13,9 @@ from support import queue_rows
 
 Connection = psycopg.Connection[Any]
 
+# Every test here runs on a plain and on a partitioned queue.
+pytestmark = pytest.mark.usefixtures("both_queue_kinds")
+
 
 def concurrent_enqueues(
     connect: Any, queue: str, n: int, **kwargs: Any

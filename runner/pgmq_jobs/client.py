@@ -115,11 +115,15 @@ def create_queue(conn: psycopg.Connection[Any], queue: str, **settings: Any) -> 
 
     Settings: max_attempts, visibility_timeout, retry_base, retry_max, retry_factor,
     jitter ('none' | 'full' | 'equal'), keep_completed (0 = delete completions),
-    max_payload_bytes, unlogged, notify (wake idle workers through NOTIFY; default on),
+    max_payload_bytes, unlogged, partitioned (with partition_interval and retention_interval,
+    through pg_partman), notify (wake idle workers through NOTIFY; default on),
     handler (schema.fn(jsonb) run in the database by process/drain), dead_letter_retention,
     concurrency (most jobs in flight at once; None: no limit).
     """
-    args, params = _settings_args(settings, (*_SETTINGS, "unlogged"))
+    args, params = _settings_args(
+        settings,
+        (*_SETTINGS, "unlogged", "partitioned", "partition_interval", "retention_interval"),
+    )
     rows = _call(
         conn, f"select pgmq_jobs.create_queue(%(queue)s{args})", {"queue": queue, **params}
     )

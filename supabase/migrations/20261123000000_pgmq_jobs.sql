@@ -69,6 +69,9 @@ create table if not exists pgmq_jobs.queue_settings (
     handler text,
     dead_letter_retention interval,
     concurrency integer,
+    partitioned boolean not null default false,
+    partition_interval text,
+    retention_interval text,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
     constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
@@ -211,6 +214,23 @@ comment on type pgmq_jobs.fail_result is
 'Result of fail: outcome is retry, dead or stale';
 comment on type pgmq_jobs.dead_letter is
 'A dead letter as returned by dead_letters';
+
+-- ======================================================================
+-- sql/001_extensions.sql
+-- ======================================================================
+-- 001_extensions.sql: optional extensions the schema can use where the server
+-- offers them: pg_partman (partitioned queues). pg_cron is created by the
+-- installer and the migration prologue (it may live in this database only).
+
+do $extensions$
+begin
+    if not exists (select from pg_catalog.pg_extension where extname = 'pg_partman')
+        and exists (select from pg_catalog.pg_available_extensions where name = 'pg_partman') then
+        create schema if not exists partman;
+        create extension pg_partman schema partman;
+    end if;
+end
+$extensions$;
 
 -- ======================================================================
 -- sql/010_private_checks.sql
@@ -988,6 +1008,32 @@ begin
 end
 $$;
 
+-- pg_partman's maintenance (new partitions ahead, retention behind) runs from
+-- pg_cron as job pgmq_jobs_partman while any partitioned queue exists.
+create or replace function pgmq_jobs._sync_partman_job()
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    partman text := (
+        select n.nspname from pg_catalog.pg_extension as e
+        join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
+        where e.extname = 'pg_partman'
+    );
+begin
+    if partman is not null and pgmq_jobs._cron_ready()
+        and exists (select from pgmq_jobs.queue_settings as qs where qs.partitioned) then
+        perform pgmq_jobs._cron_schedule(
+            'pgmq_jobs_partman', '*/5 * * * *', format('call %I.run_maintenance_proc()', partman)
+        );
+    elsif not exists (select from pgmq_jobs.queue_settings as qs where qs.partitioned) then
+        perform pgmq_jobs._cron_unschedule('pgmq_jobs_partman');
+    end if;
+end
+$$;
+
 -- ======================================================================
 -- sql/040_private_audit.sql
 -- ======================================================================
@@ -1176,7 +1222,10 @@ create or replace function pgmq_jobs.create_queue(
     notify boolean default true,
     handler text default null,
     dead_letter_retention interval default null,
-    concurrency integer default null
+    concurrency integer default null,
+    partitioned boolean default false,
+    partition_interval text default '10000',
+    retention_interval text default '100000'
 )
 returns boolean
 language plpgsql
@@ -1202,6 +1251,30 @@ begin
     s.handler := handler;
     s.dead_letter_retention := dead_letter_retention;
     s.concurrency := concurrency;
+    s.partitioned := coalesce(partitioned, false);
+    if s.partitioned then
+        if s.unlogged then
+            raise exception 'a queue cannot be both partitioned and unlogged' using errcode = '22023';
+        end if;
+        if partition_interval is null or retention_interval is null
+            or partition_interval !~ '^[0-9a-z ]{1,40}$' or retention_interval !~ '^[0-9a-z ]{1,40}$' then
+            raise exception 'partition_interval and retention_interval must be a number of jobs (''10000'') or a time interval (''1 day''), got % and %',
+                coalesce(quote_literal(partition_interval), 'null'),
+                coalesce(quote_literal(retention_interval), 'null')
+                using errcode = '22023';
+        end if;
+        if (partition_interval ~ '^[0-9]+$') <> (retention_interval ~ '^[0-9]+$') then
+            raise exception 'partition_interval and retention_interval must both be job counts or both time intervals'
+                using errcode = '22023';
+        end if;
+        if not exists (select from pg_catalog.pg_extension where extname = 'pg_partman') then
+            raise exception 'partitioned queues need the pg_partman extension, which is not installed here'
+                using errcode = '55000',
+                hint = 'create extension pg_partman (Debian: postgresql-15-partman), then re-run pgmq-jobs install.';
+        end if;
+        s.partition_interval := partition_interval;
+        s.retention_interval := retention_interval;
+    end if;
     perform pgmq_jobs._check_settings(s);
 
     -- Serialise concurrent create/drop of the same queue.
@@ -1213,7 +1286,20 @@ begin
         return false;
     end if;
 
-    if s.unlogged then
+    if s.partitioned then
+        perform pgmq.create_partitioned(queue, s.partition_interval, s.retention_interval);
+        -- pg_partman's retention may drop only completed jobs (the archive): on the
+        -- queue table it would drop waiting, delayed or retrying jobs with their
+        -- partition. And claim needs the vt index that create_partitioned omits.
+        execute format(
+            'update %I.part_config set retention = null where parent_table = %L',
+            (select n.nspname from pg_catalog.pg_extension as e
+                join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
+                where e.extname = 'pg_partman'),
+            'pgmq.q_' || queue
+        );
+        execute format('create index if not exists %I on pgmq.%I (vt)', 'q_' || queue || '_vt_idx', 'q_' || queue);
+    elsif s.unlogged then
         perform pgmq.create_unlogged(queue);
     else
         perform pgmq.create(queue);
@@ -1225,11 +1311,13 @@ begin
         'create index if not exists %I on pgmq.%I (vt) where read_ct > 0',
         'q_' || queue || '_delivered_vt', 'q_' || queue
     );
-    -- Unique jobs: at most one unfinished job per dedupe key (no window).
+    -- Unique jobs: at most one unfinished job per dedupe key (no window). A
+    -- unique index cannot span partitions (it would need msg_id): there the
+    -- per-key advisory lock in enqueue alone keeps producers apart.
     execute format(
-        $sql$create unique index if not exists %I on pgmq.%I ((headers ->> 'dedupe_key'))
+        $sql$create %s index if not exists %I on pgmq.%I ((headers ->> 'dedupe_key'))
         where headers ? 'dedupe_key'$sql$,
-        'q_' || queue || '_dedupe', 'q_' || queue
+        case when s.partitioned then '' else 'unique' end, 'q_' || queue || '_dedupe', 'q_' || queue
     );
     -- Ordered groups: a group's jobs in enqueue order.
     execute format(
@@ -1242,6 +1330,7 @@ begin
     s.updated_at := now();
     insert into pgmq_jobs.queue_settings values (s.*);
     perform pgmq_jobs._sync_handler_job(queue);
+    perform pgmq_jobs._sync_partman_job();
     perform pgmq_jobs._audit(queue, 'create_queue', to_jsonb(s) - 'queue' - 'created_at' - 'updated_at');
     return true;
 end
@@ -1249,7 +1338,7 @@ $$;
 
 comment on function pgmq_jobs.create_queue(
     text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
-    boolean, text, interval, integer
+    boolean, text, interval, integer, boolean, text, text
 ) is
 'Create a job queue: the PGMQ queue, its dead-letter queue <queue>_dlq and its retry policy.
 Idempotent: on an existing queue it changes nothing and returns false (use configure_queue).
@@ -1259,7 +1348,10 @@ unlogged queues are faster but lose their jobs if PostgreSQL crashes. notify: en
 idle workers through NOTIFY pgmq_jobs_<queue> at commit (workers also poll). handler names a
 SQL function fn(payload jsonb) that runs the jobs inside the database (see process; pg_cron
 drives it). dead_letter_retention: the sweep drops dead letters older than that (null: keep).
-concurrency: at most that many jobs of the queue in flight across all workers (null: no limit).';
+concurrency: at most that many jobs of the queue in flight across all workers (null: no limit).
+partitioned: a PGMQ partitioned queue through pg_partman, partitioned by job id when
+partition_interval is a number, else by enqueue time; retention_interval applies to the
+archive only (never to waiting jobs). Everything else works the same on it.';
 
 -- ======================================================================
 -- sql/101_configure_queue.sql
@@ -1372,6 +1464,7 @@ begin
     perform pgmq_jobs._cron_unschedule('pgmq_jobs_process_' || queue);
     perform pgmq.drop_queue(queue);
     perform pgmq.drop_queue(queue || '_dlq');
+    perform pgmq_jobs._sync_partman_job();
     delete from pgmq_jobs.dedupe_keys as k where k.queue = drop_queue.queue;
     perform pgmq_jobs._audit(queue, 'drop_queue', '{}');
     return true;
@@ -1404,6 +1497,9 @@ select
     qs.handler,
     qs.dead_letter_retention,
     qs.concurrency,
+    qs.partitioned,
+    qs.partition_interval,
+    qs.retention_interval,
     qs.created_at,
     qs.updated_at
 from pgmq_jobs.queue_settings as qs;
@@ -1508,9 +1604,22 @@ begin
     end if;
 
     if dedupe_key is not null and dedupe_window is null then
-        -- Without a window: the queue's unique index on headers.dedupe_key
-        -- admits one unfinished job per key. A concurrent producer of the same
-        -- key waits here for the first one's commit, then finds its job.
+        -- Without a window: one unfinished job per key. Producers of a key take
+        -- turns on an advisory lock (until commit), so each finds the job an
+        -- earlier one committed; the queue's unique index on headers.dedupe_key
+        -- (plain queues) also stops a producer whose snapshot is older
+        -- (repeatable read), which then gets a serialization failure to retry.
+        perform pg_advisory_xact_lock(hashtext('pgmq_jobs.dedupe:' || queue), hashtext(dedupe_key));
+        execute format(
+            $sql$
+            select q.msg_id from pgmq.%I as q
+            where (q.headers ->> 'dedupe_key') = $1 and q.headers ? 'dedupe_key'
+            $sql$,
+            'q_' || queue
+        ) into job_id using dedupe_key;
+        if job_id is not null then
+            return job_id;
+        end if;
         for attempt in 1..3 loop
             begin
                 select pgmq.send(queue, payload, headers, visible_at) into job_id;
@@ -3078,6 +3187,823 @@ left join lateral pgmq_jobs._cron_job('pgmq_jobs_schedule_' || ss.name) as j on 
 comment on view pgmq_jobs.schedules is
 'Cron schedules that enqueue jobs: expression, target queue, payload, whether pg_cron has the
 job active, and its last run''s start time, status and message';
+
+-- ======================================================================
+-- sql/300_private_stats.sql
+-- ======================================================================
+-- 300_private_stats.sql: private helpers and tables behind the observability
+-- views (queue_stats, alerts): capped queue gauges, the n-th oldest ready job
+-- or dead letter, the sessions holding back vacuum, and the processing-time log.
+--
+-- The views run with their owner's rights on tables, but functions run as the
+-- caller: the three helpers that read PGMQ tables or every session's activity
+-- are therefore security definer and granted to pgmq_jobs_admin (only).
+
+-- Processing times, appended once per report_timings call (never per job, never
+-- an update): how many jobs, their summed and largest duration, and a histogram
+-- over the fixed bucket bounds below (milliseconds, "le" like Prometheus; the
+-- 17th bucket is everything above 300000). Unlogged: a crash loses at most an
+-- hour of timings, never a job. report_timings prunes rows older than an hour.
+--   bounds: 1 2 5 10 25 50 100 250 500 1000 2500 5000 10000 30000 60000 300000 +inf
+create unlogged table if not exists pgmq_jobs.timing_log (
+    queue text not null,
+    at timestamptz not null default pg_catalog.clock_timestamp(),
+    jobs integer not null,
+    total_ms double precision not null,
+    max_ms double precision not null,
+    hist integer[] not null
+);
+create index if not exists timing_log_queue_at_idx on pgmq_jobs.timing_log (queue, at);
+comment on table pgmq_jobs.timing_log is
+'Job processing times reported by runners (pgmq_jobs.report_timings): one row per call with a
+histogram; read through queue_stats, kept for an hour';
+
+-- The gauges of one queue, cheap at any depth. Each count stops at cap rows
+-- (an index walk over at most cap entries); a count that reaches the cap is
+-- replaced by an estimate from the table's live-tuple statistics
+-- (pg_stat_user_tables.n_live_tup, current to about a second) and flagged.
+-- in_flight walks the small partial index of delivered jobs; oldest_ready_at is
+-- the first entry of the vt index; enqueued_total is the msg_id sequence.
+create or replace function pgmq_jobs._queue_gauges(queue text, cap integer)
+returns table (
+    ready bigint,
+    ready_estimated boolean,
+    in_flight bigint,
+    delayed bigint,
+    dead bigint,
+    dead_estimated boolean,
+    oldest_ready_at timestamptz,
+    enqueued_total bigint
+)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    q regclass := to_regclass(format('pgmq.%I', 'q_' || queue));
+    d regclass := to_regclass(format('pgmq.%I', 'q_' || queue || '_dlq'));
+    future bigint;
+    t timestamptz := clock_timestamp();
+begin
+    if q is null then
+        return;
+    end if;
+    execute format(
+        $sql$
+        select
+            (select count(*) from (select from pgmq.%1$I as q where q.vt <= $2 limit $1) as c),
+            (select count(*) from (select from pgmq.%1$I as q where q.vt > $2 limit $1) as c),
+            (select count(*) from (
+                select from pgmq.%1$I as q
+                where q.vt > $2 and q.read_ct > 0 and pgmq_jobs._open_delivery(q.headers, q.read_ct)
+                limit $1) as c),
+            (select min(q.vt) from pgmq.%1$I as q where q.vt <= $2),
+            (select case when sq.is_called then sq.last_value else 0 end from %2$s as sq)
+        $sql$,
+        'q_' || queue,
+        pg_get_serial_sequence(format('pgmq.%I', 'q_' || queue), 'msg_id')
+    ) into ready, future, in_flight, oldest_ready_at, enqueued_total using cap, t;
+    delayed := greatest(future - in_flight, 0);
+    ready_estimated := ready >= cap;
+    if ready_estimated then
+        ready := greatest(ready, pg_stat_get_live_tuples(q) - future);
+    end if;
+    if d is not null then
+        execute format(
+            'select count(*) from (select from pgmq.%I limit $1) as c', 'q_' || queue || '_dlq'
+        ) into dead using cap;
+        dead_estimated := dead >= cap;
+        if dead_estimated then
+            dead := greatest(dead, pg_stat_get_live_tuples(d));
+        end if;
+    end if;
+    return next;
+end
+$$;
+
+-- When the n-th oldest job now ready became ready (kind 'ready', by vt), or
+-- when the n-th oldest dead letter died (kind 'dead'): the moment since which
+-- today's backlog alone exceeds n - 1. Null when there are fewer than n.
+create or replace function pgmq_jobs._nth_at(queue text, kind text, n bigint)
+returns timestamptz
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    found_at timestamptz;
+begin
+    if n is null or n < 1 or to_regclass(format('pgmq.%I', 'q_' || queue)) is null then
+        return null;
+    end if;
+    if kind = 'ready' then
+        execute format(
+            'select q.vt from pgmq.%I as q where q.vt <= clock_timestamp() order by q.vt offset $1 limit 1',
+            'q_' || queue
+        ) into found_at using n - 1;
+    elsif kind = 'dead' then
+        execute format(
+            'select d.vt from pgmq.%I as d order by d.vt offset $1 limit 1', 'q_' || queue || '_dlq'
+        ) into found_at using n - 1;
+    end if;
+    return found_at;
+end
+$$;
+
+-- Sessions of this database (other than the caller) whose open transaction
+-- holds back vacuum's xmin horizon: they have a snapshot (backend_xmin) or an
+-- assigned transaction id. Security definer so that the view shows every
+-- role's sessions (this needs the owner to be a superuser or a member of
+-- pg_read_all_stats; otherwise only the owner's own sessions are seen).
+create or replace function pgmq_jobs._xmin_holders()
+returns table (
+    pid integer,
+    usename text,
+    application_name text,
+    state text,
+    xact_start timestamptz,
+    xmin_age integer
+)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select
+        a.pid,
+        a.usename::text,
+        a.application_name,
+        a.state,
+        a.xact_start,
+        greatest(age(a.backend_xmin), age(a.backend_xid))
+    from pg_catalog.pg_stat_activity as a
+    where a.datname = current_database()
+        and a.pid <> pg_backend_pid()
+        and a.backend_type = 'client backend'
+        and a.xact_start is not null
+        and (a.backend_xmin is not null or a.backend_xid is not null)
+    order by a.xact_start
+$$;
+
+revoke all on function pgmq_jobs._queue_gauges(text, integer) from public;
+revoke all on function pgmq_jobs._nth_at(text, text, bigint) from public;
+revoke all on function pgmq_jobs._xmin_holders() from public;
+grant execute on function
+    pgmq_jobs._queue_gauges(text, integer),
+    pgmq_jobs._nth_at(text, text, bigint),
+    pgmq_jobs._xmin_holders()
+to pgmq_jobs_admin;
+
+-- ======================================================================
+-- sql/301_queue_stats.sql
+-- ======================================================================
+-- 301_queue_stats.sql: view queue_stats, one row of metrics per queue, cheap at
+-- any depth: gauges, outcome counts and rates, processing times, live workers.
+--
+-- Windows: *_1m counts from the start of the previous minute until now (60 to
+-- 120 s), *_5m from the start of the minute five minutes ago (5 to 6 min), *_1h
+-- likewise (60 to 61 min); rates divide by that span, so they are per second
+-- over exactly what was counted. Counts come from queue_history (minutes the
+-- sweep folded) plus the outcome_log rows not folded yet, read in one snapshot,
+-- so they are current without waiting for a sweep and never counted twice.
+
+create or replace view pgmq_jobs.queue_stats as
+with w as (
+    select
+        x.t,
+        date_trunc('minute', x.t - interval '1 minute') as since_1m,
+        date_trunc('minute', x.t - interval '5 minutes') as since_5m,
+        date_trunc('minute', x.t - interval '1 hour') as since_1h,
+        coalesce(nullif(current_setting('pgmq_jobs.stats_count_cap', true), '')::integer, 50000) as cap
+    from (select statement_timestamp() as t) as x
+),
+
+logged as (
+    select
+        o.queue,
+        coalesce(sum(o.completed) filter (where o.at >= w.since_1m), 0) as completed_1m,
+        coalesce(sum(o.retried) filter (where o.at >= w.since_1m), 0) as retried_1m,
+        coalesce(sum(o.dead + o.expired) filter (where o.at >= w.since_1m), 0) as dead_1m,
+        coalesce(sum(o.completed) filter (where o.at >= w.since_5m), 0) as completed_5m,
+        coalesce(sum(o.retried) filter (where o.at >= w.since_5m), 0) as retried_5m,
+        coalesce(sum(o.dead + o.expired) filter (where o.at >= w.since_5m), 0) as dead_5m,
+        coalesce(sum(o.completed), 0) as completed_1h,
+        coalesce(sum(o.retried), 0) as retried_1h,
+        coalesce(sum(o.dead + o.expired), 0) as dead_1h
+    from pgmq_jobs.outcome_log as o
+    cross join w
+    where o.at >= w.since_1h
+    group by o.queue
+),
+
+timed as (
+    select
+        t.queue,
+        sum(t.jobs) as jobs,
+        sum(t.total_ms) as total_ms,
+        max(t.max_ms) as max_ms
+    from pgmq_jobs.timing_log as t
+    cross join w
+    where t.at >= w.since_5m
+    group by t.queue
+),
+
+buckets as (
+    select
+        b.queue,
+        b.i,
+        b.n,
+        sum(b.n) over (partition by b.queue order by b.i) as cum,
+        sum(b.n) over (partition by b.queue) as total
+    from (
+        select t.queue, h.i, sum(h.n) as n
+        from pgmq_jobs.timing_log as t
+        cross join w
+        cross join lateral unnest(t.hist) with ordinality as h (n, i)
+        where t.at >= w.since_5m
+        group by t.queue, h.i
+    ) as b
+),
+
+-- The 95th percentile, interpolated linearly inside the histogram bucket
+-- that holds it (bounds as in 300_private_stats.sql; the last bucket ends at
+-- the largest duration seen).
+p95 as (
+    select
+        b.queue,
+        case when b.i = 1 then 0 else ('{1,2,5,10,25,50,100,250,500,1000,2500,5000,10000,30000,60000,300000}'
+        ::double precision[])[b.i - 1] end as lo,
+        ('{1,2,5,10,25,50,100,250,500,1000,2500,5000,10000,30000,60000,300000}'
+        ::double precision[])[b.i] as hi,
+        (0.95 * b.total - (b.cum - b.n)) / b.n as frac
+    from buckets as b
+    where b.n > 0 and b.cum >= 0.95 * b.total and b.cum - b.n < 0.95 * b.total
+),
+
+counted as (
+    select
+        qs.queue,
+        w.t,
+        g.*,
+        h.completed_1m + coalesce(l.completed_1m, 0) as completed_1m,
+        h.retried_1m + coalesce(l.retried_1m, 0) as retried_1m,
+        h.dead_1m + coalesce(l.dead_1m, 0) as dead_1m,
+        h.completed_5m + coalesce(l.completed_5m, 0) as completed_5m,
+        h.retried_5m + coalesce(l.retried_5m, 0) as retried_5m,
+        h.dead_5m + coalesce(l.dead_5m, 0) as dead_5m,
+        h.completed_1h + coalesce(l.completed_1h, 0) as completed_1h,
+        h.retried_1h + coalesce(l.retried_1h, 0) as retried_1h,
+        h.dead_1h + coalesce(l.dead_1h, 0) as dead_1h,
+        extract(epoch from w.t - w.since_1m)::double precision as span_1m,
+        extract(epoch from w.t - w.since_5m)::double precision as span_5m,
+        extract(epoch from w.t - w.since_1h)::double precision as span_1h
+    from pgmq_jobs.queue_settings as qs
+    cross join w
+    cross join lateral pgmq_jobs._queue_gauges(qs.queue, w.cap) as g
+    cross join lateral (
+        select
+            coalesce(sum(hh.completed) filter (where hh.minute >= w.since_1m), 0) as completed_1m,
+            coalesce(sum(hh.retried) filter (where hh.minute >= w.since_1m), 0) as retried_1m,
+            coalesce(sum(hh.dead + hh.expired) filter (where hh.minute >= w.since_1m), 0) as dead_1m,
+            coalesce(sum(hh.completed) filter (where hh.minute >= w.since_5m), 0) as completed_5m,
+            coalesce(sum(hh.retried) filter (where hh.minute >= w.since_5m), 0) as retried_5m,
+            coalesce(sum(hh.dead + hh.expired) filter (where hh.minute >= w.since_5m), 0) as dead_5m,
+            coalesce(sum(hh.completed), 0) as completed_1h,
+            coalesce(sum(hh.retried), 0) as retried_1h,
+            coalesce(sum(hh.dead + hh.expired), 0) as dead_1h
+        from pgmq_jobs.queue_history as hh
+        where hh.queue = qs.queue and hh.minute >= w.since_1h
+    ) as h
+    left join logged as l on qs.queue = l.queue
+)
+
+select
+    c.queue,
+    c.ready,
+    c.in_flight,
+    c.delayed,
+    c.dead,
+    c.t - c.oldest_ready_at as oldest_ready_age,
+    c.completed_1m::bigint as completed_1m,
+    c.retried_1m::bigint as retried_1m,
+    c.dead_1m::bigint as dead_lettered_1m,
+    c.completed_5m::bigint as completed_5m,
+    c.retried_5m::bigint as retried_5m,
+    c.dead_5m::bigint as dead_lettered_5m,
+    c.completed_1h::bigint as completed_1h,
+    c.retried_1h::bigint as retried_1h,
+    c.dead_1h::bigint as dead_lettered_1h,
+    c.completed_1m / c.span_1m as completed_rate_1m,
+    c.retried_1m / c.span_1m as retried_rate_1m,
+    c.dead_1m / c.span_1m as dead_lettered_rate_1m,
+    c.completed_5m / c.span_5m as completed_rate_5m,
+    c.retried_5m / c.span_5m as retried_rate_5m,
+    c.dead_5m / c.span_5m as dead_lettered_rate_5m,
+    c.completed_1h / c.span_1h as completed_rate_1h,
+    c.retried_1h / c.span_1h as retried_rate_1h,
+    c.dead_1h / c.span_1h as dead_lettered_rate_1h,
+    (c.retried_5m / nullif(c.completed_5m + c.retried_5m + c.dead_5m, 0))::double precision as retry_rate_5m,
+    (c.retried_1h / nullif(c.completed_1h + c.retried_1h + c.dead_1h, 0))::double precision as retry_rate_1h,
+    coalesce(tm.jobs, 0)::bigint as timed_jobs_5m,
+    tm.total_ms / nullif(tm.jobs, 0) as avg_processing_ms_5m,
+    least(coalesce(p.lo + (p.hi - p.lo) * p.frac, tm.max_ms), tm.max_ms) as p95_processing_ms_5m,
+    (
+        select count(*) from pgmq_jobs.workers as wk
+        where wk.status = 'alive' and c.queue = any(wk.queues)
+    ) as live_workers,
+    c.enqueued_total,
+    c.ready_estimated,
+    coalesce(c.dead_estimated, false) as dead_estimated,
+    c.t as measured_at
+from counted as c
+left join timed as tm on c.queue = tm.queue
+left join p95 as p on c.queue = p.queue;
+
+comment on view pgmq_jobs.queue_stats is
+'Metrics of every queue, cheap at any depth. ready / in_flight / delayed / dead: jobs visible
+now, claimed and running, waiting for a later time (delay, retry backoff, group order), and dead
+letters; each is an exact count up to pgmq_jobs.stats_count_cap rows (a setting, default 50000)
+and beyond that an ESTIMATE from the table''s live-tuple statistics (ready_estimated,
+dead_estimated say so; delayed then stops at the cap). oldest_ready_age: how long the oldest
+ready job has been waiting. completed / retried / dead_lettered (failed or expired to the DLQ)
+_1m, _5m, _1h: exact counts from the start of the previous minute (1m), of the minute 5 minutes
+ago (5m) or an hour ago (1h) until now, from queue_history plus the outcome log not yet folded;
+*_rate_*: the same per second over that span (60-120 s, 5-6 min, 60-61 min). retry_rate_*:
+retried / (completed + retried + dead_lettered). timed_jobs_5m, avg_processing_ms_5m,
+p95_processing_ms_5m: handler durations reported through pgmq_jobs.report_timings over the 5m
+window (p95 interpolated in a histogram bucket, so approximate; null when nothing reported).
+live_workers: workers alive that serve the queue. enqueued_total: jobs ever sent (the msg_id
+sequence).';
+
+revoke all on pgmq_jobs.queue_stats from public;
+grant select on pgmq_jobs.queue_stats to pgmq_jobs_admin;
+
+-- ======================================================================
+-- sql/302_alert_thresholds.sql
+-- ======================================================================
+-- 302_alert_thresholds.sql: the thresholds of the alerts view (a default per
+-- alert, optionally one per queue) and set_alert_threshold to change them.
+
+create table if not exists pgmq_jobs.alert_thresholds (
+    alert text not null,
+    queue text,
+    threshold double precision not null,
+    updated_at timestamptz not null default pg_catalog.now(),
+    constraint alert_thresholds_alert_check check (
+        alert in (
+            'queue_depth', 'dead_letters', 'low_throughput', 'stalled_workers', 'oldest_job_age',
+            'xmin_horizon', 'table_bloat', 'wraparound'
+        )
+    ),
+    constraint alert_thresholds_threshold_check check (threshold >= 0)
+);
+create unique index if not exists alert_thresholds_alert_queue_idx
+on pgmq_jobs.alert_thresholds (alert, coalesce(queue, ''));
+comment on table pgmq_jobs.alert_thresholds is
+'Alert thresholds: queue null is the default of an alert, a queue''s row overrides it; change
+them with pgmq_jobs.set_alert_threshold';
+
+-- The defaults (a re-install keeps thresholds already set).
+insert into pgmq_jobs.alert_thresholds (alert, queue, threshold)
+values
+('queue_depth', null, 10000),
+('dead_letters', null, 100),
+('low_throughput', null, 10),
+('stalled_workers', null, 0),
+('oldest_job_age', null, 300),
+('xmin_horizon', null, 300),
+('table_bloat', null, 0.5),
+('wraparound', null, 0.5)
+on conflict do nothing;
+
+create or replace function pgmq_jobs.set_alert_threshold(
+    alert text,
+    threshold double precision,
+    queue text default null
+)
+returns double precision
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    known text[] := array[
+        'queue_depth', 'dead_letters', 'low_throughput', 'stalled_workers', 'oldest_job_age',
+        'xmin_horizon', 'table_bloat', 'wraparound'
+    ];
+    previous double precision;
+    effective double precision;
+begin
+    if alert is null or not alert = any(known) then
+        raise exception 'unknown alert %: use one of %', coalesce(quote_literal(alert), 'null'),
+            array_to_string(known, ', ')
+            using errcode = '22023';
+    end if;
+    if threshold is not null and (threshold < 0 or threshold = 'NaN'::double precision) then
+        raise exception 'threshold must be a non-negative number (''infinity'' turns the alert off), got %',
+            threshold
+            using errcode = '22023';
+    end if;
+    if queue is not null then
+        if alert in ('xmin_horizon', 'wraparound') then
+            raise exception 'alert % is about the whole database and has no per-queue threshold', alert
+                using errcode = '22023';
+        end if;
+        perform pgmq_jobs._settings(queue);
+    elsif threshold is null then
+        raise exception 'threshold must not be null for the default of alert % (null removes a queue''s own threshold)',
+            alert
+            using errcode = '22004';
+    end if;
+
+    select t.threshold into previous
+    from pgmq_jobs.alert_thresholds as t
+    where t.alert = set_alert_threshold.alert and t.queue is not distinct from set_alert_threshold.queue;
+
+    if threshold is null then
+        delete from pgmq_jobs.alert_thresholds as t
+        where t.alert = set_alert_threshold.alert and t.queue = set_alert_threshold.queue;
+    else
+        update pgmq_jobs.alert_thresholds as t
+        set threshold = set_alert_threshold.threshold, updated_at = clock_timestamp()
+        where t.alert = set_alert_threshold.alert
+            and t.queue is not distinct from set_alert_threshold.queue;
+        if not found then
+            insert into pgmq_jobs.alert_thresholds (alert, queue, threshold, updated_at)
+            values (set_alert_threshold.alert, set_alert_threshold.queue, set_alert_threshold.threshold,
+                clock_timestamp());
+        end if;
+    end if;
+
+    select coalesce(
+        (select t.threshold from pgmq_jobs.alert_thresholds as t
+            where t.alert = set_alert_threshold.alert and t.queue = set_alert_threshold.queue),
+        (select t.threshold from pgmq_jobs.alert_thresholds as t
+            where t.alert = set_alert_threshold.alert and t.queue is null)
+    ) into effective;
+    perform pgmq_jobs._audit(
+        queue, 'set_alert_threshold',
+        jsonb_build_object('alert', alert, 'threshold', threshold, 'previous', previous)
+    );
+    return effective;
+end
+$$;
+
+comment on function pgmq_jobs.set_alert_threshold(text, double precision, text) is
+'Set the threshold of an alert of the alerts view: the default for every queue (queue null), or
+one queue''s own (threshold null removes it, so the default applies again). Alerts: queue_depth
+(ready jobs), dead_letters, low_throughput (completions per second while jobs wait),
+stalled_workers (how many may be stalled), oldest_job_age (seconds), table_bloat (dead-tuple
+ratio 0..1), xmin_horizon (seconds) and wraparound (share of autovacuum_freeze_max_age); the
+last two have no per-queue value. ''infinity'' turns an alert off. Returns the threshold now in
+effect for that queue (or the default).';
+
+revoke all on pgmq_jobs.alert_thresholds from public;
+grant select on pgmq_jobs.alert_thresholds to pgmq_jobs_admin;
+
+-- ======================================================================
+-- sql/303_alerts.sql
+-- ======================================================================
+-- 303_alerts.sql: view alerts, one row per alert condition firing now: queue
+-- health from queue_stats and workers, database health from the statistics
+-- views. Thresholds come from alert_thresholds (set_alert_threshold).
+
+create or replace view pgmq_jobs.alerts as
+with stats as (
+    select s.* from pgmq_jobs.queue_stats as s
+),
+
+limits as (
+    select
+        d.alert,
+        qs.queue,
+        coalesce(o.threshold, d.threshold) as threshold
+    from pgmq_jobs.alert_thresholds as d
+    cross join pgmq_jobs.queue_settings as qs
+    left join pgmq_jobs.alert_thresholds as o on d.alert = o.alert and qs.queue = o.queue
+    where d.queue is null
+),
+
+defaults as (
+    select d.alert, d.threshold from pgmq_jobs.alert_thresholds as d
+    where d.queue is null
+),
+
+stalled as (
+    select
+        qn.queue,
+        count(*) as n,
+        min(wk.last_seen_at + wk.heartbeat_interval * 3) as since,
+        jsonb_agg(wk.worker_id order by wk.worker_id) as workers
+    from pgmq_jobs.workers as wk
+    cross join lateral unnest(wk.queues) as qn (queue)
+    where wk.status = 'stale'
+        or (wk.status = 'gone' and wk.stopped_at is null and wk.last_seen_at > statement_timestamp() - interval '1 hour')
+    group by qn.queue
+),
+
+holders as (
+    select
+        h.*,
+        count(*) over () as sessions
+    from pgmq_jobs._xmin_holders() as h
+    order by h.xact_start
+    limit 1
+)
+
+select
+    'queue_depth'::text as alert,
+    s.queue,
+    s.ready::double precision as value,
+    l.threshold,
+    coalesce(
+        case when l.threshold < 1000000 then pgmq_jobs._nth_at(s.queue, 'ready', floor(l.threshold)::bigint + 1) end,
+        s.measured_at - s.oldest_ready_age
+    ) as since,
+    format('queue %s has %s%s jobs ready (threshold %s)', s.queue,
+        case when s.ready_estimated then 'about ' else '' end, s.ready, l.threshold) as message,
+    jsonb_build_object('ready', s.ready, 'estimated', s.ready_estimated, 'in_flight', s.in_flight) as details
+from stats as s
+inner join limits as l on s.queue = l.queue and l.alert = 'queue_depth'
+where s.ready > l.threshold
+
+union all
+
+select
+    'dead_letters',
+    s.queue,
+    s.dead::double precision,
+    l.threshold,
+    case when l.threshold < 1000000 then pgmq_jobs._nth_at(s.queue, 'dead', floor(l.threshold)::bigint + 1) end,
+    format('queue %s has %s%s dead letters (threshold %s)', s.queue,
+        case when s.dead_estimated then 'about ' else '' end, s.dead, l.threshold),
+    jsonb_build_object('dead', s.dead, 'estimated', s.dead_estimated, 'dead_lettered_1h', s.dead_lettered_1h)
+from stats as s
+inner join limits as l on s.queue = l.queue and l.alert = 'dead_letters'
+where s.dead > l.threshold
+
+union all
+
+select
+    'low_throughput',
+    s.queue,
+    s.completed_rate_1m,
+    l.threshold,
+    s.measured_at - s.oldest_ready_age + interval '1 minute',
+    format('queue %s completes %s jobs/s while %s jobs wait, the oldest for %s s (threshold %s jobs/s)',
+        s.queue, round(s.completed_rate_1m::numeric, 2), s.ready,
+        round(extract(epoch from s.oldest_ready_age)), l.threshold),
+    jsonb_build_object(
+        'ready', s.ready, 'oldest_ready_seconds', extract(epoch from s.oldest_ready_age),
+        'live_workers', s.live_workers
+    )
+from stats as s
+inner join limits as l on s.queue = l.queue and l.alert = 'low_throughput'
+where s.ready > 0 and s.oldest_ready_age > interval '1 minute' and s.completed_rate_1m < l.threshold
+
+union all
+
+select
+    'oldest_job_age',
+    s.queue,
+    extract(epoch from s.oldest_ready_age)::double precision,
+    l.threshold,
+    s.measured_at - s.oldest_ready_age + make_interval(secs => l.threshold),
+    format('the oldest ready job of queue %s has waited %s s (threshold %s s)', s.queue,
+        round(extract(epoch from s.oldest_ready_age)), l.threshold),
+    jsonb_build_object('ready', s.ready, 'live_workers', s.live_workers)
+from stats as s
+inner join limits as l on s.queue = l.queue and l.alert = 'oldest_job_age'
+where extract(epoch from s.oldest_ready_age) > l.threshold
+
+union all
+
+select
+    'stalled_workers',
+    x.queue,
+    x.n::double precision,
+    th.threshold,
+    x.since,
+    format('%s worker(s) of queue %s stopped sending heartbeats: %s', x.n, x.queue,
+        (select string_agg(v, ', ') from jsonb_array_elements_text(x.workers) as v)),
+    jsonb_build_object('workers', x.workers)
+from stalled as x
+cross join lateral (
+    select coalesce(
+        (select t.threshold from pgmq_jobs.alert_thresholds as t
+            where t.alert = 'stalled_workers' and t.queue = x.queue),
+        (
+            select d.threshold from defaults as d
+            where d.alert = 'stalled_workers'
+        )
+    ) as threshold
+) as th
+where x.n > th.threshold
+
+union all
+
+select
+    'xmin_horizon',
+    null,
+    extract(epoch from statement_timestamp() - h.xact_start)::double precision,
+    d.threshold,
+    h.xact_start + make_interval(secs => d.threshold),
+    format('session %s (%s, %s) has held a transaction open for %s s, holding back vacuum',
+        h.pid, coalesce(nullif(h.application_name, ''), h.usename), h.state,
+        round(extract(epoch from statement_timestamp() - h.xact_start))),
+    jsonb_build_object(
+        'pid', h.pid, 'user', h.usename, 'application_name', h.application_name, 'state', h.state,
+        'xact_start', h.xact_start, 'xmin_age', h.xmin_age, 'sessions', h.sessions
+    )
+from holders as h
+inner join defaults as d on d.alert = 'xmin_horizon'
+where extract(epoch from statement_timestamp() - h.xact_start) > d.threshold
+
+union all
+
+select
+    'table_bloat',
+    l.queue,
+    st.n_dead_tup::double precision / (st.n_live_tup + st.n_dead_tup),
+    l.threshold,
+    greatest(st.last_vacuum, st.last_autovacuum),
+    format('table pgmq.%s is %s%% dead tuples (%s dead, %s live; threshold %s%%)', st.relname,
+        round(100.0 * st.n_dead_tup / (st.n_live_tup + st.n_dead_tup)), st.n_dead_tup, st.n_live_tup,
+        round((100 * l.threshold)::numeric)),
+    jsonb_build_object(
+        'table', 'pgmq.' || st.relname, 'n_dead_tup', st.n_dead_tup, 'n_live_tup', st.n_live_tup,
+        'last_autovacuum', st.last_autovacuum, 'last_vacuum', st.last_vacuum
+    )
+from limits as l
+inner join pg_catalog.pg_stat_user_tables as st
+    on st.schemaname = 'pgmq' and st.relname in ('q_' || l.queue, 'q_' || l.queue || '_dlq')
+where l.alert = 'table_bloat'
+    and st.n_dead_tup >= 1000
+    and st.n_dead_tup::double precision / (st.n_live_tup + st.n_dead_tup) > l.threshold
+
+union all
+
+select
+    'wraparound',
+    null,
+    age(db.datfrozenxid)::double precision / current_setting('autovacuum_freeze_max_age')::double precision,
+    d.threshold,
+    null::timestamptz,
+    format('database %s is %s transactions from its oldest unfrozen one, %s%% of autovacuum_freeze_max_age',
+        db.datname, age(db.datfrozenxid),
+        round(100.0 * age(db.datfrozenxid) / current_setting('autovacuum_freeze_max_age')::numeric)),
+    jsonb_build_object(
+        'database', db.datname, 'xid_age', age(db.datfrozenxid),
+        'autovacuum_freeze_max_age', current_setting('autovacuum_freeze_max_age')::bigint
+    )
+from pg_catalog.pg_database as db
+inner join defaults as d on d.alert = 'wraparound'
+where db.datname = current_database()
+    and age(db.datfrozenxid)::double precision
+    / current_setting('autovacuum_freeze_max_age')::double precision > d.threshold;
+
+comment on view pgmq_jobs.alerts is
+'Alert conditions firing now, one row each: alert, queue (null for the database), value,
+threshold (alert_thresholds: per queue, else the default; set_alert_threshold), since (when it
+started, from the data: the (threshold+1)-th oldest ready job or dead letter, when the oldest
+job crossed the age, the missed heartbeats, the transaction start; the last vacuum for
+table_bloat; null when unknown), a message and details. queue_depth: ready jobs > threshold
+(10000). dead_letters: dead letters > 100. low_throughput: completions per second over the 1m
+window < 10 while ready jobs have waited over a minute. oldest_job_age: the oldest ready job has
+waited more seconds than the threshold (300). stalled_workers: more workers of the queue than
+the threshold (0) missed three heartbeats or went silent within the hour without a clean stop.
+xmin_horizon: a session of this database has held a snapshot or transaction id for more seconds
+than the threshold (300; idle-in-transaction sessions included), holding back vacuum.
+table_bloat: a queue''s table (or its DLQ) has at least 1000 dead tuples making up more than the
+threshold share (0.5) of its rows. wraparound: age(datfrozenxid) is past the threshold share
+(0.5) of autovacuum_freeze_max_age.';
+
+revoke all on pgmq_jobs.alerts from public;
+grant select on pgmq_jobs.alerts to pgmq_jobs_admin;
+
+-- ======================================================================
+-- sql/304_report_timings.sql
+-- ======================================================================
+-- 304_report_timings.sql: report_timings, a runner reports how long its jobs'
+-- handlers ran, for the processing-time columns of queue_stats.
+
+create or replace function pgmq_jobs.report_timings(queue text, durations_ms real[])
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    -- Histogram bucket bounds in ms, as documented in 300_private_stats.sql.
+    bounds double precision[] := '{1,2,5,10,25,50,100,250,500,1000,2500,5000,10000,30000,60000,300000}';
+    n integer := cardinality(durations_ms);
+begin
+    perform pgmq_jobs._settings(queue);
+    if durations_ms is null or array_position(durations_ms, null) is not null then
+        raise exception 'durations_ms must be an array of milliseconds without nulls'
+            using errcode = '22004';
+    end if;
+    if n > 100000 then
+        raise exception 'at most 100000 durations per call, got %', n using errcode = '22023';
+    end if;
+    if n = 0 then
+        return 0;
+    end if;
+    if exists (select from unnest(durations_ms) as d (v) where not (v >= 0 and v < 'infinity')) then
+        raise exception 'durations_ms must be finite and non-negative' using errcode = '22023';
+    end if;
+    -- One row per call (never per job, never an update of a shared row).
+    insert into pgmq_jobs.timing_log (queue, jobs, total_ms, max_ms, hist)
+    select
+        queue,
+        n,
+        (select sum(d.v) from unnest(durations_ms) as d (v)),
+        (select max(d.v) from unnest(durations_ms) as d (v)),
+        array(
+            select count(b.i)::integer
+            from generate_series(1, 17) as g (i)
+            left join (
+                select (select count(*) from unnest(bounds) as x (bound) where x.bound < d.v) + 1 as i
+                from unnest(durations_ms) as d (v)
+            ) as b on g.i = b.i
+            group by g.i
+            order by g.i
+        );
+    -- Keep an hour: drop this queue's older rows, a bounded batch per call,
+    -- skipping rows another caller is already deleting.
+    delete from pgmq_jobs.timing_log as t
+    where t.ctid in (
+        select o.ctid from pgmq_jobs.timing_log as o
+        where o.queue = report_timings.queue and o.at < clock_timestamp() - interval '1 hour'
+        order by o.at
+        limit 100
+        for update skip locked
+    );
+    return n;
+end
+$$;
+
+comment on function pgmq_jobs.report_timings(text, real[]) is
+'Report how long handlers of jobs of a queue ran, in milliseconds (one call for a batch of
+jobs, e.g. with each complete). Appends one row with the count, sum, maximum and a histogram
+(never per job, never an update of a shared row); queue_stats derives the average and the 95th
+percentile over its 5-minute window. Rows are kept for an hour. Returns how many were recorded.';
+
+grant execute on function pgmq_jobs.report_timings(text, real[]) to pgmq_jobs_worker;
+
+-- ======================================================================
+-- sql/305_outcome_totals.sql
+-- ======================================================================
+-- 305_outcome_totals.sql: outcome_totals, cumulative outcome counts per queue
+-- since a time: the counters of the Prometheus exporter.
+
+create or replace function pgmq_jobs.outcome_totals(since timestamptz)
+returns table (
+    queue text,
+    completed bigint,
+    retried bigint,
+    dead bigint,
+    expired bigint
+)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    -- Folded minutes from queue_history plus the outcome log not folded yet,
+    -- in one snapshot: the sweep moves rows from one to the other within a
+    -- statement, so a total never drops. since is rounded down to its minute.
+    select
+        qs.queue,
+        (coalesce(h.completed, 0) + coalesce(o.completed, 0))::bigint,
+        (coalesce(h.retried, 0) + coalesce(o.retried, 0))::bigint,
+        (coalesce(h.dead, 0) + coalesce(o.dead, 0))::bigint,
+        (coalesce(h.expired, 0) + coalesce(o.expired, 0))::bigint
+    from pgmq_jobs.queue_settings as qs
+    cross join lateral (
+        select sum(x.completed) as completed, sum(x.retried) as retried, sum(x.dead) as dead,
+            sum(x.expired) as expired
+        from pgmq_jobs.queue_history as x
+        where x.queue = qs.queue and x.minute >= date_trunc('minute', outcome_totals.since)
+    ) as h
+    cross join lateral (
+        select sum(x.completed) as completed, sum(x.retried) as retried, sum(x.dead) as dead,
+            sum(x.expired) as expired
+        from pgmq_jobs.outcome_log as x
+        where x.queue = qs.queue and x.at >= date_trunc('minute', outcome_totals.since)
+    ) as o
+    order by qs.queue
+$$;
+
+comment on function pgmq_jobs.outcome_totals(timestamptz) is
+'Outcome counts of every queue since a time (rounded down to its minute): completed, retried,
+dead (failed into the DLQ) and expired (routed to the DLQ after a lost last delivery), from
+queue_history plus the outcome log not folded yet. Monotonic while history is kept: the
+Prometheus exporter serves them as counters since its start.';
 
 -- ======================================================================
 -- sql/900_grants.sql

@@ -1,0 +1,110 @@
+"""Partitioned queues through PGMQ's create_partitioned and pg_partman.
+
+The whole lifecycle suite also runs on partitioned queues (fixture both_queue_kinds); these
+tests cover what is particular to them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgmq_jobs.client as jobs
+
+Connection = psycopg.Connection[Any]
+
+
+def partman_config(conn: Connection, table: str) -> tuple[Any, ...] | None:
+    return conn.execute(
+        "select partition_interval, retention from partman.part_config where parent_table = %s",
+        (table,),
+    ).fetchone()
+
+
+def test_partitioned_queue_keeps_waiting_jobs_out_of_retention(
+    conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(
+        conn, queue_name, partitioned=True, partition_interval="1000", retention_interval="5000"
+    )
+    [row] = [q for q in jobs.queues(conn) if q["queue"] == queue_name]
+    assert (row["partitioned"], row["partition_interval"], row["retention_interval"]) == (
+        True,
+        "1000",
+        "5000",
+    )
+    kind = conn.execute(
+        "select relkind from pg_class where oid = %s::regclass", (f"pgmq.q_{queue_name}",)
+    ).fetchone()
+    assert kind == ("p",)
+    # Retention applies to the archive only, never to waiting jobs.
+    q_config = partman_config(conn, f"pgmq.q_{queue_name}")
+    a_config = partman_config(conn, f"pgmq.a_{queue_name}")
+    assert q_config is not None and q_config[1] is None
+    assert a_config is not None and a_config[1] == "5000"
+    # claim walks a vt index on the partitioned table too.
+    indexes = {
+        r[0]
+        for r in conn.execute(
+            "select indexname from pg_indexes where schemaname = 'pgmq' and tablename = %s",
+            (f"q_{queue_name}",),
+        )
+    }
+    assert {f"q_{queue_name}_vt_idx", f"q_{queue_name}_delivered_vt"} <= indexes
+
+
+def test_maintenance_job_is_registered_while_partitioned_queues_exist(
+    conn: Connection, queue_name: str
+) -> None:
+    def partman_jobs() -> list[tuple[Any, ...]]:
+        return conn.execute(
+            "select schedule, command from cron.job where jobname = 'pgmq_jobs_partman'"
+        ).fetchall()
+
+    jobs.create_queue(conn, queue_name, partitioned=True)
+    jobs.create_queue(conn, f"{queue_name}_b", partitioned=True)
+    assert partman_jobs() == [("*/5 * * * *", "call partman.run_maintenance_proc()")]
+    conn.execute(partman_jobs()[0][1])  # what pg_cron runs
+    jobs.drop_queue(conn, queue_name)
+    assert len(partman_jobs()) == 1  # still needed by the other one
+    jobs.drop_queue(conn, f"{queue_name}_b")
+
+
+def test_jobs_beyond_premade_partitions_land_in_default_and_are_still_served(
+    conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name, partitioned=True, partition_interval="10")
+    ids = jobs.enqueue_batch(conn, queue_name, [{"i": i} for i in range(80)])
+    in_default = conn.execute(f"select count(*) from pgmq.q_{queue_name}_default").fetchone()
+    assert in_default is not None and in_default[0] > 0
+    claimed = jobs.claim(conn, queue_name, 100)
+    assert sorted(j.job_id for j in claimed) == ids
+    assert jobs.complete(conn, queue_name, claimed) == 80
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"partition_interval": "1 day; drop table x"},
+            "partition_interval and retention_interval",
+        ),
+        ({"partition_interval": "1000", "retention_interval": "7 days"}, "both be job counts"),
+        ({"unlogged": True}, "both partitioned and unlogged"),
+    ],
+)
+def test_bad_partition_settings_are_refused(
+    conn: Connection, queue_name: str, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        jobs.create_queue(conn, queue_name, partitioned=True, **kwargs)
+    assert queue_name not in {q["queue"] for q in jobs.queues(conn)}
+
+
+def test_partitioned_queue_without_pg_partman_is_refused(fresh_db: Any) -> None:
+    with psycopg.connect(fresh_db(), autocommit=True) as c:
+        c.execute("drop extension pg_partman cascade")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="pg_partman"):
+            jobs.create_queue(c, "pq", partitioned=True)
+        assert jobs.create_queue(c, "plainq") is True
