@@ -12,7 +12,7 @@ SQLFLUFF := $(VENV)/bin/sqlfluff
 PYTEST := $(VENV)/bin/pytest
 PGMQ_JOBS := $(VENV)/bin/pgmq-jobs
 
-.PHONY: help setup dev demo test lint fmt migrations migrations-check bench
+.PHONY: help setup dev demo test lint fmt migrations migrations-check bench bench-quick
 
 help: ## list the targets
 	@echo "pgmq-jobs make targets:"
@@ -47,5 +47,13 @@ migrations: setup ## regenerate supabase/migrations from sql/
 migrations-check: setup ## fail if the committed migration differs from a fresh generation
 	$(PY) -m pgmq_jobs.migrations --check
 
-bench: setup ## benchmarks (placeholder)
-	@echo "bench: not implemented yet"
+BENCH_DEPS = $(PY) -c 'import matplotlib' 2>/dev/null || \
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+
+bench: setup ## pgmq-jobs vs raw PGMQ and peers (< 15 min): bench/results/, BENCHMARKS.md, chart
+	@$(BENCH_DEPS)
+	$(PY) -m bench.run
+
+bench-quick: setup ## smoke run of the benchmarks (< 2 min): bench/results/<date>-quick.*
+	@$(BENCH_DEPS)
+	$(PY) -m bench.run --quick

@@ -1,0 +1,360 @@
+"""The scenarios every system runs (1-5, 7): enqueue, batch enqueue, processing with real
+worker processes, pickup latency, the failure path, worker memory and connections."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.common import percentile, progress, rates, stats, tree_rss_mb
+from bench.systems.base import System
+
+MONITOR_APP = "bench-monitor"
+
+
+@dataclass
+class Plan:
+    """How much work each scenario does (``--quick`` shrinks it)."""
+
+    quick: bool
+    runs: int
+    single_n: int
+    producers_n: int
+    producers: int
+    batch_n: int
+    batch_size: int
+    process_n: int
+    process_runs: int
+    process_cap: float
+    lat_n: int
+    lat_runs: int
+    lat_gap_ms: float
+    fail_n: int
+    deep_n: int
+    delayed_n: int
+    shallow_n: int
+    measure_n: int
+    stalled: int
+    groups: int
+    group_jobs: int
+    dedupe_n: int
+    limit: int
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(
+                quick=True, runs=2, single_n=300, producers_n=600, producers=8,
+                batch_n=5_000, batch_size=1_000, process_n=3_000, process_runs=1,
+                process_cap=30, lat_n=40, lat_runs=2, lat_gap_ms=10, fail_n=1_000,
+                deep_n=100_000, delayed_n=10_000, shallow_n=10_000, measure_n=2_000,
+                stalled=1_000, groups=2_000, group_jobs=5, dedupe_n=300, limit=50,
+            )  # fmt: skip
+        return cls(
+            quick=False, runs=3, single_n=2_000, producers_n=4_000, producers=8,
+            batch_n=20_000, batch_size=1_000, process_n=20_000, process_runs=3,
+            process_cap=60, lat_n=150, lat_runs=3, lat_gap_ms=10, fail_n=5_000,
+            deep_n=1_000_000, delayed_n=100_000, shallow_n=20_000, measure_n=5_000,
+            stalled=1_000, groups=10_000, group_jobs=100, dedupe_n=1_000, limit=50,
+        )  # fmt: skip
+
+
+def connect(dsn: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, autocommit=True, application_name=MONITOR_APP)
+
+
+def reset(system: System, dsn: str) -> None:
+    with connect(dsn) as conn:
+        for stmt in system.reset_sql:
+            conn.execute(stmt)  # type: ignore[arg-type]
+        conn.execute("analyze")
+
+
+def remaining(conn: psycopg.Connection[Any], system: System) -> int:
+    row = conn.execute(system.remaining_sql).fetchone()  # type: ignore[arg-type]
+    return int(row[0]) if row else 0
+
+
+# ---------------------------------------------------------------- 1, 2: enqueue
+
+
+def enqueue(system: System, dsn: str, plan: Plan) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    reset(system, dsn)
+    a = system.call("enqueue", dsn, n=plan.single_n, producers=1, runs=plan.runs)
+    out["single"] = {"n": plan.single_n, "jobs_per_s": rates(plan.single_n, a["runs"])}
+    b = system.call("enqueue", dsn, n=plan.producers_n, producers=plan.producers, runs=plan.runs)
+    out["producers"] = {
+        "n": plan.producers_n,
+        "producers": plan.producers,
+        "jobs_per_s": rates(plan.producers_n, b["runs"]),
+    }
+    reset(system, dsn)
+    c = system.call("batch", dsn, n=plan.batch_n, batch=plan.batch_size, runs=plan.runs)
+    out["batch"] = {
+        "n": plan.batch_n,
+        "batch_size": plan.batch_size,
+        "jobs_per_s": rates(plan.batch_n, c["runs"]),
+    }
+    reset(system, dsn)
+    return out
+
+
+# ---------------------------------------------------------------- 3, 5, 7: processing
+
+
+def _stop(procs: list[subprocess.Popen[bytes]], wait: float) -> list[int | None]:
+    deadline = time.monotonic() + wait
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+    return [p.returncode for p in procs]
+
+
+def process_once(
+    system: System,
+    dsn: str,
+    plan: Plan,
+    *,
+    n: int,
+    procs: int,
+    concurrency: int,
+    kind: str = "noop",
+    drain: bool = False,
+) -> dict[str, Any]:
+    """Fill ``n`` jobs, start ``procs`` worker processes and time them until the queue is
+    empty. Measured: wall time from spawning the workers until the poller (every 20 ms)
+    sees no unfinished job, and from the first finished job until then."""
+    reset(system, dsn)
+    system.call("fill", dsn, n=n, batch=plan.batch_size, kind=kind)
+    with connect(dsn) as conn:
+        conn.execute("analyze")
+        conn.execute("checkpoint")
+    db = system.database
+    started: list[tuple[subprocess.Popen[bytes], Path]] = []
+    rss: dict[int, float] = {}
+    max_conns = 0
+    first: float | None = None
+    left = n
+    with connect(dsn) as conn:
+        t0 = time.monotonic()
+        for i in range(procs):
+            started.append(
+                system.start_worker(
+                    dsn, concurrency, drain=drain, max_seconds=plan.process_cap + 5, number=i
+                )
+            )
+        pids = [p.pid for p, _ in started]
+        next_sample = 0.0
+        while True:
+            now = time.monotonic()
+            left = remaining(conn, system)
+            if first is None and left < n:
+                first = now
+            if now >= next_sample:
+                next_sample = now + 0.1
+                for pid in pids:
+                    mb = tree_rss_mb(pid)
+                    if mb is not None:
+                        rss[pid] = max(rss.get(pid, 0.0), mb)
+                row = conn.execute(
+                    "select count(*) from pg_stat_activity where datname = %s"
+                    " and application_name is distinct from %s and backend_type = 'client backend'",
+                    (db, MONITOR_APP),
+                ).fetchone()
+                max_conns = max(max_conns, int(row[0]) if row else 0)
+            if left == 0:
+                break
+            if now - t0 > plan.process_cap:
+                break
+            if all(p.poll() is not None for p, _ in started):
+                break
+            time.sleep(0.02)
+        t_end = time.monotonic()
+    codes = _stop([p for p, _ in started], wait=15 if drain else 0)
+    outputs = []
+    for _, path in started:
+        text = path.read_text(errors="replace").strip().splitlines()
+        outputs.append(text[-1] if text else "")
+    done = n - left
+    wall = t_end - t0
+    result: dict[str, Any] = {
+        "n": n,
+        "done": done,
+        "complete": left == 0,
+        "wall_s": round(wall, 3),
+        "jobs_per_s": round(done / wall, 1) if wall > 0 else None,
+        "startup_s": round(first - t0, 3) if first else None,
+        "steady_jobs_per_s": round(done / (t_end - first), 1) if first and t_end > first else None,
+        "rss_mb_max": round(max(rss.values()), 1) if rss else None,
+        "connections_max": max_conns,
+        "connections_per_worker": round(max_conns / procs, 2),
+        "exit_codes": codes,
+        "worker_output": outputs[:1],
+    }
+    if left:
+        result["note"] = f"{left} jobs unfinished after {wall:.1f}s (cap {plan.process_cap:g}s)"
+    return result
+
+
+def processing(system: System, dsn: str, plan: Plan) -> dict[str, Any]:
+    configs = [
+        ("one_default", 1, 0),
+        ("one_c10", 1, 10),
+        ("four_c10", 4, 10),
+    ]
+    out: dict[str, Any] = {}
+    drain = system.key == "pgmq_jobs"
+    for name, procs, conc in configs:
+        if name == "one_c10" and system.default_concurrency == 10:
+            out[name] = {"same_as": "one_default"}
+            continue
+        runs = []
+        for r in range(plan.process_runs):
+            progress(f"  {system.name}: processing {name} run {r + 1}/{plan.process_runs}")
+            runs.append(
+                process_once(
+                    system, dsn, plan, n=plan.process_n, procs=procs, concurrency=conc, drain=drain
+                )
+            )
+        out[name] = summarize_runs(runs, procs, conc or system.default_concurrency)
+    reset(system, dsn)
+    return out
+
+
+def summarize_runs(runs: list[dict[str, Any]], procs: int, concurrency: int) -> dict[str, Any]:
+    ok = [r for r in runs if r.get("complete")]
+    use = ok or runs
+    return {
+        "processes": procs,
+        "concurrency": concurrency,
+        "n": runs[0]["n"],
+        "complete_runs": f"{len(ok)}/{len(runs)}",
+        "jobs_per_s": stats([r["jobs_per_s"] for r in use if r["jobs_per_s"]], 1),
+        "steady_jobs_per_s": stats(
+            [r["steady_jobs_per_s"] for r in use if r["steady_jobs_per_s"]], 1
+        ),
+        "startup_s": stats([r["startup_s"] for r in use if r["startup_s"] is not None]),
+        "rss_mb_max": max((r["rss_mb_max"] or 0) for r in runs),
+        "connections_per_worker": max(r["connections_per_worker"] for r in runs),
+        "runs": runs,
+    }
+
+
+def failure(system: System, dsn: str, plan: Plan) -> dict[str, Any]:
+    """Jobs that fail once then succeed vs the same number of plain jobs, one worker
+    process at concurrency 10; cost of a failed attempt relative to a completion from
+    first finished job to empty queue (startup excluded on both sides)."""
+    if not system.supports_failure:
+        return {"skipped": system.failure_note}
+    ok_runs, bad_runs = [], []
+    for r in range(plan.process_runs):
+        progress(f"  {system.name}: failure path run {r + 1}/{plan.process_runs}")
+        ok_runs.append(process_once(system, dsn, plan, n=plan.fail_n, procs=1, concurrency=10))
+        bad_runs.append(
+            process_once(
+                system, dsn, plan, n=plan.fail_n, procs=1, concurrency=10, kind="fail_once"
+            )
+        )
+    reset(system, dsn)
+
+    def span(r: dict[str, Any]) -> float:
+        return r["wall_s"] - (r["startup_s"] or 0.0)
+
+    ratios = [
+        (span(b) - span(o)) / span(o)
+        for o, b in zip(ok_runs, bad_runs, strict=True)
+        if o["complete"] and b["complete"] and span(o) > 0
+    ]
+    return {
+        "n": plan.fail_n,
+        "plain_s": stats([span(r) for r in ok_runs]),
+        "fail_once_s": stats([span(r) for r in bad_runs]),
+        "failed_attempt_vs_completion": stats(ratios, 2),
+        "complete": all(r["complete"] for r in ok_runs + bad_runs),
+    }
+
+
+# ---------------------------------------------------------------- 4: pickup latency
+
+
+def _read_times(path: Path) -> dict[int, float]:
+    out: dict[int, float] = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                seq = int(parts[0])
+                if seq >= 0 and seq not in out:
+                    out[seq] = float(parts[1])
+    return out
+
+
+def latency(system: System, dsn: str, plan: Plan) -> dict[str, Any]:
+    """An idle worker (its default concurrency); jobs enqueued one at a time ``gap`` ms
+    apart; latency = handler start (its clock) - the producer's time right after commit."""
+    reset(system, dsn)
+    tmp = Path(tempfile.mkdtemp(prefix="pgmq-jobs-bench-"))
+    os.chmod(tmp, 0o777)
+    starts = tmp / "starts.txt"
+    starts.touch()
+    os.chmod(starts, 0o666)
+    proc, _ = system.start_worker(
+        dsn, 0, drain=False, max_seconds=600, number=90, lat_file=str(starts)
+    )
+    per_run: list[dict[str, float]] = []
+    missing = 0
+    try:
+        time.sleep(2.0)
+        for r in range(plan.lat_runs):
+            commits_file = tmp / f"commits-{r}.txt"
+            starts.write_text("")
+            system.call("latency", dsn, n=plan.lat_n, gap_ms=plan.lat_gap_ms, out=str(commits_file))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and len(_read_times(starts)) < plan.lat_n:
+                time.sleep(0.1)
+            commits = _read_times(commits_file)
+            begun = _read_times(starts)
+            lat = [(begun[s] - commits[s]) * 1000 for s in commits if s in begun]
+            missing += len(commits) - len(lat)
+            if lat:
+                per_run.append(
+                    {
+                        "p50": percentile(lat, 50),
+                        "p95": percentile(lat, 95),
+                        "p99": percentile(lat, 99),
+                        "max": max(lat),
+                        "n": len(lat),
+                    }
+                )
+    finally:
+        _stop([proc], wait=0)
+    reset(system, dsn)
+    return {
+        "n_per_run": plan.lat_n,
+        "gap_ms": plan.lat_gap_ms,
+        "p50_ms": stats([r["p50"] for r in per_run], 2),
+        "p95_ms": stats([r["p95"] for r in per_run], 2),
+        "p99_ms": stats([r["p99"] for r in per_run], 2),
+        "max_ms": stats([r["max"] for r in per_run], 2),
+        "missing": missing,
+    }

@@ -1,0 +1,127 @@
+"""pgmq-jobs: the public SQL API through the thin Python client, and the real
+``pgmq-jobs worker`` process (``--drain`` for the processing runs)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from bench.systems import driver_util as du
+from bench.systems.base import ROOT, System
+
+QUEUE = "bench"
+APP = "bench.systems.pgmq_jobs_app:app"
+
+
+class PgmqJobs(System):
+    def worker_argv(self, dsn: str, concurrency: int, drain: bool, max_seconds: float) -> list[str]:
+        argv = [
+            str(ROOT / ".venv" / "bin" / "pgmq-jobs"),
+            "worker",
+            "--dsn",
+            dsn,
+            "--app",
+            APP,
+            "--queue",
+            QUEUE,
+            "--log-level",
+            "warning",
+            "--max-seconds",
+            f"{max_seconds:g}",
+        ]
+        if concurrency:
+            argv += ["--concurrency", str(concurrency)]
+        if drain:
+            argv.append("--drain")
+        return argv
+
+
+def system() -> System:
+    from importlib.metadata import version
+
+    return PgmqJobs(
+        name="pgmq-jobs",
+        key="pgmq_jobs",
+        default_concurrency=10,
+        version=version("pgmq-jobs"),
+        settings_note=(
+            "queue created with defaults (archive completions, visibility 30 s, LISTEN/NOTIFY "
+            "wake-ups) except retry_base 1 ms, jitter none (so a failed job is retried at once); "
+            "worker: `pgmq-jobs worker` CLI, default concurrency 10, 1 s poll fallback; "
+            "client: pgmq_jobs.client (enqueue, enqueue_batch)"
+        ),
+        remaining_sql=f"select count(*) from pgmq.q_{QUEUE}",
+        reset_sql=[
+            f"truncate pgmq.q_{QUEUE}, pgmq.a_{QUEUE}, pgmq.q_{QUEUE}_dlq",
+            "truncate pgmq_jobs.outcome_log",
+        ],
+    )
+
+
+# ---------------------------------------------------------------- driver
+
+
+def _connect(dsn: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def setup(dsn: str) -> dict[str, Any]:
+    from pgmq_jobs import client
+    from pgmq_jobs.install import install
+
+    report = install(dsn)
+    with _connect(dsn) as conn:
+        client.create_queue(
+            conn,
+            QUEUE,
+            retry_base=timedelta(milliseconds=1),
+            retry_max=timedelta(seconds=1),
+            jitter="none",
+        )
+    return {"pgmq": f"{report.pgmq_source} {report.pgmq_version}"}
+
+
+def main() -> None:
+    from pgmq_jobs import client
+
+    args = du.parser().parse_args()
+    if args.command == "setup":
+        du.emit(setup(args.dsn))
+    elif args.command == "enqueue":
+
+        def make(_i: int) -> Any:
+            conn = _connect(args.dsn)
+            return lambda seq: client.enqueue(conn, args.queue, du.payload(args.kind, seq))
+
+        runs = [du.run_producers(args.n, args.producers, make) for _ in range(args.runs)]
+        du.emit({"runs": runs})
+    elif args.command in ("batch", "fill"):
+        conn = _connect(args.dsn)
+        runs = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            for start in range(0, args.n, args.batch):
+                items = [
+                    du.payload(args.kind, s) for s in range(start, min(args.n, start + args.batch))
+                ]
+                client.enqueue_batch(conn, args.queue, items)
+            runs.append(time.perf_counter() - t0)
+        du.emit({"runs": runs})
+    elif args.command == "latency":
+        conn = _connect(args.dsn)
+        du.latency_producer(
+            args.n,
+            args.gap_ms,
+            args.out,
+            lambda seq: client.enqueue(conn, args.queue, du.payload("lat", seq)),
+        )
+        du.emit({"ok": True})
+    else:
+        du.fail(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    main()
