@@ -1,29 +1,10 @@
--- 300_private_stats.sql: private helpers and tables behind the observability
--- views (queue_stats, alerts): capped queue gauges, the n-th oldest ready job
--- or dead letter, the sessions holding back vacuum, and the processing-time log.
+-- 300_private_stats.sql: private helpers behind the observability views
+-- (queue_stats, alerts): capped queue gauges, the n-th oldest ready job or dead
+-- letter, and the sessions holding back vacuum.
 --
 -- The views run with their owner's rights on tables, but functions run as the
 -- caller: the three helpers that read PGMQ tables or every session's activity
 -- are therefore security definer and granted to pgmq_jobs_admin (only).
-
--- Processing times, appended once per report_timings call (never per job, never
--- an update): how many jobs, their summed and largest duration, and a histogram
--- over the fixed bucket bounds below (milliseconds, "le" like Prometheus; the
--- 17th bucket is everything above 300000). Unlogged: a crash loses at most an
--- hour of timings, never a job. report_timings prunes rows older than an hour.
---   bounds: 1 2 5 10 25 50 100 250 500 1000 2500 5000 10000 30000 60000 300000 +inf
-create unlogged table if not exists pgmq_jobs.timing_log (
-    queue text not null,
-    at timestamptz not null default pg_catalog.clock_timestamp(),
-    jobs integer not null,
-    total_ms double precision not null,
-    max_ms double precision not null,
-    hist integer[] not null
-);
-create index if not exists timing_log_queue_at_idx on pgmq_jobs.timing_log (queue, at);
-comment on table pgmq_jobs.timing_log is
-'Job processing times reported by runners (pgmq_jobs.report_timings): one row per call with a
-histogram; read through queue_stats, kept for an hour';
 
 -- The gauges of one queue, cheap at any depth. Each count stops at cap rows
 -- (an index walk over at most cap entries); a count that reaches the cap is

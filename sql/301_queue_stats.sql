@@ -30,55 +30,27 @@ logged as (
         coalesce(sum(o.dead + o.expired) filter (where o.at >= w.since_5m), 0) as dead_5m,
         coalesce(sum(o.completed), 0) as completed_1h,
         coalesce(sum(o.retried), 0) as retried_1h,
-        coalesce(sum(o.dead + o.expired), 0) as dead_1h
+        coalesce(sum(o.dead + o.expired), 0) as dead_1h,
+        coalesce(sum(o.duration_count) filter (where o.at >= w.since_5m), 0) as timed_5m,
+        coalesce(sum(o.duration_ms_sum) filter (where o.at >= w.since_5m), 0) as ms_5m,
+        coalesce(sum(o.duration_count), 0) as timed_1h,
+        coalesce(sum(o.duration_ms_sum), 0) as ms_1h
     from pgmq_jobs.outcome_log as o
     cross join w
     where o.at >= w.since_1h
     group by o.queue
 ),
 
-timed as (
+log_buckets as (
     select
-        t.queue,
-        sum(t.jobs) as jobs,
-        sum(t.total_ms) as total_ms,
-        max(t.max_ms) as max_ms
-    from pgmq_jobs.timing_log as t
-    cross join w
-    where t.at >= w.since_5m
-    group by t.queue
-),
-
-buckets as (
-    select
-        b.queue,
+        o.queue,
         b.i,
-        b.n,
-        sum(b.n) over (partition by b.queue order by b.i) as cum,
-        sum(b.n) over (partition by b.queue) as total
-    from (
-        select t.queue, h.i, sum(h.n) as n
-        from pgmq_jobs.timing_log as t
-        cross join w
-        cross join lateral unnest(t.hist) with ordinality as h (n, i)
-        where t.at >= w.since_5m
-        group by t.queue, h.i
-    ) as b
-),
-
--- The 95th percentile, interpolated linearly inside the histogram bucket
--- that holds it (bounds as in 300_private_stats.sql; the last bucket ends at
--- the largest duration seen).
-p95 as (
-    select
-        b.queue,
-        case when b.i = 1 then 0 else ('{1,2,5,10,25,50,100,250,500,1000,2500,5000,10000,30000,60000,300000}'
-        ::double precision[])[b.i - 1] end as lo,
-        ('{1,2,5,10,25,50,100,250,500,1000,2500,5000,10000,30000,60000,300000}'
-        ::double precision[])[b.i] as hi,
-        (0.95 * b.total - (b.cum - b.n)) / b.n as frac
-    from buckets as b
-    where b.n > 0 and b.cum >= 0.95 * b.total and b.cum - b.n < 0.95 * b.total
+        sum(b.n) as n
+    from pgmq_jobs.outcome_log as o
+    cross join w
+    cross join lateral unnest(o.duration_buckets) with ordinality as b (n, i)
+    where o.at >= w.since_5m
+    group by o.queue, b.i
 ),
 
 counted as (
@@ -95,6 +67,48 @@ counted as (
         h.completed_1h + coalesce(l.completed_1h, 0) as completed_1h,
         h.retried_1h + coalesce(l.retried_1h, 0) as retried_1h,
         h.dead_1h + coalesce(l.dead_1h, 0) as dead_1h,
+        h.timed_5m + coalesce(l.timed_5m, 0) as timed_5m,
+        h.ms_5m + coalesce(l.ms_5m, 0) as ms_5m,
+        h.timed_1h + coalesce(l.timed_1h, 0) as timed_1h,
+        h.ms_1h + coalesce(l.ms_1h, 0) as ms_1h,
+        (
+            -- The 95th percentile of the 5m window: the histogram bucket that
+            -- holds it (from the folded minutes and the log), interpolated
+            -- linearly inside it. Bucket 1 is [0, 1) ms, bucket i (2..24) is
+            -- [2^(i-2), 2^(i-1)) ms, bucket 25 is 2^23 ms and up (its lower
+            -- bound is reported).
+            select case
+                when y.i = 1 then y.frac
+                when y.i >= 25 then power(2, 23)
+                else power(2, y.i - 2) * (1 + y.frac)
+            end
+            from (
+                select
+                    z.i,
+                    (0.95 * z.total - (z.cum - z.n)) / z.n as frac
+                from (
+                    select
+                        x.i,
+                        x.n,
+                        sum(x.n) over (order by x.i) as cum,
+                        sum(x.n) over () as total
+                    from (
+                        select u.i, sum(u.n) as n
+                        from (
+                            select b.i, b.n
+                            from pgmq_jobs.queue_history as hb
+                            cross join lateral unnest(hb.duration_buckets) with ordinality as b (n, i)
+                            where hb.queue = qs.queue and hb.minute >= w.since_5m
+                            union all
+                            select lb.i, lb.n from log_buckets as lb
+                            where lb.queue = qs.queue
+                        ) as u
+                        group by u.i
+                    ) as x
+                ) as z
+                where z.n > 0 and z.cum >= 0.95 * z.total and z.cum - z.n < 0.95 * z.total
+            ) as y
+        )::double precision as p95_ms_5m,
         extract(epoch from w.t - w.since_1m)::double precision as span_1m,
         extract(epoch from w.t - w.since_5m)::double precision as span_5m,
         extract(epoch from w.t - w.since_1h)::double precision as span_1h
@@ -111,7 +125,11 @@ counted as (
             coalesce(sum(hh.dead + hh.expired) filter (where hh.minute >= w.since_5m), 0) as dead_5m,
             coalesce(sum(hh.completed), 0) as completed_1h,
             coalesce(sum(hh.retried), 0) as retried_1h,
-            coalesce(sum(hh.dead + hh.expired), 0) as dead_1h
+            coalesce(sum(hh.dead + hh.expired), 0) as dead_1h,
+            coalesce(sum(hh.duration_count) filter (where hh.minute >= w.since_5m), 0) as timed_5m,
+            coalesce(sum(hh.duration_ms_sum) filter (where hh.minute >= w.since_5m), 0) as ms_5m,
+            coalesce(sum(hh.duration_count), 0) as timed_1h,
+            coalesce(sum(hh.duration_ms_sum), 0) as ms_1h
         from pgmq_jobs.queue_history as hh
         where hh.queue = qs.queue and hh.minute >= w.since_1h
     ) as h
@@ -145,9 +163,10 @@ select
     c.dead_1h / c.span_1h as dead_lettered_rate_1h,
     (c.retried_5m / nullif(c.completed_5m + c.retried_5m + c.dead_5m, 0))::double precision as retry_rate_5m,
     (c.retried_1h / nullif(c.completed_1h + c.retried_1h + c.dead_1h, 0))::double precision as retry_rate_1h,
-    coalesce(tm.jobs, 0)::bigint as timed_jobs_5m,
-    tm.total_ms / nullif(tm.jobs, 0) as avg_processing_ms_5m,
-    least(coalesce(p.lo + (p.hi - p.lo) * p.frac, tm.max_ms), tm.max_ms) as p95_processing_ms_5m,
+    c.timed_5m::bigint as timed_jobs_5m,
+    (c.ms_5m / nullif(c.timed_5m, 0))::double precision as avg_processing_ms_5m,
+    c.p95_ms_5m as p95_processing_ms_5m,
+    (c.ms_1h / nullif(c.timed_1h, 0))::double precision as avg_processing_ms_1h,
     (
         select count(*) from pgmq_jobs.workers as wk
         where wk.status = 'alive' and c.queue = any(wk.queues)
@@ -156,9 +175,7 @@ select
     c.ready_estimated,
     coalesce(c.dead_estimated, false) as dead_estimated,
     c.t as measured_at
-from counted as c
-left join timed as tm on c.queue = tm.queue
-left join p95 as p on c.queue = p.queue;
+from counted as c;
 
 comment on view pgmq_jobs.queue_stats is
 'Metrics of every queue, cheap at any depth. ready / in_flight / delayed / dead: jobs visible
@@ -171,8 +188,9 @@ _1m, _5m, _1h: exact counts from the start of the previous minute (1m), of the m
 ago (5m) or an hour ago (1h) until now, from queue_history plus the outcome log not yet folded;
 *_rate_*: the same per second over that span (60-120 s, 5-6 min, 60-61 min). retry_rate_*:
 retried / (completed + retried + dead_lettered). timed_jobs_5m, avg_processing_ms_5m,
-p95_processing_ms_5m: handler durations reported through pgmq_jobs.report_timings over the 5m
-window (p95 interpolated in a histogram bucket, so approximate; null when nothing reported).
+p95_processing_ms_5m, avg_processing_ms_1h: handler durations that workers passed to complete
+(durations_ms) over the 5m / 1h window; the average is exact, p95 is an ESTIMATE interpolated
+inside its power-of-two histogram bucket (within a factor of two); null when none reported.
 live_workers: workers alive that serve the queue. enqueued_total: jobs ever sent (the msg_id
 sequence).';
 

@@ -1,4 +1,4 @@
--- 305_outcome_totals.sql: outcome_totals, cumulative outcome counts per queue
+-- 304_outcome_totals.sql: outcome_totals, cumulative outcome counts per queue
 -- since a time: the counters of the Prometheus exporter.
 
 create or replace function pgmq_jobs.outcome_totals(since timestamptz)
