@@ -47,6 +47,7 @@ create table if not exists pgmq_jobs.queue_settings (
     partitioned boolean not null default false,
     partition_interval text,
     retention_interval text,
+    payload_schema jsonb,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
     constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))

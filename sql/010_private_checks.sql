@@ -144,6 +144,17 @@ begin
             'dead_letter_retention', s.dead_letter_retention, interval '0', interval '3650 days'
         );
     end if;
+    if s.payload_schema is not null then
+        if jsonb_typeof(s.payload_schema) <> 'object' then
+            raise exception 'payload_schema must be a JSON Schema object, got %', jsonb_typeof(s.payload_schema)
+                using errcode = '22023';
+        end if;
+        if pgmq_jobs._schema_validator() is null then
+            raise exception 'cannot set a payload_schema: no JSON Schema validator is installed'
+                using errcode = '55000',
+                hint = 'Install PL/Python support (pgmq-jobs install --with-plpython) or pg_jsonschema.';
+        end if;
+    end if;
     if s.max_payload_bytes is null or s.max_payload_bytes < 2
         or s.max_payload_bytes > 67108864 then
         raise exception 'max_payload_bytes must be between 2 and 67108864 (64 MiB), got %',
@@ -223,6 +234,56 @@ begin
     end if;
     if attempt < 1 then
         raise exception 'attempt must be at least 1, got %', attempt using errcode = '22023';
+    end if;
+end
+$$;
+
+-- Which JSON Schema validator this database has, if any: the PL/Python one
+-- that `pgmq-jobs install --with-plpython` adds (schema pgmq_jobs_plpy), or
+-- the pg_jsonschema extension (Supabase). Null when there is none.
+create or replace function pgmq_jobs._schema_validator()
+returns text
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select case
+        when pg_catalog.to_regprocedure('pgmq_jobs_plpy.validate_json_schema(jsonb,jsonb)') is not null
+            then 'plpython'
+        when exists (select from pg_catalog.pg_extension where extname = 'pg_jsonschema')
+            then 'pg_jsonschema'
+    end
+$$;
+
+-- A payload against its queue's JSON Schema: an error listing every
+-- violation by path, or nothing.
+create or replace function pgmq_jobs._check_payload_schema(schema jsonb, payload jsonb, what text default 'payload')
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    validator text := pgmq_jobs._schema_validator();
+    violations text[];
+    ok boolean;
+begin
+    if validator = 'plpython' then
+        execute 'select pgmq_jobs_plpy.validate_json_schema($1, $2)' into violations using schema, payload;
+    elsif validator = 'pg_jsonschema' then
+        execute 'select jsonb_matches_schema($1::json, $2)' into ok using schema, payload;
+        if not ok then
+            violations := array['the payload does not match the queue''s JSON Schema (pg_jsonschema gives no details)'];
+        end if;
+    else
+        raise exception 'this queue has a payload_schema but no JSON Schema validator is installed'
+            using errcode = '55000',
+            hint = 'Install PL/Python support (pgmq-jobs install --with-plpython) or pg_jsonschema.';
+    end if;
+    if cardinality(violations) > 0 then
+        raise exception '% violates the queue''s schema: %', what, array_to_string(violations, '; ')
+            using errcode = '22023',
+            detail = array_to_string(violations, E'\n');
     end if;
 end
 $$;

@@ -256,3 +256,23 @@ begin
     end if;
 end
 $$;
+
+-- The next time a cron expression fires after now, where PL/Python support is
+-- installed (pgmq_jobs_plpy.cron_next_runs); null elsewhere.
+create or replace function pgmq_jobs._next_run_at(expr text)
+returns timestamptz
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    next_at timestamptz;
+begin
+    if pg_catalog.to_regprocedure('pgmq_jobs_plpy.cron_next_runs(text,integer,timestamp with time zone)') is null then
+        return null;
+    end if;
+    execute 'select min(t) from pgmq_jobs_plpy.cron_next_runs($1, 1, clock_timestamp()) as t'
+        into next_at using expr;
+    return next_at;
+end
+$$;

@@ -14,7 +14,9 @@ create or replace function pgmq_jobs.configure_queue(
     handler text default null,
     dead_letter_retention interval default null,
     -- -1 (the default) keeps the limit; null removes it; 0 pauses the queue.
-    concurrency integer default -1
+    concurrency integer default -1,
+    -- A JSON Schema for payloads; 'null'::jsonb removes it, null keeps it.
+    payload_schema jsonb default null
 )
 returns pgmq_jobs.queue_settings
 language plpgsql
@@ -44,6 +46,10 @@ begin
     s.handler := case when handler = '' then null else coalesce(handler, s.handler) end;
     s.dead_letter_retention := coalesce(dead_letter_retention, s.dead_letter_retention);
     s.concurrency := case when concurrency = -1 then s.concurrency else concurrency end;
+    s.payload_schema := case
+        when payload_schema = 'null'::jsonb then null
+        else coalesce(payload_schema, s.payload_schema)
+    end;
     perform pgmq_jobs._check_settings(s);
     s.updated_at := now();
     update pgmq_jobs.queue_settings as qs set
@@ -59,6 +65,7 @@ begin
         handler = s.handler,
         dead_letter_retention = s.dead_letter_retention,
         concurrency = s.concurrency,
+        payload_schema = s.payload_schema,
         updated_at = s.updated_at
     where qs.queue = configure_queue.queue;
     perform pgmq_jobs._sync_handler_job(queue);
@@ -74,11 +81,12 @@ $$;
 
 comment on function pgmq_jobs.configure_queue(
     text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
-    text, interval, integer
+    text, interval, integer, jsonb
 ) is
 'Change settings of an existing queue; arguments left null keep their value. Returns the new
 settings. Validated as a whole: an invalid value changes nothing. Applies to deliveries and
 failures from now on (jobs already waiting keep the delay they were given). handler => ''
 removes the queue''s SQL handler (and its pg_cron job). concurrency: a limit on jobs in
-flight (0 pauses the queue), null removes the limit, omitted keeps it. Every change is
-recorded in the audit view.';
+flight (0 pauses the queue), null removes the limit, omitted keeps it. payload_schema: a JSON
+Schema every enqueued payload must satisfy (needs PL/Python support or pg_jsonschema; the
+JSON null removes it). Every change is recorded in the audit view.';

@@ -21,6 +21,7 @@ select
     qs.partitioned,
     qs.partition_interval,
     qs.retention_interval,
+    qs.payload_schema,
     qs.created_at,
     qs.updated_at
 from pgmq_jobs.queue_settings as qs;

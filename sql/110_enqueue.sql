@@ -27,6 +27,9 @@ declare
     violated text;
 begin
     perform pgmq_jobs._check_payload(payload, s.max_payload_bytes);
+    if s.payload_schema is not null then
+        perform pgmq_jobs._check_payload_schema(s.payload_schema, payload);
+    end if;
     if run_at is not null and coalesce(delay, interval '0') <> interval '0' then
         raise exception 'give either delay or run_at, not both' using errcode = '22023';
     end if;

@@ -47,6 +47,10 @@ begin
         perform pgmq_jobs._check_payload(bad.item, s.max_payload_bytes,
             format('payloads[%s]', bad.n));
     end if;
+    if s.payload_schema is not null then
+        perform pgmq_jobs._check_payload_schema(s.payload_schema, p.item, format('payloads[%s]', p.n))
+        from unnest(payloads) with ordinality as p (item, n);
+    end if;
     perform pgmq_jobs._check_interval('delay', coalesce(delay, interval '0'),
         interval '0', interval '3650 days');
     if max_attempts is not null and (max_attempts < 1 or max_attempts > 1000) then

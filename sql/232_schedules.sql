@@ -11,6 +11,7 @@ select
     j.last_run_at,
     j.last_status,
     j.last_message,
+    pgmq_jobs._next_run_at(ss.cron) as next_run_at,
     ss.created_at,
     ss.updated_at
 from pgmq_jobs.schedule_settings as ss
@@ -18,4 +19,5 @@ left join lateral pgmq_jobs._cron_job('pgmq_jobs_schedule_' || ss.name) as j on 
 
 comment on view pgmq_jobs.schedules is
 'Cron schedules that enqueue jobs: expression, target queue, payload, whether pg_cron has the
-job active, and its last run''s start time, status and message';
+job active, its last run''s start time, status and message, and (where PL/Python support is
+installed) its next run';

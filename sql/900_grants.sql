@@ -48,7 +48,7 @@ end
 $admin$;
 
 -- The schedules view reads pg_cron's jobs through this private helper.
-grant execute on function pgmq_jobs._cron_job(text) to pgmq_jobs_admin;
+grant execute on function pgmq_jobs._cron_job(text), pgmq_jobs._next_run_at(text) to pgmq_jobs_admin;
 
 grant select on
     pgmq_jobs.queues, pgmq_jobs.workers, pgmq_jobs.queue_history, pgmq_jobs.schedules,

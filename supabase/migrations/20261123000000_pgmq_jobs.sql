@@ -72,6 +72,7 @@ create table if not exists pgmq_jobs.queue_settings (
     partitioned boolean not null default false,
     partition_interval text,
     retention_interval text,
+    payload_schema jsonb,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
     constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
@@ -381,6 +382,17 @@ begin
             'dead_letter_retention', s.dead_letter_retention, interval '0', interval '3650 days'
         );
     end if;
+    if s.payload_schema is not null then
+        if jsonb_typeof(s.payload_schema) <> 'object' then
+            raise exception 'payload_schema must be a JSON Schema object, got %', jsonb_typeof(s.payload_schema)
+                using errcode = '22023';
+        end if;
+        if pgmq_jobs._schema_validator() is null then
+            raise exception 'cannot set a payload_schema: no JSON Schema validator is installed'
+                using errcode = '55000',
+                hint = 'Install PL/Python support (pgmq-jobs install --with-plpython) or pg_jsonschema.';
+        end if;
+    end if;
     if s.max_payload_bytes is null or s.max_payload_bytes < 2
         or s.max_payload_bytes > 67108864 then
         raise exception 'max_payload_bytes must be between 2 and 67108864 (64 MiB), got %',
@@ -460,6 +472,56 @@ begin
     end if;
     if attempt < 1 then
         raise exception 'attempt must be at least 1, got %', attempt using errcode = '22023';
+    end if;
+end
+$$;
+
+-- Which JSON Schema validator this database has, if any: the PL/Python one
+-- that `pgmq-jobs install --with-plpython` adds (schema pgmq_jobs_plpy), or
+-- the pg_jsonschema extension (Supabase). Null when there is none.
+create or replace function pgmq_jobs._schema_validator()
+returns text
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select case
+        when pg_catalog.to_regprocedure('pgmq_jobs_plpy.validate_json_schema(jsonb,jsonb)') is not null
+            then 'plpython'
+        when exists (select from pg_catalog.pg_extension where extname = 'pg_jsonschema')
+            then 'pg_jsonschema'
+    end
+$$;
+
+-- A payload against its queue's JSON Schema: an error listing every
+-- violation by path, or nothing.
+create or replace function pgmq_jobs._check_payload_schema(schema jsonb, payload jsonb, what text default 'payload')
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    validator text := pgmq_jobs._schema_validator();
+    violations text[];
+    ok boolean;
+begin
+    if validator = 'plpython' then
+        execute 'select pgmq_jobs_plpy.validate_json_schema($1, $2)' into violations using schema, payload;
+    elsif validator = 'pg_jsonschema' then
+        execute 'select jsonb_matches_schema($1::json, $2)' into ok using schema, payload;
+        if not ok then
+            violations := array['the payload does not match the queue''s JSON Schema (pg_jsonschema gives no details)'];
+        end if;
+    else
+        raise exception 'this queue has a payload_schema but no JSON Schema validator is installed'
+            using errcode = '55000',
+            hint = 'Install PL/Python support (pgmq-jobs install --with-plpython) or pg_jsonschema.';
+    end if;
+    if cardinality(violations) > 0 then
+        raise exception '% violates the queue''s schema: %', what, array_to_string(violations, '; ')
+            using errcode = '22023',
+            detail = array_to_string(violations, E'\n');
     end if;
 end
 $$;
@@ -1034,6 +1096,26 @@ begin
 end
 $$;
 
+-- The next time a cron expression fires after now, where PL/Python support is
+-- installed (pgmq_jobs_plpy.cron_next_runs); null elsewhere.
+create or replace function pgmq_jobs._next_run_at(expr text)
+returns timestamptz
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    next_at timestamptz;
+begin
+    if pg_catalog.to_regprocedure('pgmq_jobs_plpy.cron_next_runs(text,integer,timestamp with time zone)') is null then
+        return null;
+    end if;
+    execute 'select min(t) from pgmq_jobs_plpy.cron_next_runs($1, 1, clock_timestamp()) as t'
+        into next_at using expr;
+    return next_at;
+end
+$$;
+
 -- ======================================================================
 -- sql/040_private_audit.sql
 -- ======================================================================
@@ -1372,7 +1454,9 @@ create or replace function pgmq_jobs.configure_queue(
     handler text default null,
     dead_letter_retention interval default null,
     -- -1 (the default) keeps the limit; null removes it; 0 pauses the queue.
-    concurrency integer default -1
+    concurrency integer default -1,
+    -- A JSON Schema for payloads; 'null'::jsonb removes it, null keeps it.
+    payload_schema jsonb default null
 )
 returns pgmq_jobs.queue_settings
 language plpgsql
@@ -1402,6 +1486,10 @@ begin
     s.handler := case when handler = '' then null else coalesce(handler, s.handler) end;
     s.dead_letter_retention := coalesce(dead_letter_retention, s.dead_letter_retention);
     s.concurrency := case when concurrency = -1 then s.concurrency else concurrency end;
+    s.payload_schema := case
+        when payload_schema = 'null'::jsonb then null
+        else coalesce(payload_schema, s.payload_schema)
+    end;
     perform pgmq_jobs._check_settings(s);
     s.updated_at := now();
     update pgmq_jobs.queue_settings as qs set
@@ -1417,6 +1505,7 @@ begin
         handler = s.handler,
         dead_letter_retention = s.dead_letter_retention,
         concurrency = s.concurrency,
+        payload_schema = s.payload_schema,
         updated_at = s.updated_at
     where qs.queue = configure_queue.queue;
     perform pgmq_jobs._sync_handler_job(queue);
@@ -1432,14 +1521,15 @@ $$;
 
 comment on function pgmq_jobs.configure_queue(
     text, integer, interval, interval, interval, double precision, text, interval, integer, boolean,
-    text, interval, integer
+    text, interval, integer, jsonb
 ) is
 'Change settings of an existing queue; arguments left null keep their value. Returns the new
 settings. Validated as a whole: an invalid value changes nothing. Applies to deliveries and
 failures from now on (jobs already waiting keep the delay they were given). handler => ''
 removes the queue''s SQL handler (and its pg_cron job). concurrency: a limit on jobs in
-flight (0 pauses the queue), null removes the limit, omitted keeps it. Every change is
-recorded in the audit view.';
+flight (0 pauses the queue), null removes the limit, omitted keeps it. payload_schema: a JSON
+Schema every enqueued payload must satisfy (needs PL/Python support or pg_jsonschema; the
+JSON null removes it). Every change is recorded in the audit view.';
 
 -- ======================================================================
 -- sql/102_drop_queue.sql
@@ -1500,6 +1590,7 @@ select
     qs.partitioned,
     qs.partition_interval,
     qs.retention_interval,
+    qs.payload_schema,
     qs.created_at,
     qs.updated_at
 from pgmq_jobs.queue_settings as qs;
@@ -1539,6 +1630,9 @@ declare
     violated text;
 begin
     perform pgmq_jobs._check_payload(payload, s.max_payload_bytes);
+    if s.payload_schema is not null then
+        perform pgmq_jobs._check_payload_schema(s.payload_schema, payload);
+    end if;
     if run_at is not null and coalesce(delay, interval '0') <> interval '0' then
         raise exception 'give either delay or run_at, not both' using errcode = '22023';
     end if;
@@ -1727,6 +1821,10 @@ begin
     if found then
         perform pgmq_jobs._check_payload(bad.item, s.max_payload_bytes,
             format('payloads[%s]', bad.n));
+    end if;
+    if s.payload_schema is not null then
+        perform pgmq_jobs._check_payload_schema(s.payload_schema, p.item, format('payloads[%s]', p.n))
+        from unnest(payloads) with ordinality as p (item, n);
     end if;
     perform pgmq_jobs._check_interval('delay', coalesce(delay, interval '0'),
         interval '0', interval '3650 days');
@@ -3179,6 +3277,7 @@ select
     j.last_run_at,
     j.last_status,
     j.last_message,
+    pgmq_jobs._next_run_at(ss.cron) as next_run_at,
     ss.created_at,
     ss.updated_at
 from pgmq_jobs.schedule_settings as ss
@@ -3186,7 +3285,8 @@ left join lateral pgmq_jobs._cron_job('pgmq_jobs_schedule_' || ss.name) as j on 
 
 comment on view pgmq_jobs.schedules is
 'Cron schedules that enqueue jobs: expression, target queue, payload, whether pg_cron has the
-job active, and its last run''s start time, status and message';
+job active, its last run''s start time, status and message, and (where PL/Python support is
+installed) its next run';
 
 -- ======================================================================
 -- sql/300_private_stats.sql
@@ -3238,6 +3338,7 @@ returns table (
 language plpgsql
 stable
 security definer
+rows 1
 set search_path = pg_catalog, pg_temp
 as $$
 declare
@@ -3329,6 +3430,7 @@ returns table (
 language sql
 stable
 security definer
+rows 5
 set search_path = pg_catalog, pg_temp
 as $$
     select
@@ -4058,7 +4160,7 @@ end
 $admin$;
 
 -- The schedules view reads pg_cron's jobs through this private helper.
-grant execute on function pgmq_jobs._cron_job(text) to pgmq_jobs_admin;
+grant execute on function pgmq_jobs._cron_job(text), pgmq_jobs._next_run_at(text) to pgmq_jobs_admin;
 
 grant select on
     pgmq_jobs.queues, pgmq_jobs.workers, pgmq_jobs.queue_history, pgmq_jobs.schedules,
