@@ -82,12 +82,15 @@ class Snapshot:
 class JobsCollector(Collector):
     """Reads the pgmq_jobs views at every scrape over one reused connection."""
 
-    def __init__(self, dsn: str, *, statement_timeout: float = 10.0) -> None:
+    def __init__(
+        self, dsn: str, *, since: datetime | None = None, statement_timeout: float = 10.0
+    ) -> None:
+        """``since``: count outcomes from then (default: the minute of the first scrape)."""
         self.dsn = dsn
         self.statement_timeout = statement_timeout
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
-        self._since: datetime | None = None
+        self._since = since
 
     def close(self) -> None:
         with self._lock:
@@ -266,10 +269,14 @@ class Exporter:
         self.collector.close()
 
 
-def serve(dsn: str, host: str = "0.0.0.0", port: int = DEFAULT_PORT) -> Exporter:
-    """Start serving ``/metrics`` in a background thread (port 0: any free port)."""
+def serve(
+    dsn: str, host: str = "0.0.0.0", port: int = DEFAULT_PORT, *, since: datetime | None = None
+) -> Exporter:
+    """Start serving ``/metrics`` in a background thread (port 0: any free port).
+
+    The outcome counters count from ``since`` (default: the minute of the first scrape)."""
     registry = CollectorRegistry(auto_describe=False)
-    collector = JobsCollector(dsn)
+    collector = JobsCollector(dsn, since=since)
     registry.register(collector)
     server, thread = start_http_server(port, addr=host, registry=registry)
     return Exporter(server, thread, collector)
