@@ -9,7 +9,8 @@
 -- The gauges of one queue, cheap at any depth. Each count stops at cap rows
 -- (an index walk over at most cap entries); a count that reaches the cap is
 -- replaced by an estimate from the table's live-tuple statistics
--- (pg_stat_user_tables.n_live_tup, current to about a second) and flagged.
+-- (pg_stat_user_tables.n_live_tup, current to about a second) and flagged
+-- (ready_estimated covers ready and delayed, derived from the same counts).
 -- in_flight walks the small partial index of delivered jobs; oldest_ready_at is
 -- the first entry of the vt index; enqueued_total is the msg_id sequence.
 create or replace function pgmq_jobs._queue_gauges(queue text, cap integer)
@@ -53,11 +54,15 @@ begin
         'q_' || queue,
         pg_get_serial_sequence(format('pgmq.%I', 'q_' || queue), 'msg_id')
     ) into ready, future, in_flight, oldest_ready_at, enqueued_total using cap, t;
-    delayed := greatest(future - in_flight, 0);
-    ready_estimated := ready >= cap;
-    if ready_estimated then
+    -- Past the cap, the total from the statistics minus the other (exact) count;
+    -- when both reached it, only ready is estimated and delayed stays at the cap.
+    ready_estimated := ready >= cap or future >= cap;
+    if ready >= cap then
         ready := greatest(ready, pg_stat_get_live_tuples(q) - future);
+    elsif future >= cap then
+        future := greatest(future, pg_stat_get_live_tuples(q) - ready);
     end if;
+    delayed := greatest(future - in_flight, 0);
     if d is not null then
         execute format(
             'select count(*) from (select from pgmq.%I limit $1) as c', 'q_' || queue || '_dlq'

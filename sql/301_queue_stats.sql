@@ -15,7 +15,7 @@ with w as (
         date_trunc('minute', x.t - interval '1 minute') as since_1m,
         date_trunc('minute', x.t - interval '5 minutes') as since_5m,
         date_trunc('minute', x.t - interval '1 hour') as since_1h,
-        coalesce(nullif(current_setting('pgmq_jobs.stats_count_cap', true), '')::integer, 50000) as cap
+        coalesce(nullif(current_setting('pgmq_jobs.stats_count_cap', true), '')::integer, 20000) as cap
     from (select statement_timestamp() as t) as x
 ),
 
@@ -180,9 +180,9 @@ from counted as c;
 comment on view pgmq_jobs.queue_stats is
 'Metrics of every queue, cheap at any depth. ready / in_flight / delayed / dead: jobs visible
 now, claimed and running, waiting for a later time (delay, retry backoff, group order), and dead
-letters; each is an exact count up to pgmq_jobs.stats_count_cap rows (a setting, default 50000)
-and beyond that an ESTIMATE from the table''s live-tuple statistics (ready_estimated,
-dead_estimated say so; delayed then stops at the cap). oldest_ready_age: how long the oldest
+letters; each is an exact count up to pgmq_jobs.stats_count_cap rows (a setting, default 20000)
+and beyond that an ESTIMATE from the table''s live-tuple statistics (ready_estimated says so for
+ready and delayed, dead_estimated for dead). oldest_ready_age: how long the oldest
 ready job has been waiting. completed / retried / dead_lettered (failed or expired to the DLQ)
 _1m, _5m, _1h: exact counts from the start of the previous minute (1m), of the minute 5 minutes
 ago (5m) or an hour ago (1h) until now, from queue_history plus the outcome log not yet folded;
