@@ -34,7 +34,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_install(args: argparse.Namespace) -> int:
     from pgmq_jobs.install import install
 
-    report = install(args.dsn)
+    report = install(args.dsn, with_plpython=args.with_plpython)
     print(report.summary())
     return 0
 
@@ -53,6 +53,12 @@ def add_dev_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def add_install_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("install", help="install PGMQ (if missing) and pgmq-jobs into a database")
     p.add_argument("--dsn", required=True, help="postgresql://user@host:port/dbname")
+    p.add_argument(
+        "--with-plpython",
+        action="store_true",
+        help="also install the optional PL/Python functions (schema pgmq_jobs_plpy: payload "
+        "JSON Schemas, cron checks and next runs, HTTP poke) where plpython3u is available",
+    )
     p.set_defaults(func=cmd_install)
 
 

@@ -10,11 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, LiteralString, cast
+from typing import TYPE_CHECKING, Any, LiteralString, cast
 
 import psycopg
 
 from pgmq_jobs.paths import pgmq_sql_path, pgmq_sql_version, sql_dir
+
+if TYPE_CHECKING:
+    from pgmq_jobs.plpython import PlpythonResult
 
 # Arbitrary constant key for pg_advisory_xact_lock: "pgmq_jobs" install.
 INSTALL_LOCK_KEY = 0x70676D715F6A6F62
@@ -46,6 +49,8 @@ class InstallReport:
     pg_cron_created: bool
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # None: not asked for (--with-plpython); else whether pgmq_jobs_plpy was installed.
+    plpython: bool | None = None
 
     def summary(self) -> str:
         version = f" {self.pgmq_version}" if self.pgmq_version else ""
@@ -55,6 +60,8 @@ class InstallReport:
             + ("yes (created now)" if self.pg_cron_created else "yes" if self.pg_cron else "no"),
             f"sql files applied ({len(self.files)}): {', '.join(self.files) or '-'}",
         ]
+        if self.plpython is not None:
+            lines.append(f"plpython: {'yes (pgmq_jobs_plpy)' if self.plpython else 'no'}")
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -146,12 +153,17 @@ def _connection(target: str | Connection) -> Iterator[Connection]:
         yield target
 
 
-def install(target: str | Connection, directory: Path | None = None) -> InstallReport:
+def install(
+    target: str | Connection, directory: Path | None = None, with_plpython: bool = False
+) -> InstallReport:
     """Install into the database at ``target`` (a DSN or an open psycopg connection).
 
     Everything happens in one transaction (a savepoint if ``target`` is already inside one).
+    ``with_plpython``: afterwards, where the server offers plpython3u, create it and the
+    optional ``pgmq_jobs_plpy`` functions (``plpy/``); elsewhere one note says it was skipped.
     """
     files = sql_files(directory)
+    plpy_result: PlpythonResult | None = None
     with _connection(target) as conn, conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
         try:
@@ -164,15 +176,25 @@ def install(target: str | Connection, directory: Path | None = None) -> InstallR
                 _execute_script(conn, path.read_text(encoding="utf-8"))
             except psycopg.Error as exc:
                 raise InstallError(f"sql/{path.name}", exc) from exc
+        if with_plpython:
+            from pgmq_jobs.plpython import install_plpython
+
+            try:
+                plpy_result = install_plpython(conn)
+            except psycopg.Error as exc:
+                raise InstallError("PL/Python support (plpy/)", exc) from exc
     report = InstallReport(
         pgmq_source=source,
         pgmq_version=version,
         pg_cron=cron_present,
         pg_cron_created=cron_created,
         files=[p.name for p in files],
+        plpython=plpy_result.installed if plpy_result is not None else None,
     )
     if not cron_present:
         report.notes.append(PG_CRON_ABSENT_NOTE)
     if not files:
         report.notes.append(f"no sql files found in {directory or sql_dir()}")
+    if plpy_result is not None:
+        report.notes.extend(plpy_result.notes)
     return report
