@@ -57,3 +57,7 @@ bench: setup ## pgmq-jobs vs raw PGMQ and peers (< 15 min): bench/results/, BENC
 bench-quick: setup ## smoke run of the benchmarks (< 2 min): bench/results/<date>-quick.*
 	@$(BENCH_DEPS)
 	$(PY) -m bench.run --quick
+
+.PHONY: soak
+soak: setup ## long mixed fault run (SOAK_SECONDS, default 600) ending with the ledger checker's table
+	$(PY) scripts/soak.py
