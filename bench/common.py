@@ -83,3 +83,11 @@ def tree_rss_mb(pid: int) -> float | None:
     if own is None:
         return None
     return own + sum(rss_mb(k) or 0.0 for k in children(pid))
+
+
+def loadavg() -> str:
+    """The 1/5/15-minute load averages (other work on the machine skews every figure)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return ""

@@ -518,7 +518,10 @@ def markdown(results: dict[str, Any], json_path: Path, png: Path | None) -> str:
         f"full_page_writes={c.get('full_page_writes')}, shared_buffers={c.get('shared_buffers')}, "
         f"max_wal_size={c.get('max_wal_size')}, checkpoint_timeout={c.get('checkpoint_timeout')}, "
         f"shared_preload_libraries={c.get('shared_preload_libraries')}. Everything (cluster, drivers, "
-        "workers) shares the same CPUs.",
+        "workers) shares the same CPUs. Load average (1/5/15 min) at the start: "
+        f"{m.get('loadavg_start')}, at the end: {m.get('loadavg_end')}; each processing run "
+        "records it too (`loadavg_after` in the JSON): on a shared machine, other work skews "
+        "every figure.",
         "",
     ]
     if png:

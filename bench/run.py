@@ -26,7 +26,7 @@ import psycopg
 
 from bench import deep as deep_mod
 from bench import peers, report, scenarios
-from bench.common import elapsed, progress
+from bench.common import elapsed, loadavg, progress
 from bench.scenarios import Plan
 from bench.systems import node_sys, pgqueuer_sys, procrastinate_sys
 from bench.systems import pgmq_jobs as pgmq_jobs_sys
@@ -123,6 +123,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "node": shutil.which("node") and _node_version(),
         "kernel": platform.release(),
+        "loadavg_start": loadavg(),
     }
 
 
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = args.systems or SYSTEM_KEYS
     started = dt.datetime.now(dt.UTC)
     progress(f"pgmq-jobs bench ({'quick' if args.quick else 'full'}): scenarios {', '.join(only)}")
+    progress(f"load average now: {loadavg()} (other work on this machine skews the figures)")
 
     systems = build_systems(keys)
     progress("starting the bench cluster (default durability)")
@@ -311,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     finally:
         results["seconds"] = round(elapsed(), 1)
+        results["machine"]["loadavg_end"] = loadavg()
         if not args.keep_cluster:
             progress("stopping the bench cluster")
             try:

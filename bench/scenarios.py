@@ -15,10 +15,11 @@ from typing import Any
 
 import psycopg
 
-from bench.common import percentile, progress, rates, stats, tree_rss_mb
+from bench.common import loadavg, percentile, progress, rates, stats, tree_rss_mb
 from bench.systems.base import System
 
 MONITOR_APP = "bench-monitor"
+PROJECT_AFTER = 8.0  # seconds before a run that cannot finish within the cap is cut short
 
 
 @dataclass
@@ -186,6 +187,8 @@ def process_once(
                 break
             if now - t0 > plan.process_cap:
                 break
+            if now - t0 > PROJECT_AFTER and (n - left) / (now - t0) * plan.process_cap < n:
+                break  # cannot finish within the cap at this rate: report the partial rate
             if all(p.poll() is not None for p, _ in started):
                 break
             time.sleep(0.02)
@@ -209,10 +212,14 @@ def process_once(
         "connections_max": max_conns,
         "connections_per_worker": round(max_conns / procs, 2),
         "exit_codes": codes,
+        "loadavg_after": loadavg(),
         "worker_output": outputs[:1],
     }
     if left:
-        result["note"] = f"{left} jobs unfinished after {wall:.1f}s (cap {plan.process_cap:g}s)"
+        result["note"] = (
+            f"partial: {left} of {n} jobs unfinished after {wall:.1f}s (cap {plan.process_cap:g}s,"
+            " cut short when the rate could not finish within it); the rate is over that time"
+        )
     return result
 
 
@@ -321,6 +328,8 @@ def latency(system: System, dsn: str, plan: Plan) -> dict[str, Any]:
     proc, _ = system.start_worker(
         dsn, 0, drain=False, max_seconds=600, number=90, lat_file=str(starts)
     )
+    gap = max(plan.lat_gap_ms, system.lat_gap_ms)
+    n = plan.lat_n if gap == plan.lat_gap_ms else max(10, plan.lat_n // 8)
     per_run: list[dict[str, float]] = []
     missing = 0
     try:
@@ -350,8 +359,8 @@ def latency(system: System, dsn: str, plan: Plan) -> dict[str, Any]:
         _stop([proc], wait=0)
     reset(system, dsn)
     return {
-        "n_per_run": plan.lat_n,
-        "gap_ms": plan.lat_gap_ms,
+        "n_per_run": n,
+        "gap_ms": gap,
         "p50_ms": stats([r["p50"] for r in per_run], 2),
         "p95_ms": stats([r["p95"] for r in per_run], 2),
         "p99_ms": stats([r["p99"] for r in per_run], 2),

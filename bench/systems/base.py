@@ -34,6 +34,7 @@ class System:
     supports_failure: bool = True
     failure_note: str = ""
     unavailable: str | None = None  # why this system cannot run (install error)
+    lat_gap_ms: float = 0.0  # a longer gap between latency jobs where the system polls slowly
 
     @property
     def database(self) -> str:

@@ -63,7 +63,7 @@ async function main(handlers) {
   try {
     const fn = handlers[args.command];
     if (!fn) throw new Error(`unknown command ${args.command}`);
-    emit(await fn(args));
+    emit(await fn.call(handlers, args));
     process.exit(0);
   } catch (err) {
     emit({ error: String((err && err.stack) || err).split("\n").slice(0, 3).join(" | ") });

@@ -37,11 +37,15 @@ def _make(
 def pgboss(node_modules: Path, version: str, unavailable: str | None) -> System:
     s = _make("pg-boss", "pgboss", "pgboss.js", node_modules, version, unavailable)
     s.default_concurrency = 1
+    s.lat_gap_ms = 600
     s.settings_note = (
         "PgBoss({connectionString}) defaults (pool max 10, supervise/maintenance on); queue "
         "'bench' with retryLimit 4, retryDelay 0; worker: one work() with batchSize = "
         "concurrency (default 1), pollingIntervalSeconds 0.5 (its minimum; default 2 s; no "
-        "LISTEN), includeMetadata; completions are pg-boss's own (kept as completed rows)"
+        "LISTEN), includeMetadata; completions are pg-boss's own (kept as completed rows). Its "
+        "worker waits pollingInterval after every fetch, so one worker does at most batchSize "
+        "jobs per 0.5 s; pickup latency is measured with jobs 600 ms apart (not 10 ms) so that "
+        "they do not queue up behind that"
     )
     s.remaining_sql = "select count(*) from pgboss.job where name = 'bench' and state < 'completed'"
     s.reset_sql = ["truncate pgboss.job", "truncate pgboss.archive"]

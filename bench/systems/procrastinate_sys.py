@@ -38,7 +38,7 @@ def make_app(dsn: str, pool: int = 10) -> tuple[Any, Any]:
     import procrastinate
 
     app = procrastinate.App(
-        connector=procrastinate.PsycopgConnector(conninfo=dsn, kwargs={"max_size": pool})
+        connector=procrastinate.PsycopgConnector(conninfo=dsn, min_size=1, max_size=pool)
     )
 
     @app.task(
