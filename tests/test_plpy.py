@@ -126,13 +126,21 @@ def plpy_dsn(cluster_dsn: str, template_db: str, _session_databases: list[str]) 
     return create_plpy_database(cluster_dsn, template_db, _session_databases)
 
 
-@pytest.fixture(scope="module", params=["python", "plpython"])
-def impl(request: pytest.FixtureRequest, plpy_dsn: str) -> Iterator[Impl]:
-    if request.param == "python":
+IMPLS = ["python", "plpython"]
+
+
+def implementation(kind: str, dsn: str) -> Iterator[Impl]:
+    """The ``impl`` fixture's body: plain Python, or the functions installed at ``dsn``."""
+    if kind == "python":
         yield PlainImpl()
         return
-    with psycopg.connect(plpy_dsn, autocommit=True) as conn:
+    with psycopg.connect(dsn, autocommit=True) as conn:
         yield DbImpl(conn)
+
+
+@pytest.fixture(scope="module", params=IMPLS)
+def impl(request: pytest.FixtureRequest, plpy_dsn: str) -> Iterator[Impl]:
+    yield from implementation(request.param, plpy_dsn)
 
 
 @pytest.fixture
