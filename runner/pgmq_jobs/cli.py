@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import psycopg
 
     from pgmq_jobs.cluster import ClusterError
+    from pgmq_jobs.errors import describe
     from pgmq_jobs.install import InstallError
 
     args = build_parser().parse_args(argv)
@@ -87,8 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ClusterError, InstallError) as exc:
         print(f"pgmq-jobs: error: {exc}", file=sys.stderr)
     except psycopg.Error as exc:
-        message = exc.diag.message_primary or str(exc).strip().splitlines()[0]
-        print(f"pgmq-jobs: error: {message}", file=sys.stderr)
+        # describe(): a write on a read replica (SQLSTATE 25006) says to use the primary.
+        print(f"pgmq-jobs: error: {describe(exc)}", file=sys.stderr)
     return 1
 
 

@@ -396,6 +396,92 @@ class EmbeddedCluster:
             create_database(conn, name, template)
         return self.dsn(name)
 
+    # ------------------------------------------------------------------ standby
+
+    @classmethod
+    def standby_of(
+        cls,
+        primary_dsn: str,
+        data_dir: str | os.PathLike[str],
+        port: int | None = None,
+        settings: Mapping[str, Setting] | None = None,
+        *,
+        bin_dir: str | os.PathLike[str] | None = None,
+        quiet: bool = False,
+        timeout: float = 120,
+    ) -> EmbeddedCluster:
+        """A streaming hot standby of the server at ``primary_dsn``, not yet started.
+
+        ``pg_basebackup -R -X stream -c fast`` copies the primary into ``data_dir`` (which must
+        not hold a cluster) and writes ``standby.signal`` and ``primary_conninfo``; the primary
+        needs ``wal_level`` replica or logical (the default), a free WAL sender
+        (``max_wal_senders``) and a ``replication`` line in ``pg_hba.conf`` for the user (an
+        embedded cluster has one: initdb's trust defaults). ``cron.database_name`` is taken
+        from the primary unless ``settings`` gives one, so pg_cron finds its database.
+        """
+        standby = cls(data_dir, port, settings, bin_dir=bin_dir, quiet=quiet)
+        if standby.initialised:
+            raise ClusterError(f"{standby.data_dir} already holds a cluster")
+        with psycopg.connect(primary_dsn, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute("select current_setting('cron.database_name', true)").fetchone()
+        if row and row[0] and "cron.database_name" not in standby.settings:
+            standby.settings["cron.database_name"] = row[0]
+        standby.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        standby.data_dir.mkdir(mode=0o700, exist_ok=True)
+        if any(standby.data_dir.iterdir()):
+            raise ClusterError(f"{standby.data_dir} is not empty")
+        standby._chown_to_owner(standby.data_dir)
+        result = standby._run(
+            [
+                standby._bin("pg_basebackup"),
+                "-d",
+                primary_dsn,
+                "-D",
+                str(standby.data_dir),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ],
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            shutil.rmtree(standby.data_dir, ignore_errors=True)
+            raise ClusterError(f"pg_basebackup failed:\n{result.stdout}\n{result.stderr}")
+        # The primary's server log and pid file are not the standby's.
+        for leftover in (LOG_NAME, "postmaster.pid", "postmaster.opts"):
+            (standby.data_dir / leftover).unlink(missing_ok=True)
+        return standby
+
+    def in_recovery(self) -> bool:
+        """The server is a standby (``pg_is_in_recovery()``)."""
+        with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("select pg_is_in_recovery()").fetchone()
+        return bool(row and row[0])
+
+    def wait_replayed(self, primary_dsn: str, timeout: float = 30) -> None:
+        """Wait until this standby has replayed the primary's WAL up to its current position."""
+        with psycopg.connect(primary_dsn, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("select pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        target = row[0]
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=5) as conn:
+            while True:
+                row = conn.execute(
+                    "select pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)
+                ).fetchone()
+                if row and row[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"standby on port {self.port} did not replay up to {target} "
+                        f"within {timeout}s"
+                    )
+                time.sleep(0.02)
+
     def __enter__(self) -> EmbeddedCluster:
         return self.start()
 
