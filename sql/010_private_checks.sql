@@ -134,6 +134,7 @@ begin
             using errcode = '42883',
             hint = 'Name it schema-qualified, e.g. app.send_email for app.send_email(jsonb).';
     end if;
+    perform pgmq_jobs._check_handler_trusted(s.handler);
     if s.concurrency is not null and (s.concurrency < 0 or s.concurrency > 100000) then
         raise exception 'concurrency must be between 0 and 100000 (or null for no limit), got %',
             s.concurrency
@@ -284,6 +285,37 @@ begin
         raise exception '% violates the queue''s schema: %', what, array_to_string(violations, '; ')
             using errcode = '22023',
             detail = array_to_string(violations, E'\n');
+    end if;
+end
+$$;
+
+-- Handlers run inside process(), which is SECURITY DEFINER: a handler must
+-- not let whoever configures a queue run code as this schema's owner. Accept
+-- a handler owned by that owner, or a SECURITY DEFINER one (it then runs as
+-- its own owner). Checked when configured and again before each run.
+create or replace function pgmq_jobs._check_handler_trusted(handler text)
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    fn regprocedure := pg_catalog.to_regprocedure(handler || '(jsonb)');
+begin
+    if handler is null or fn is null then
+        return;
+    end if;
+    if not exists (
+        select from pg_catalog.pg_proc as p
+        where p.oid = fn
+            and (p.prosecdef or p.proowner = (
+                select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'pgmq_jobs'
+            ))
+    ) then
+        raise exception 'handler % must be owned by the owner of schema pgmq_jobs or be SECURITY DEFINER',
+            quote_literal(handler)
+            using errcode = '42501',
+            hint = 'process() runs handlers with the privileges of the pgmq_jobs owner; a SECURITY DEFINER handler runs as its own owner instead.';
     end if;
 end
 $$;

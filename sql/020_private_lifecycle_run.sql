@@ -19,6 +19,7 @@ declare
     message text;
     detail text;
 begin
+    perform pgmq_jobs._check_handler_trusted(handler);
     begin
         execute format('select %I.%I($1)', split_part(handler, '.', 1), split_part(handler, '.', 2))
             using job.payload;

@@ -20,6 +20,7 @@ begin
     perform pgmq.drop_queue(queue || '_dlq');
     perform pgmq_jobs._sync_partman_job();
     delete from pgmq_jobs.dedupe_keys as k where k.queue = drop_queue.queue;
+    delete from pgmq_jobs.alert_thresholds as t where t.queue = drop_queue.queue;
     perform pgmq_jobs._audit(queue, 'drop_queue', '{}');
     return true;
 end

@@ -5,7 +5,8 @@
 --
 -- A procedure that COMMITs can carry neither SET search_path nor SECURITY
 -- DEFINER (PostgreSQL forbids transaction control there), so this one pins
--- nothing itself: it only calls schema-qualified functions, and all the work
+-- nothing itself: it calls only schema-qualified functions and uses no
+-- operator (those resolve through the caller's search_path), and all the work
 -- happens in pgmq_jobs._drain_step, which pins its search_path.
 
 -- One step of drain: 'done' once max_seconds since started have passed,
@@ -43,7 +44,7 @@ language plpgsql
 as $$
 declare
     started timestamptz := pg_catalog.clock_timestamp();
-    lock_key bigint := pg_catalog.hashtext('pgmq_jobs.drain:' || queue);
+    lock_key bigint := pg_catalog.hashtext(pg_catalog.concat('pgmq_jobs.drain:', queue));
     step text;
 begin
     -- One drainer per queue: a run that finds another still going returns.
@@ -53,7 +54,7 @@ begin
     loop
         step := pgmq_jobs._drain_step(queue, started, max_seconds);
         commit;
-        exit when step = 'done';
+        exit when pg_catalog.texteq(step, 'done');
     end loop;
     perform pg_catalog.pg_advisory_unlock(lock_key);
 end

@@ -12,6 +12,7 @@ begin
     foreach r in array array['anon', 'authenticated'] loop
         if exists (select from pg_catalog.pg_roles where rolname = r) then
             execute format('revoke all on all functions in schema pgmq_jobs from %I', r);
+            execute format('revoke all on all procedures in schema pgmq_jobs from %I', r);
             execute format('revoke all on all tables in schema pgmq_jobs from %I', r);
             execute format('revoke all on schema pgmq_jobs from %I', r);
         end if;
@@ -49,6 +50,24 @@ $admin$;
 
 -- The schedules view reads pg_cron's jobs through this private helper.
 grant execute on function pgmq_jobs._cron_job(text), pgmq_jobs._next_run_at(text) to pgmq_jobs_admin;
+-- drain (a procedure: no SECURITY DEFINER possible) does its work through this step.
+grant execute on function pgmq_jobs._drain_step(text, timestamptz, double precision) to pgmq_jobs_admin;
+
+-- Roles allowed to enqueue through enqueue_as_user keep exactly that across
+-- re-installs (the revokes above would otherwise undo allow_enqueue).
+do $allowed$
+declare
+    r text;
+begin
+    for r in
+        select distinct a.role_name from pgmq_jobs.enqueue_allowlist as a
+        where pg_catalog.to_regrole(pg_catalog.quote_ident(a.role_name)) is not null
+    loop
+        execute format('grant usage on schema pgmq_jobs to %I', r);
+        execute format('grant execute on function pgmq_jobs.enqueue_as_user(text, jsonb) to %I', r);
+    end loop;
+end
+$allowed$;
 
 grant select on
     pgmq_jobs.queues, pgmq_jobs.workers, pgmq_jobs.queue_history, pgmq_jobs.schedules,

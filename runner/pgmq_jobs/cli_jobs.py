@@ -27,7 +27,10 @@ def parse_duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(
             f"invalid duration {text!r}: use seconds or a number with ms, s, m, h or d"
         )
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
+    except OverflowError as exc:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: too long") from exc
 
 
 def parse_object(text: str) -> dict[str, Any]:

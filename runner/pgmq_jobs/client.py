@@ -96,6 +96,15 @@ _DURATION_SETTINGS = frozenset(
 )
 
 
+_SETTING_TYPES = {
+    "max_attempts": "::integer",
+    "max_payload_bytes": "::integer",
+    "concurrency": "::integer",
+    "retry_factor": "::float8",
+    "payload_schema": "::jsonb",
+}
+
+
 def _settings_args(settings: dict[str, Any], allowed: Iterable[str]) -> tuple[str, dict[str, Any]]:
     allowed = tuple(allowed)
     unknown = sorted(set(settings) - set(allowed))
@@ -107,7 +116,9 @@ def _settings_args(settings: dict[str, Any], allowed: Iterable[str]) -> tuple[st
         for k, v in settings.items()
         if v is not None or k == "concurrency"
     }
-    return "".join(f", {k} => %({k})s" for k in params), params
+    # Explicit types: a Python int beyond int4 must reach the function's range check, not
+    # fail to resolve an overload that takes bigint.
+    return "".join(f", {k} => %({k})s{_SETTING_TYPES.get(k, '')}" for k in params), params
 
 
 def create_queue(conn: psycopg.Connection[Any], queue: str, **settings: Any) -> bool:
@@ -179,7 +190,7 @@ def enqueue(
     rows = _call(
         conn,
         "select pgmq_jobs.enqueue(%(queue)s, %(payload)s, delay => %(delay)s,"
-        " run_at => %(run_at)s, max_attempts => %(max_attempts)s,"
+        " run_at => %(run_at)s, max_attempts => %(max_attempts)s::integer,"
         " dedupe_key => %(dedupe_key)s, dedupe_window => %(dedupe_window)s,"
         " group_key => %(group_key)s)",
         {
@@ -214,7 +225,7 @@ def enqueue_batch(
     rows = _call(
         conn,
         "select pgmq_jobs.enqueue_batch(%(queue)s, %(payloads)s::jsonb[], delay => %(delay)s,"
-        " max_attempts => %(max_attempts)s, dedupe_keys => %(dedupe_keys)s::text[],"
+        " max_attempts => %(max_attempts)s::integer, dedupe_keys => %(dedupe_keys)s::text[],"
         " dedupe_window => %(dedupe_window)s, group_keys => %(group_keys)s::text[])",
         {
             "queue": queue,
@@ -241,7 +252,7 @@ def claim(
     rows = _call(
         conn,
         "select job_id, attempt, max_attempts, payload, enqueued_at, visible_until"
-        " from pgmq_jobs.claim(%(queue)s, %(qty)s, visibility_timeout => %(vt)s,"
+        " from pgmq_jobs.claim(%(queue)s, %(qty)s::integer, visibility_timeout => %(vt)s,"
         " worker => %(worker)s)",
         {"queue": queue, "qty": qty, "vt": _interval(visibility_timeout), "worker": worker},
     )
@@ -287,8 +298,9 @@ def fail(
     """Report a failed delivery: it is retried with backoff, or dead-lettered."""
     rows = _call(
         conn,
-        "select outcome, attempt, next_attempt_at from pgmq_jobs.fail(%(queue)s, %(job_id)s,"
-        " %(attempt)s, %(error)s, retry_after => %(retry_after)s, permanent => %(permanent)s)",
+        "select outcome, attempt, next_attempt_at from pgmq_jobs.fail(%(queue)s,"
+        " %(job_id)s::bigint, %(attempt)s::integer, %(error)s,"
+        " retry_after => %(retry_after)s, permanent => %(permanent)s)",
         {
             "queue": queue,
             "job_id": job_id,
@@ -307,7 +319,7 @@ def extend(
     """Keep a delivery hidden for ``by`` from now; None when the delivery is stale."""
     rows = _call(
         conn,
-        "select pgmq_jobs.extend(%(queue)s, %(job_id)s, %(attempt)s, %(by)s)",
+        "select pgmq_jobs.extend(%(queue)s, %(job_id)s::bigint, %(attempt)s::integer, %(by)s)",
         {"queue": queue, "job_id": job_id, "attempt": attempt, "by": _interval(by)},
     )
     value: datetime | None = rows[0][0]
@@ -319,7 +331,7 @@ def dead_letters(conn: psycopg.Connection[Any], queue: str, lim: int = 100) -> l
     rows = _call(
         conn,
         "select dead_id, job_id, original_job_id, payload, attempts, reason, errors, last_error,"
-        " enqueued_at, died_at, replays from pgmq_jobs.dead_letters(%(queue)s, %(lim)s)",
+        " enqueued_at, died_at, replays from pgmq_jobs.dead_letters(%(queue)s, %(lim)s::integer)",
         {"queue": queue, "lim": lim},
     )
     return [DeadLetter(*r) for r in rows]
@@ -349,7 +361,9 @@ def purge_dead_letters(
 
 def sweep(conn: psycopg.Connection[Any], *, max_rows: int = 10000) -> dict[str, Any]:
     """Run the periodic maintenance once (pg_cron does it every minute where present)."""
-    rows = _call(conn, "select pgmq_jobs.sweep(max_rows => %(max_rows)s)", {"max_rows": max_rows})
+    rows = _call(
+        conn, "select pgmq_jobs.sweep(max_rows => %(max_rows)s::integer)", {"max_rows": max_rows}
+    )
     result: dict[str, Any] = rows[0][0]
     return result
 
@@ -360,7 +374,7 @@ def process(
     """Run ready jobs of ``queue`` through its SQL handler, inside the database."""
     rows = _call(
         conn,
-        "select pgmq_jobs.process(%(queue)s, %(max_jobs)s, %(max_seconds)s)",
+        "select pgmq_jobs.process(%(queue)s, %(max_jobs)s::integer, %(max_seconds)s)",
         {"queue": queue, "max_jobs": max_jobs, "max_seconds": float(max_seconds)},
     )
     result: dict[str, Any] = rows[0][0]

@@ -372,6 +372,7 @@ begin
             using errcode = '42883',
             hint = 'Name it schema-qualified, e.g. app.send_email for app.send_email(jsonb).';
     end if;
+    perform pgmq_jobs._check_handler_trusted(s.handler);
     if s.concurrency is not null and (s.concurrency < 0 or s.concurrency > 100000) then
         raise exception 'concurrency must be between 0 and 100000 (or null for no limit), got %',
             s.concurrency
@@ -522,6 +523,37 @@ begin
         raise exception '% violates the queue''s schema: %', what, array_to_string(violations, '; ')
             using errcode = '22023',
             detail = array_to_string(violations, E'\n');
+    end if;
+end
+$$;
+
+-- Handlers run inside process(), which is SECURITY DEFINER: a handler must
+-- not let whoever configures a queue run code as this schema's owner. Accept
+-- a handler owned by that owner, or a SECURITY DEFINER one (it then runs as
+-- its own owner). Checked when configured and again before each run.
+create or replace function pgmq_jobs._check_handler_trusted(handler text)
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    fn regprocedure := pg_catalog.to_regprocedure(handler || '(jsonb)');
+begin
+    if handler is null or fn is null then
+        return;
+    end if;
+    if not exists (
+        select from pg_catalog.pg_proc as p
+        where p.oid = fn
+            and (p.prosecdef or p.proowner = (
+                select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'pgmq_jobs'
+            ))
+    ) then
+        raise exception 'handler % must be owned by the owner of schema pgmq_jobs or be SECURITY DEFINER',
+            quote_literal(handler)
+            using errcode = '42501',
+            hint = 'process() runs handlers with the privileges of the pgmq_jobs owner; a SECURITY DEFINER handler runs as its own owner instead.';
     end if;
 end
 $$;
@@ -812,6 +844,7 @@ declare
     message text;
     detail text;
 begin
+    perform pgmq_jobs._check_handler_trusted(handler);
     begin
         execute format('select %I.%I($1)', split_part(handler, '.', 1), split_part(handler, '.', 2))
             using job.payload;
@@ -1556,6 +1589,7 @@ begin
     perform pgmq.drop_queue(queue || '_dlq');
     perform pgmq_jobs._sync_partman_job();
     delete from pgmq_jobs.dedupe_keys as k where k.queue = drop_queue.queue;
+    delete from pgmq_jobs.alert_thresholds as t where t.queue = drop_queue.queue;
     perform pgmq_jobs._audit(queue, 'drop_queue', '{}');
     return true;
 end
@@ -3096,7 +3130,8 @@ stale. Handlers run with the privileges of the pgmq_jobs owner.';
 --
 -- A procedure that COMMITs can carry neither SET search_path nor SECURITY
 -- DEFINER (PostgreSQL forbids transaction control there), so this one pins
--- nothing itself: it only calls schema-qualified functions, and all the work
+-- nothing itself: it calls only schema-qualified functions and uses no
+-- operator (those resolve through the caller's search_path), and all the work
 -- happens in pgmq_jobs._drain_step, which pins its search_path.
 
 -- One step of drain: 'done' once max_seconds since started have passed,
@@ -3134,7 +3169,7 @@ language plpgsql
 as $$
 declare
     started timestamptz := pg_catalog.clock_timestamp();
-    lock_key bigint := pg_catalog.hashtext('pgmq_jobs.drain:' || queue);
+    lock_key bigint := pg_catalog.hashtext(pg_catalog.concat('pgmq_jobs.drain:', queue));
     step text;
 begin
     -- One drainer per queue: a run that finds another still going returns.
@@ -3144,7 +3179,7 @@ begin
     loop
         step := pgmq_jobs._drain_step(queue, started, max_seconds);
         commit;
-        exit when step = 'done';
+        exit when pg_catalog.texteq(step, 'done');
     end loop;
     perform pg_catalog.pg_advisory_unlock(lock_key);
 end
@@ -3291,37 +3326,19 @@ installed) its next run';
 -- ======================================================================
 -- sql/300_private_stats.sql
 -- ======================================================================
--- 300_private_stats.sql: private helpers and tables behind the observability
--- views (queue_stats, alerts): capped queue gauges, the n-th oldest ready job
--- or dead letter, the sessions holding back vacuum, and the processing-time log.
+-- 300_private_stats.sql: private helpers behind the observability views
+-- (queue_stats, alerts): capped queue gauges, the n-th oldest ready job or dead
+-- letter, and the sessions holding back vacuum.
 --
 -- The views run with their owner's rights on tables, but functions run as the
 -- caller: the three helpers that read PGMQ tables or every session's activity
 -- are therefore security definer and granted to pgmq_jobs_admin (only).
 
--- Processing times, appended once per report_timings call (never per job, never
--- an update): how many jobs, their summed and largest duration, and a histogram
--- over the fixed bucket bounds below (milliseconds, "le" like Prometheus; the
--- 17th bucket is everything above 300000). Unlogged: a crash loses at most an
--- hour of timings, never a job. report_timings prunes rows older than an hour.
---   bounds: 1 2 5 10 25 50 100 250 500 1000 2500 5000 10000 30000 60000 300000 +inf
-create unlogged table if not exists pgmq_jobs.timing_log (
-    queue text not null,
-    at timestamptz not null default pg_catalog.clock_timestamp(),
-    jobs integer not null,
-    total_ms double precision not null,
-    max_ms double precision not null,
-    hist integer[] not null
-);
-create index if not exists timing_log_queue_at_idx on pgmq_jobs.timing_log (queue, at);
-comment on table pgmq_jobs.timing_log is
-'Job processing times reported by runners (pgmq_jobs.report_timings): one row per call with a
-histogram; read through queue_stats, kept for an hour';
-
 -- The gauges of one queue, cheap at any depth. Each count stops at cap rows
 -- (an index walk over at most cap entries); a count that reaches the cap is
 -- replaced by an estimate from the table's live-tuple statistics
--- (pg_stat_user_tables.n_live_tup, current to about a second) and flagged.
+-- (pg_stat_user_tables.n_live_tup, current to about a second) and flagged
+-- (ready_estimated covers ready and delayed, derived from the same counts).
 -- in_flight walks the small partial index of delivered jobs; oldest_ready_at is
 -- the first entry of the vt index; enqueued_total is the msg_id sequence.
 create or replace function pgmq_jobs._queue_gauges(queue text, cap integer)
@@ -3365,11 +3382,15 @@ begin
         'q_' || queue,
         pg_get_serial_sequence(format('pgmq.%I', 'q_' || queue), 'msg_id')
     ) into ready, future, in_flight, oldest_ready_at, enqueued_total using cap, t;
-    delayed := greatest(future - in_flight, 0);
-    ready_estimated := ready >= cap;
-    if ready_estimated then
+    -- Past the cap, the total from the statistics minus the other (exact) count;
+    -- when both reached it, only ready is estimated and delayed stays at the cap.
+    ready_estimated := ready >= cap or future >= cap;
+    if ready >= cap then
         ready := greatest(ready, pg_stat_get_live_tuples(q) - future);
+    elsif future >= cap then
+        future := greatest(future, pg_stat_get_live_tuples(q) - ready);
     end if;
+    delayed := greatest(future - in_flight, 0);
     if d is not null then
         execute format(
             'select count(*) from (select from pgmq.%I limit $1) as c', 'q_' || queue || '_dlq'
@@ -3478,7 +3499,7 @@ with w as (
         date_trunc('minute', x.t - interval '1 minute') as since_1m,
         date_trunc('minute', x.t - interval '5 minutes') as since_5m,
         date_trunc('minute', x.t - interval '1 hour') as since_1h,
-        coalesce(nullif(current_setting('pgmq_jobs.stats_count_cap', true), '')::integer, 50000) as cap
+        coalesce(nullif(current_setting('pgmq_jobs.stats_count_cap', true), '')::integer, 20000) as cap
     from (select statement_timestamp() as t) as x
 ),
 
@@ -3493,55 +3514,27 @@ logged as (
         coalesce(sum(o.dead + o.expired) filter (where o.at >= w.since_5m), 0) as dead_5m,
         coalesce(sum(o.completed), 0) as completed_1h,
         coalesce(sum(o.retried), 0) as retried_1h,
-        coalesce(sum(o.dead + o.expired), 0) as dead_1h
+        coalesce(sum(o.dead + o.expired), 0) as dead_1h,
+        coalesce(sum(o.duration_count) filter (where o.at >= w.since_5m), 0) as timed_5m,
+        coalesce(sum(o.duration_ms_sum) filter (where o.at >= w.since_5m), 0) as ms_5m,
+        coalesce(sum(o.duration_count), 0) as timed_1h,
+        coalesce(sum(o.duration_ms_sum), 0) as ms_1h
     from pgmq_jobs.outcome_log as o
     cross join w
     where o.at >= w.since_1h
     group by o.queue
 ),
 
-timed as (
+log_buckets as (
     select
-        t.queue,
-        sum(t.jobs) as jobs,
-        sum(t.total_ms) as total_ms,
-        max(t.max_ms) as max_ms
-    from pgmq_jobs.timing_log as t
-    cross join w
-    where t.at >= w.since_5m
-    group by t.queue
-),
-
-buckets as (
-    select
-        b.queue,
+        o.queue,
         b.i,
-        b.n,
-        sum(b.n) over (partition by b.queue order by b.i) as cum,
-        sum(b.n) over (partition by b.queue) as total
-    from (
-        select t.queue, h.i, sum(h.n) as n
-        from pgmq_jobs.timing_log as t
-        cross join w
-        cross join lateral unnest(t.hist) with ordinality as h (n, i)
-        where t.at >= w.since_5m
-        group by t.queue, h.i
-    ) as b
-),
-
--- The 95th percentile, interpolated linearly inside the histogram bucket
--- that holds it (bounds as in 300_private_stats.sql; the last bucket ends at
--- the largest duration seen).
-p95 as (
-    select
-        b.queue,
-        case when b.i = 1 then 0 else ('{1,2,5,10,25,50,100,250,500,1000,2500,5000,10000,30000,60000,300000}'
-        ::double precision[])[b.i - 1] end as lo,
-        ('{1,2,5,10,25,50,100,250,500,1000,2500,5000,10000,30000,60000,300000}'
-        ::double precision[])[b.i] as hi,
-        (0.95 * b.total - (b.cum - b.n)) / b.n as frac
-    from buckets as b
-    where b.n > 0 and b.cum >= 0.95 * b.total and b.cum - b.n < 0.95 * b.total
+        sum(b.n) as n
+    from pgmq_jobs.outcome_log as o
+    cross join w
+    cross join lateral unnest(o.duration_buckets) with ordinality as b (n, i)
+    where o.at >= w.since_5m
+    group by o.queue, b.i
 ),
 
 counted as (
@@ -3558,6 +3551,48 @@ counted as (
         h.completed_1h + coalesce(l.completed_1h, 0) as completed_1h,
         h.retried_1h + coalesce(l.retried_1h, 0) as retried_1h,
         h.dead_1h + coalesce(l.dead_1h, 0) as dead_1h,
+        h.timed_5m + coalesce(l.timed_5m, 0) as timed_5m,
+        h.ms_5m + coalesce(l.ms_5m, 0) as ms_5m,
+        h.timed_1h + coalesce(l.timed_1h, 0) as timed_1h,
+        h.ms_1h + coalesce(l.ms_1h, 0) as ms_1h,
+        (
+            -- The 95th percentile of the 5m window: the histogram bucket that
+            -- holds it (from the folded minutes and the log), interpolated
+            -- linearly inside it. Bucket 1 is [0, 1) ms, bucket i (2..24) is
+            -- [2^(i-2), 2^(i-1)) ms, bucket 25 is 2^23 ms and up (its lower
+            -- bound is reported).
+            select case
+                when y.i = 1 then y.frac
+                when y.i >= 25 then power(2, 23)
+                else power(2, y.i - 2) * (1 + y.frac)
+            end
+            from (
+                select
+                    z.i,
+                    (0.95 * z.total - (z.cum - z.n)) / z.n as frac
+                from (
+                    select
+                        x.i,
+                        x.n,
+                        sum(x.n) over (order by x.i) as cum,
+                        sum(x.n) over () as total
+                    from (
+                        select u.i, sum(u.n) as n
+                        from (
+                            select b.i, b.n
+                            from pgmq_jobs.queue_history as hb
+                            cross join lateral unnest(hb.duration_buckets) with ordinality as b (n, i)
+                            where hb.queue = qs.queue and hb.minute >= w.since_5m
+                            union all
+                            select lb.i, lb.n from log_buckets as lb
+                            where lb.queue = qs.queue
+                        ) as u
+                        group by u.i
+                    ) as x
+                ) as z
+                where z.n > 0 and z.cum >= 0.95 * z.total and z.cum - z.n < 0.95 * z.total
+            ) as y
+        )::double precision as p95_ms_5m,
         extract(epoch from w.t - w.since_1m)::double precision as span_1m,
         extract(epoch from w.t - w.since_5m)::double precision as span_5m,
         extract(epoch from w.t - w.since_1h)::double precision as span_1h
@@ -3574,7 +3609,11 @@ counted as (
             coalesce(sum(hh.dead + hh.expired) filter (where hh.minute >= w.since_5m), 0) as dead_5m,
             coalesce(sum(hh.completed), 0) as completed_1h,
             coalesce(sum(hh.retried), 0) as retried_1h,
-            coalesce(sum(hh.dead + hh.expired), 0) as dead_1h
+            coalesce(sum(hh.dead + hh.expired), 0) as dead_1h,
+            coalesce(sum(hh.duration_count) filter (where hh.minute >= w.since_5m), 0) as timed_5m,
+            coalesce(sum(hh.duration_ms_sum) filter (where hh.minute >= w.since_5m), 0) as ms_5m,
+            coalesce(sum(hh.duration_count), 0) as timed_1h,
+            coalesce(sum(hh.duration_ms_sum), 0) as ms_1h
         from pgmq_jobs.queue_history as hh
         where hh.queue = qs.queue and hh.minute >= w.since_1h
     ) as h
@@ -3608,9 +3647,10 @@ select
     c.dead_1h / c.span_1h as dead_lettered_rate_1h,
     (c.retried_5m / nullif(c.completed_5m + c.retried_5m + c.dead_5m, 0))::double precision as retry_rate_5m,
     (c.retried_1h / nullif(c.completed_1h + c.retried_1h + c.dead_1h, 0))::double precision as retry_rate_1h,
-    coalesce(tm.jobs, 0)::bigint as timed_jobs_5m,
-    tm.total_ms / nullif(tm.jobs, 0) as avg_processing_ms_5m,
-    least(coalesce(p.lo + (p.hi - p.lo) * p.frac, tm.max_ms), tm.max_ms) as p95_processing_ms_5m,
+    c.timed_5m::bigint as timed_jobs_5m,
+    (c.ms_5m / nullif(c.timed_5m, 0))::double precision as avg_processing_ms_5m,
+    c.p95_ms_5m as p95_processing_ms_5m,
+    (c.ms_1h / nullif(c.timed_1h, 0))::double precision as avg_processing_ms_1h,
     (
         select count(*) from pgmq_jobs.workers as wk
         where wk.status = 'alive' and c.queue = any(wk.queues)
@@ -3619,23 +3659,22 @@ select
     c.ready_estimated,
     coalesce(c.dead_estimated, false) as dead_estimated,
     c.t as measured_at
-from counted as c
-left join timed as tm on c.queue = tm.queue
-left join p95 as p on c.queue = p.queue;
+from counted as c;
 
 comment on view pgmq_jobs.queue_stats is
 'Metrics of every queue, cheap at any depth. ready / in_flight / delayed / dead: jobs visible
 now, claimed and running, waiting for a later time (delay, retry backoff, group order), and dead
-letters; each is an exact count up to pgmq_jobs.stats_count_cap rows (a setting, default 50000)
-and beyond that an ESTIMATE from the table''s live-tuple statistics (ready_estimated,
-dead_estimated say so; delayed then stops at the cap). oldest_ready_age: how long the oldest
+letters; each is an exact count up to pgmq_jobs.stats_count_cap rows (a setting, default 20000)
+and beyond that an ESTIMATE from the table''s live-tuple statistics (ready_estimated says so for
+ready and delayed, dead_estimated for dead). oldest_ready_age: how long the oldest
 ready job has been waiting. completed / retried / dead_lettered (failed or expired to the DLQ)
 _1m, _5m, _1h: exact counts from the start of the previous minute (1m), of the minute 5 minutes
 ago (5m) or an hour ago (1h) until now, from queue_history plus the outcome log not yet folded;
 *_rate_*: the same per second over that span (60-120 s, 5-6 min, 60-61 min). retry_rate_*:
 retried / (completed + retried + dead_lettered). timed_jobs_5m, avg_processing_ms_5m,
-p95_processing_ms_5m: handler durations reported through pgmq_jobs.report_timings over the 5m
-window (p95 interpolated in a histogram bucket, so approximate; null when nothing reported).
+p95_processing_ms_5m, avg_processing_ms_1h: handler durations that workers passed to complete
+(durations_ms) over the 5m / 1h window; the average is exact, p95 is an ESTIMATE interpolated
+inside its power-of-two histogram bucket (within a factor of two); null when none reported.
 live_workers: workers alive that serve the queue. enqueued_total: jobs ever sent (the msg_id
 sequence).';
 
@@ -3987,80 +4026,9 @@ revoke all on pgmq_jobs.alerts from public;
 grant select on pgmq_jobs.alerts to pgmq_jobs_admin;
 
 -- ======================================================================
--- sql/304_report_timings.sql
+-- sql/304_outcome_totals.sql
 -- ======================================================================
--- 304_report_timings.sql: report_timings, a runner reports how long its jobs'
--- handlers ran, for the processing-time columns of queue_stats.
-
-create or replace function pgmq_jobs.report_timings(queue text, durations_ms real[])
-returns integer
-language plpgsql
-volatile
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    -- Histogram bucket bounds in ms, as documented in 300_private_stats.sql.
-    bounds double precision[] := '{1,2,5,10,25,50,100,250,500,1000,2500,5000,10000,30000,60000,300000}';
-    n integer := cardinality(durations_ms);
-begin
-    perform pgmq_jobs._settings(queue);
-    if durations_ms is null or array_position(durations_ms, null) is not null then
-        raise exception 'durations_ms must be an array of milliseconds without nulls'
-            using errcode = '22004';
-    end if;
-    if n > 100000 then
-        raise exception 'at most 100000 durations per call, got %', n using errcode = '22023';
-    end if;
-    if n = 0 then
-        return 0;
-    end if;
-    if exists (select from unnest(durations_ms) as d (v) where not (v >= 0 and v < 'infinity')) then
-        raise exception 'durations_ms must be finite and non-negative' using errcode = '22023';
-    end if;
-    -- One row per call (never per job, never an update of a shared row).
-    insert into pgmq_jobs.timing_log (queue, jobs, total_ms, max_ms, hist)
-    select
-        queue,
-        n,
-        (select sum(d.v) from unnest(durations_ms) as d (v)),
-        (select max(d.v) from unnest(durations_ms) as d (v)),
-        array(
-            select count(b.i)::integer
-            from generate_series(1, 17) as g (i)
-            left join (
-                select (select count(*) from unnest(bounds) as x (bound) where x.bound < d.v) + 1 as i
-                from unnest(durations_ms) as d (v)
-            ) as b on g.i = b.i
-            group by g.i
-            order by g.i
-        );
-    -- Keep an hour: drop this queue's older rows, a bounded batch per call,
-    -- skipping rows another caller is already deleting.
-    delete from pgmq_jobs.timing_log as t
-    where t.ctid in (
-        select o.ctid from pgmq_jobs.timing_log as o
-        where o.queue = report_timings.queue and o.at < clock_timestamp() - interval '1 hour'
-        order by o.at
-        limit 100
-        for update skip locked
-    );
-    return n;
-end
-$$;
-
-comment on function pgmq_jobs.report_timings(text, real[]) is
-'Report how long handlers of jobs of a queue ran, in milliseconds (one call for a batch of
-jobs, e.g. with each complete). Appends one row with the count, sum, maximum and a histogram
-(never per job, never an update of a shared row); queue_stats derives the average and the 95th
-percentile over its 5-minute window. Rows are kept for an hour. Returns how many were recorded.';
-
-grant execute on function pgmq_jobs.report_timings(text, real[]) to pgmq_jobs_worker;
-
--- ======================================================================
--- sql/305_outcome_totals.sql
--- ======================================================================
--- 305_outcome_totals.sql: outcome_totals, cumulative outcome counts per queue
+-- 304_outcome_totals.sql: outcome_totals, cumulative outcome counts per queue
 -- since a time: the counters of the Prometheus exporter.
 
 create or replace function pgmq_jobs.outcome_totals(since timestamptz)
@@ -4124,6 +4092,7 @@ begin
     foreach r in array array['anon', 'authenticated'] loop
         if exists (select from pg_catalog.pg_roles where rolname = r) then
             execute format('revoke all on all functions in schema pgmq_jobs from %I', r);
+            execute format('revoke all on all procedures in schema pgmq_jobs from %I', r);
             execute format('revoke all on all tables in schema pgmq_jobs from %I', r);
             execute format('revoke all on schema pgmq_jobs from %I', r);
         end if;
@@ -4161,6 +4130,24 @@ $admin$;
 
 -- The schedules view reads pg_cron's jobs through this private helper.
 grant execute on function pgmq_jobs._cron_job(text), pgmq_jobs._next_run_at(text) to pgmq_jobs_admin;
+-- drain (a procedure: no SECURITY DEFINER possible) does its work through this step.
+grant execute on function pgmq_jobs._drain_step(text, timestamptz, double precision) to pgmq_jobs_admin;
+
+-- Roles allowed to enqueue through enqueue_as_user keep exactly that across
+-- re-installs (the revokes above would otherwise undo allow_enqueue).
+do $allowed$
+declare
+    r text;
+begin
+    for r in
+        select distinct a.role_name from pgmq_jobs.enqueue_allowlist as a
+        where pg_catalog.to_regrole(pg_catalog.quote_ident(a.role_name)) is not null
+    loop
+        execute format('grant usage on schema pgmq_jobs to %I', r);
+        execute format('grant execute on function pgmq_jobs.enqueue_as_user(text, jsonb) to %I', r);
+    end loop;
+end
+$allowed$;
 
 grant select on
     pgmq_jobs.queues, pgmq_jobs.workers, pgmq_jobs.queue_history, pgmq_jobs.schedules,
