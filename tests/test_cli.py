@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 import pgmq_jobs.client as jobs
 from support import make_visible
@@ -86,3 +87,30 @@ def test_sweep_and_schedules_without_pg_cron(fresh_db: Any) -> None:
         assert [d.job_id for d in jobs.dead_letters(conn, "nocron")] == [job.job_id]
         out = cli(dsn, "schedules", "add", "nightly", "0 3 * * *", "nocron")
         assert out.returncode == 1 and "pg_cron is not installed" in out.stderr
+
+
+def test_dlq_filters_and_show(db_dsn: str, conn: Connection, queue_name: str) -> None:
+    jobs.create_queue(conn, queue_name, max_attempts=1)
+    jobs.enqueue_batch(conn, queue_name, [{"i": 1}, {"i": 2}, {"i": 3}])
+    errors = {0: "Traceback...\nTimeoutError: smtp", 1: "ValueError: bad", 2: "timeouterror again"}
+    for n, job in enumerate(jobs.claim(conn, queue_name, 3)):
+        jobs.fail(conn, queue_name, job.job_id, 1, errors[n])
+    conn.execute(
+        sql.SQL("update pgmq.{} set vt = vt - interval '2 days' where msg_id = 1").format(
+            sql.Identifier(f"q_{queue_name}_dlq")
+        )
+    )
+    listed = json.loads(
+        cli(db_dsn, "dlq", "list", queue_name, "--error", "TIMEOUT", "--json").stdout
+    )
+    assert [d["last_error"] for d in listed] == [errors[0], errors[2]]
+    old = json.loads(cli(db_dsn, "dlq", "list", queue_name, "--older-than", "1d", "--json").stdout)
+    assert [d["dead_id"] for d in old] == [1]
+    new = json.loads(cli(db_dsn, "dlq", "list", queue_name, "--newer-than", "1h", "--json").stdout)
+    assert [d["dead_id"] for d in new] == [2, 3]
+
+    out = cli(db_dsn, "dlq", "show", queue_name, "1")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback...\nTimeoutError: smtp" in out.stdout and "--- attempt 1" in out.stdout
+    missing = cli(db_dsn, "dlq", "show", queue_name, "99")
+    assert missing.returncode == 1 and "no dead letter 99" in missing.stderr

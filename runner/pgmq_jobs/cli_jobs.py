@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -182,7 +183,14 @@ def cmd_queues_drop(args: argparse.Namespace) -> int:
 
 def cmd_dlq_list(args: argparse.Namespace) -> int:
     with _connect(args) as conn:
-        letters = client.dead_letters(conn, args.queue, args.limit)
+        letters = client.dead_letters(
+            conn,
+            args.queue,
+            args.limit,
+            error_text=args.error,
+            older_than=args.older_than,
+            newer_than=args.newer_than,
+        )
     rows = [dataclasses.asdict(d) for d in letters]
     if args.json:
         _print_json(rows)
@@ -192,6 +200,28 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
         row["last_error"] = (row["last_error"] or "").strip().splitlines()[-1:] or None
         row["last_error"] = row["last_error"][0] if row["last_error"] else None
     _print_table(rows, ["dead_id", "job_id", "reason", "attempts", "died_at", "last_error"])
+    return 0
+
+
+def cmd_dlq_show(args: argparse.Namespace) -> int:
+    with _connect(args) as conn:
+        letters = client.dead_letters(conn, args.queue, 1, dead_id=args.dead_id)
+    if not letters:
+        print(f"pgmq-jobs: error: no dead letter {args.dead_id} in {args.queue}", file=sys.stderr)
+        return 1
+    letter = dataclasses.asdict(letters[0])
+    if args.json:
+        _print_json(letter)
+        return 0
+    for key in ("dead_id", "job_id", "original_job_id", "reason", "attempts", "replays"):
+        print(f"{key:16} {letter[key]}")
+    for key in ("enqueued_at", "died_at"):
+        print(f"{key:16} {_cell(letter[key])}")
+    print(f"{'payload':16} {json.dumps(letter['payload'], sort_keys=True)}")
+    for entry in letter["errors"]:
+        worker = f" on {entry['worker']}" if entry.get("worker") else ""
+        print(f"\n--- attempt {entry.get('attempt')} at {entry.get('at')}{worker}")
+        print(entry.get("error") or "")
     return 0
 
 
@@ -315,8 +345,16 @@ def register(sub: SubParsers) -> None:
     p = dsub.add_parser("list", parents=[dsn], help="the oldest dead letters of a queue")
     p.add_argument("queue")
     p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--error", default=None, help="only those with this text in an error")
+    p.add_argument("--older-than", type=parse_duration, default=None, help="died before, e.g. 1d")
+    p.add_argument("--newer-than", type=parse_duration, default=None, help="died within, e.g. 1h")
     p.add_argument("--json", action="store_true", help="full records as JSON")
     p.set_defaults(func=cmd_dlq_list)
+    p = dsub.add_parser("show", parents=[dsn], help="one dead letter with every error in full")
+    p.add_argument("queue")
+    p.add_argument("dead_id", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_dlq_show)
     p = dsub.add_parser("replay", parents=[dsn], help="put dead letters back into their queue")
     p.add_argument("queue")
     p.add_argument("ids", nargs="*", type=int, help="dead ids (see dlq list)")

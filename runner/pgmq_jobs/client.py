@@ -326,13 +326,35 @@ def extend(
     return value
 
 
-def dead_letters(conn: psycopg.Connection[Any], queue: str, lim: int = 100) -> list[DeadLetter]:
-    """The oldest ``lim`` dead letters of ``queue``."""
+def dead_letters(
+    conn: psycopg.Connection[Any],
+    queue: str,
+    lim: int = 100,
+    *,
+    dead_id: int | None = None,
+    error_text: str | None = None,
+    older_than: Duration | None = None,
+    newer_than: Duration | None = None,
+) -> list[DeadLetter]:
+    """The oldest ``lim`` dead letters of ``queue``, optionally filtered.
+
+    ``error_text`` matches any recorded error (case-insensitive); ``older_than`` /
+    ``newer_than`` compare with the time of death.
+    """
     rows = _call(
         conn,
         "select dead_id, job_id, original_job_id, payload, attempts, reason, errors, last_error,"
-        " enqueued_at, died_at, replays from pgmq_jobs.dead_letters(%(queue)s, %(lim)s::integer)",
-        {"queue": queue, "lim": lim},
+        " enqueued_at, died_at, replays from pgmq_jobs.dead_letters(%(queue)s, %(lim)s::integer,"
+        " dead_id => %(dead_id)s::bigint, error_text => %(error_text)s::text,"
+        " older_than => %(older_than)s, newer_than => %(newer_than)s)",
+        {
+            "queue": queue,
+            "lim": lim,
+            "dead_id": dead_id,
+            "error_text": error_text,
+            "older_than": _interval(older_than),
+            "newer_than": _interval(newer_than),
+        },
     )
     return [DeadLetter(*r) for r in rows]
 

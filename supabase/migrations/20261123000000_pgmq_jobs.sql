@@ -2299,7 +2299,16 @@ dead-lettered). A job_id the queue never issued is an error.';
 -- ======================================================================
 -- 130_dead_letters.sql: dead_letters, inspect a queue's dead-letter queue.
 
-create or replace function pgmq_jobs.dead_letters(queue text, lim integer default 100)
+drop function if exists pgmq_jobs.dead_letters(text, integer);
+
+create or replace function pgmq_jobs.dead_letters(
+    queue text,
+    lim integer default 100,
+    dead_id bigint default null,
+    error_text text default null,
+    older_than interval default null,
+    newer_than interval default null
+)
 returns setof pgmq_jobs.dead_letter
 language plpgsql
 stable
@@ -2327,18 +2336,26 @@ begin
             coalesce((d.message ->> 'died_at')::timestamptz, d.enqueued_at),
             coalesce((d.message ->> 'replays')::integer, 0)
         from pgmq.%I as d
+        where ($2::bigint is null or d.msg_id = $2)
+            and ($3::text is null or exists (
+                select from jsonb_array_elements(d.message -> 'errors') as e
+                where strpos(lower(e ->> 'error'), lower($3)) > 0
+            ))
+            and ($4::interval is null or d.vt < clock_timestamp() - $4)
+            and ($5::interval is null or d.vt >= clock_timestamp() - $5)
         order by d.msg_id
         limit $1
         $sql$,
         'q_' || queue || '_dlq'
-    ) using lim;
+    ) using lim, dead_id, error_text, older_than, newer_than;
 end
 $$;
 
-comment on function pgmq_jobs.dead_letters(text, integer) is
+comment on function pgmq_jobs.dead_letters(text, integer, bigint, text, interval, interval) is
 'The oldest lim dead letters of a queue: dead_id (for replay), the job id, payload, attempts,
 reason (exhausted, permanent or expired), every error with its time and attempt, the first
-enqueue time and the time of death.';
+enqueue time and the time of death. Filters: one dead_id; error_text (case-insensitive,
+in any recorded error); died more than older_than / less than newer_than ago.';
 
 -- ======================================================================
 -- sql/131_replay.sql
