@@ -16,6 +16,10 @@ begin
         return false;
     end if;
     perform pgmq_jobs._cron_unschedule('pgmq_jobs_process_' || queue);
+    -- Schedules that enqueue into it would fail every time from now on.
+    perform pgmq_jobs.unschedule(ss.name)
+    from pgmq_jobs.schedule_settings as ss
+    where ss.queue = drop_queue.queue;
     perform pgmq.drop_queue(queue);
     perform pgmq.drop_queue(queue || '_dlq');
     perform pgmq_jobs._sync_partman_job();
@@ -27,4 +31,5 @@ end
 $$;
 
 comment on function pgmq_jobs.drop_queue(text) is
-'Drop a queue with all its jobs, archive and dead letters. Unknown queue: an error.';
+'Drop a queue with all its jobs, archive and dead letters, its cron schedules and its SQL
+handler''s pg_cron job. Unknown queue: an error.';

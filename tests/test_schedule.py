@@ -153,3 +153,11 @@ def test_install_registered_the_sweep_once(conn: Connection) -> None:
         "select schedule, command from cron.job where jobname = 'pgmq_jobs_sweep'"
     ).fetchall()
     assert rows == [("* * * * *", "select pgmq_jobs.sweep()")]
+
+
+def test_drop_queue_removes_its_schedules(conn: Connection, queue_name: str) -> None:
+    jobs.create_queue(conn, queue_name)
+    jobs.schedule(conn, f"{queue_name}_gone", YEARLY, queue_name)
+    jobs.drop_queue(conn, queue_name)
+    assert cron_job(conn, f"{queue_name}_gone") is None
+    assert f"{queue_name}_gone" not in {s["name"] for s in jobs.schedules(conn)}
