@@ -52,6 +52,8 @@ class PlainImpl:
         self.cron = load_plain("cron")
 
     def validate(self, schema: Any, payload: Any) -> list[str]:
+        # In the database the server's jsonschema runs; here the test environment's.
+        pytest.importorskip("jsonschema", reason="jsonschema is not installed in this venv")
         try:
             return list(self.jsonschema_check.validate_json_schema(schema, payload))
         except ValueError as exc:
