@@ -37,7 +37,7 @@ CLI = str(Path(sys.executable).with_name("pgmq-jobs"))
 # Inputs tried, per function (the last test prints the total).
 TRIED: Counter[str] = Counter()
 
-SQL_EXAMPLES = 130
+SQL_EXAMPLES = 120
 CLI_EXAMPLES = 30
 
 FUZZ = settings(
@@ -697,7 +697,7 @@ def test_fuzz_schedule_without_pg_cron(
     assert rows is None, "schedule cannot succeed without pg_cron"
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=50)
 @given(
     name=st.one_of(any_text, st.sampled_from(["nightly", "a" * 64, "bad name"])),
     cron=cron_exprs,
@@ -823,14 +823,14 @@ cli_calls = st.one_of(
         st.sampled_from(QUEUES),
         st.just("{}"),
         st.just("--delay"),
-        st.sampled_from(["-1s", "1e9d", "10m", "x", "0.000001ms", "3651d"]),
+        st.sampled_from(["-1s", "1e9d", "10m", "x", "0.000001ms", "3651d", "99999999999d"]),
     ),
     st.tuples(
         st.just("enqueue"),
         st.sampled_from(QUEUES),
         st.just("{}"),
         st.just("--max-attempts"),
-        st.sampled_from(["0", "-1", "1001", "2147483647", "x"]),
+        st.sampled_from(["0", "-1", "1001", "2147483648", "99999999999", "x"]),
     ),
     st.tuples(
         st.just("queues"), st.just("create"), st.one_of(queue_names.filter(bool).map(str), cli_args)
@@ -852,7 +852,7 @@ cli_calls = st.one_of(
         st.just("list"),
         st.sampled_from(QUEUES),
         st.just("--limit"),
-        st.sampled_from(["0", "-5", "100001", "2147483647"]),
+        st.sampled_from(["0", "-5", "100001", "2147483648", "99999999999"]),
     ),
     st.tuples(
         st.just("dlq"),
@@ -901,16 +901,8 @@ def test_fuzz_cli(fuzz: Fuzz, argv: tuple[str, ...]) -> None:
     assert snapshot(fuzz.conn) == before, (argv, out.stderr)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "runner/pgmq_jobs/cli_jobs.py parse_duration: timedelta(seconds=...) raises "
-        "OverflowError for a huge duration ('99999999999d'), which argparse does not turn into "
-        "a usage error (it catches ArgumentTypeError, TypeError, ValueError only), so the CLI "
-        "dies with a traceback; catch OverflowError and raise ArgumentTypeError"
-    ),
-)
 def test_cli_huge_duration_is_a_usage_error(fuzz: Fuzz) -> None:
+    # timedelta overflows far below what the flags accept as text: a usage error, no traceback.
     for flag in ("--delay", "--older-than"):
         argv = ("enqueue", "fz_plain", "{}") if flag == "--delay" else ("dlq", "purge", "fz_plain")
         out = _cli(fuzz.dsn, *argv, flag, "99999999999d")
@@ -918,16 +910,6 @@ def test_cli_huge_duration_is_a_usage_error(fuzz: Fuzz) -> None:
         assert "Traceback" not in out.stderr and "invalid" in out.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "runner/pgmq_jobs/client.py binds Python ints as they come, so an int beyond int4 "
-        "becomes a bigint argument and the call fails with 'function pgmq_jobs.enqueue(...) "
-        "does not exist' / 'function pgmq_jobs.dead_letters(...) does not exist' instead of "
-        "the range error: cast the integer parameters (%(max_attempts)s::integer, "
-        "%(lim)s::integer, qty, ...) in the client"
-    ),
-)
 @pytest.mark.parametrize(
     "argv",
     [
@@ -936,6 +918,7 @@ def test_cli_huge_duration_is_a_usage_error(fuzz: Fuzz) -> None:
     ],
 )
 def test_cli_huge_integers_get_a_range_error(fuzz: Fuzz, argv: tuple[str, ...]) -> None:
+    # Beyond int4: the range error, not "function ... does not exist" for a bigint argument.
     out = _cli(fuzz.dsn, *argv)
     assert out.returncode == 1
     assert "does not exist" not in out.stderr and "pgmq-jobs: error: " in out.stderr, out.stderr
