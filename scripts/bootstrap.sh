@@ -9,7 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-APT_PACKAGES=(postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-jsonschema postgresql-15-partman pgbouncer)
+APT_PACKAGES=(postgresql-15 postgresql-15-cron postgresql-plpython3-15 python3-jsonschema postgresql-15-partman pgbouncer chromium)
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
 
