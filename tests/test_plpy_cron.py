@@ -513,3 +513,17 @@ def test_pg_cron_pokes_the_invoker_through_plpython_and_the_jobs_complete(
     assert conn.execute(
         "select count(*) from cron.job where jobname = %s", (job_name,)
     ).fetchone() == (0,)
+
+
+def test_cron_next_runs_ignores_the_session_timezone_and_datestyle(plpy_dsn: str) -> None:
+    after = utc(2027, 11, 3, 23, 59, 30)
+    # Epochs back, since psycopg cannot read timestamptz text in DateStyle 'SQL, DMY'.
+    query = (
+        "select extract(epoch from t)::float8"
+        " from pgmq_jobs_plpy.cron_next_runs('0 0 * * *', 2, %s) as t"
+    )
+    with psycopg.connect(plpy_dsn, autocommit=True) as conn:
+        conn.execute("set timezone = 'Pacific/Kiritimati'")
+        conn.execute("set datestyle = 'SQL, DMY'")
+        epochs = [r[0] for r in conn.execute(query, (after,))]
+    assert epochs == [utc(2027, 11, 4).timestamp(), utc(2027, 11, 5).timestamp()]
