@@ -155,6 +155,10 @@ begin
                 using errcode = '55000',
                 hint = 'Install PL/Python support (pgmq-jobs install --with-plpython) or pg_jsonschema.';
         end if;
+        -- An invalid schema is refused now, not at every later enqueue.
+        if pgmq_jobs._schema_validator() = 'plpython' then
+            execute 'select pgmq_jobs_plpy.validate_json_schema($1, ''{}''::jsonb)' using s.payload_schema;
+        end if;
     end if;
     if s.max_payload_bytes is null or s.max_payload_bytes < 2
         or s.max_payload_bytes > 67108864 then

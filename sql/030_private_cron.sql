@@ -102,6 +102,11 @@ begin
                     quote_literal(expr), names[i], quote_literal(fields[i])
                     using errcode = '22023';
             end if;
+            if m[3] is not null and m[1] <> '*' and m[2] is null then
+                raise exception 'invalid cron expression %: bad % field %: a step needs a range (e.g. 5-59/15 or */15)',
+                    quote_literal(expr), names[i], quote_literal(fields[i])
+                    using errcode = '22023';
+            end if;
             if m[3] is not null and (m[3]::numeric < 1 or m[3]::numeric > hi[i]) then
                 raise exception 'invalid cron expression %: step % out of range in % field',
                     quote_literal(expr), m[3], names[i]

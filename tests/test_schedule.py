@@ -161,3 +161,13 @@ def test_drop_queue_removes_its_schedules(conn: Connection, queue_name: str) -> 
     jobs.drop_queue(conn, queue_name)
     assert cron_job(conn, f"{queue_name}_gone") is None
     assert f"{queue_name}_gone" not in {s["name"] for s in jobs.schedules(conn)}
+
+
+def test_a_step_without_a_range_is_refused_as_pg_cron_does(
+    conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="a step needs a range"):
+        jobs.schedule(conn, f"{queue_name}_step", "5/15 * * * *", queue_name)
+    jobs.schedule(conn, f"{queue_name}_step", "5-59/15 * * * *", queue_name)
+    jobs.unschedule(conn, f"{queue_name}_step")

@@ -393,6 +393,10 @@ begin
                 using errcode = '55000',
                 hint = 'Install PL/Python support (pgmq-jobs install --with-plpython) or pg_jsonschema.';
         end if;
+        -- An invalid schema is refused now, not at every later enqueue.
+        if pgmq_jobs._schema_validator() = 'plpython' then
+            execute 'select pgmq_jobs_plpy.validate_json_schema($1, ''{}''::jsonb)' using s.payload_schema;
+        end if;
     end if;
     if s.max_payload_bytes is null or s.max_payload_bytes < 2
         or s.max_payload_bytes > 67108864 then
@@ -971,6 +975,11 @@ begin
             m := regexp_match(item, '^(\*|[0-9a-z]+)(?:-([0-9a-z]+))?(?:/([0-9]+))?$');
             if m is null or (m[1] = '*' and m[2] is not null) then
                 raise exception 'invalid cron expression %: bad % field %',
+                    quote_literal(expr), names[i], quote_literal(fields[i])
+                    using errcode = '22023';
+            end if;
+            if m[3] is not null and m[1] <> '*' and m[2] is null then
+                raise exception 'invalid cron expression %: bad % field %: a step needs a range (e.g. 5-59/15 or */15)',
                     quote_literal(expr), names[i], quote_literal(fields[i])
                     using errcode = '22023';
             end if;
