@@ -12,7 +12,7 @@ SQLFLUFF := $(VENV)/bin/sqlfluff
 PYTEST := $(VENV)/bin/pytest
 PGMQ_JOBS := $(VENV)/bin/pgmq-jobs
 
-.PHONY: help setup dev demo test lint fmt migrations migrations-check bench bench-quick
+.PHONY: help setup dev demo test lint fmt migrations migrations-check bench bench-quick soak-churn
 
 help: ## list the targets
 	@echo "pgmq-jobs make targets:"
@@ -61,3 +61,6 @@ bench-quick: setup ## smoke run of the benchmarks (< 2 min): bench/results/<date
 .PHONY: soak
 soak: setup ## long mixed fault run (SOAK_SECONDS, default 600) ending with the ledger checker's table
 	$(PY) scripts/soak.py
+
+soak-churn: setup ## 2,000,000 jobs through one queue (not in CI): sizes, dead tuples, claim start vs end
+	$(PY) scripts/soak_churn.py --jobs 2000000 --json bench/results/soak-churn.json

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from pgmq_jobs.cli_jobs import parse_duration, resolve_dsn
 
@@ -66,13 +68,67 @@ def worker_options(args: argparse.Namespace) -> Any:
     )
 
 
+_NAMED = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)=(.+)", re.DOTALL)
+
+
+def split_named(text: str) -> tuple[str | None, str]:
+    """``NAME=URL`` as (NAME, URL); a plain DSN (URL or ``key=value …``) as (None, DSN)."""
+    if not text.startswith(("postgresql://", "postgres://")):
+        match = _NAMED.fullmatch(text)
+        if match:
+            try:
+                conninfo_to_dict(text)  # a libpq keyword DSN such as "host=… dbname=…"
+            except psycopg.ProgrammingError:
+                return match.group(1), match.group(2)
+    return None, text
+
+
+def databases(dsn_args: list[str], listen_args: list[str]) -> list[Any]:
+    """The databases of ``--dsn`` (repeatable, ``NAME=URL`` or a DSN named by its dbname)
+    and their ``--listen-dsn NAME=URL`` connections."""
+    from pgmq_jobs.worker import Database
+
+    named: list[tuple[str, str]] = []
+    for i, text in enumerate(dsn_args, start=1):
+        name, dsn = split_named(text)
+        if name is None:
+            name = str(conninfo_to_dict(dsn).get("dbname") or f"db{i}")
+        if name in {n for n, _ in named}:
+            name = f"{name}{i}"
+        named.append((name, dsn))
+    listen: dict[str, str] = {}
+    for text in listen_args:
+        name, dsn = split_named(text)
+        if name is None or name not in dict(named):
+            raise ValueError(
+                f"with several databases, --listen-dsn must be NAME=URL with NAME one of "
+                f"{', '.join(n for n, _ in named)}; got {text.split('=', 1)[0]!r}"
+            )
+        listen[name] = dsn
+    return [Database(name, dsn, listen.get(name)) for name, dsn in named]
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
-    from pgmq_jobs.worker import run_worker
+    from pgmq_jobs.errors import describe
+    from pgmq_jobs.worker import run_worker, run_worker_group
 
     setup_logging(args.log_level)
+    dsns: list[str] = args.dsn or [resolve_dsn(argparse.Namespace(dsn=None))]
+    listen_dsns: list[str] = args.listen_dsn or []
     try:
-        summary = run_worker(resolve_dsn(args), load_app(args.app), worker_options(args))
-    except (LookupError, ValueError, ImportError, psycopg.Error) as exc:
+        if len(dsns) == 1 and len(listen_dsns) <= 1:
+            # One database: the plain worker (a NAME= prefix is allowed and ignored).
+            args.listen_dsn = split_named(listen_dsns[0])[1] if listen_dsns else None
+            dsn = split_named(dsns[0])[1]
+            summary = run_worker(dsn, load_app(args.app), worker_options(args))
+        else:
+            args.listen_dsn = None
+            group = databases(dsns, listen_dsns)
+            summary = run_worker_group(group, load_app(args.app), worker_options(args))
+    except psycopg.Error as exc:
+        print(f"pgmq-jobs: {describe(exc)}", file=sys.stderr)
+        return 1
+    except (LookupError, ValueError, ImportError) as exc:
         print(f"pgmq-jobs: {_one_line(exc)}", file=sys.stderr)
         return 1
     if args.drain or args.max_seconds is not None or args.max_jobs is not None:
@@ -82,8 +138,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_worker_parser(sub: SubParsers, dsn: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("worker", parents=[dsn], help="run jobs of one or more queues")
+def add_worker_parser(sub: SubParsers) -> None:
+    p = sub.add_parser("worker", help="run jobs of one or more queues")
+    p.add_argument(
+        "--dsn",
+        action="append",
+        default=None,
+        metavar="[NAME=]URL",
+        help="database URL (default: $PGMQ_JOBS_DSN or $DATABASE_URL); repeat it to serve "
+        "queues spread over several databases, each queue from the one where it exists",
+    )
     p.add_argument("--queue", action="append", required=True, help="queue to work (repeatable)")
     p.add_argument("--app", required=True, help="module:registry holding the handlers")
     p.add_argument("--concurrency", type=int, default=10, help="handler threads (default 10)")
@@ -93,7 +157,13 @@ def add_worker_parser(sub: SubParsers, dsn: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-listen", action="store_true", help="poll only (transaction-pooling PgBouncer)"
     )
-    p.add_argument("--listen-dsn", default=None, help="direct session connection for LISTEN")
+    p.add_argument(
+        "--listen-dsn",
+        action="append",
+        default=None,
+        metavar="[NAME=]URL",
+        help="direct session connection for LISTEN (with several databases: NAME=URL each)",
+    )
     p.add_argument("--timeout", type=seconds, default=None, help="default handler timeout")
     p.add_argument("--grace", type=seconds, default=30.0, help="shutdown grace (default 30s)")
     p.add_argument("--heartbeat-interval", type=seconds, default=5.0)
@@ -168,6 +238,6 @@ def register(sub: SubParsers) -> None:
     dsn.add_argument(
         "--dsn", default=None, help="database URL (default: $PGMQ_JOBS_DSN or $DATABASE_URL)"
     )
-    add_worker_parser(sub, dsn)
+    add_worker_parser(sub)
     add_serve_parser(sub, dsn)
     add_demo_parser(sub)
