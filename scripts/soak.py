@@ -54,6 +54,7 @@ from fault_harness import (  # noqa: E402
     held,
     now_utc,
     present,
+    quiesce,
     started_between,
     terminate_workers,
 )
@@ -77,6 +78,16 @@ def connect(dsn: str, timeout: float = 60) -> Connection:
             time.sleep(0.1)
 
 
+def late_finishes(conn: Connection) -> int:
+    """Executions that returned for a delivery that was no longer current: the archive holds
+    a later attempt, so their completion was fenced off (stale) or not sent in time."""
+    row = conn.execute(
+        "select count(*) from fault_ledger as l join pgmq.a_soak as a on a.msg_id = l.job_id"
+        " where l.queue = 'soak' and l.event = 'done' and l.attempt < a.read_ct"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def payload_maker(seed: int) -> Any:
     rng = random.Random(seed)
     lock = threading.Lock()
@@ -86,7 +97,7 @@ def payload_maker(seed: int) -> Any:
             r = rng.random()
             sleep = round(rng.uniform(0.0, 0.15), 3)
             fail_times = rng.randint(1, 2)
-        if r < 0.001:
+        if r < 0.0002:
             return {"kind": "kill", "i": i}
         if r < 0.02:
             return {"kind": "parse", "i": i, "body": "{not json"}
@@ -216,6 +227,7 @@ class Soak:
                 scenario=f"soak {self.args.seconds:g}s",
                 in_flight_at_fault=in_flight,
             )
+            superseded = late_finishes(conn)
         kinds = Counter(f.kind.split(" ")[0] for f in fleet.faults)
         self.counts["poison death"] = kinds["death"]
         print()
@@ -226,9 +238,9 @@ class Soak:
             f"sweeps: {sweepers.runs} ({sweepers.skipped} skipped, another running;"
             f" {sweepers.expired} expired to the DLQ; errors: {dict(sweepers.errors) or 'none'})"
         )
-        stale = sum(int(x["stale"]) for x in fleet.summaries())
         print(
-            f"late outcomes fenced off as stale (workers that exited cleanly): {stale};"
+            f"superseded deliveries whose handler finished anyway (outcome fenced off or"
+            f" dropped): {superseded};"
             f" enqueue batches unanswered during faults: {producer.unanswered};"
             f" jobs present but never acknowledged: {report.unacknowledged_extras}"
         )
@@ -269,6 +281,7 @@ class Soak:
         while not victim.stopped_state() and victim.alive() and time.monotonic() < deadline:
             time.sleep(0.01)
         with connect(self.dsn) as conn:
+            quiesce(conn, victim.pid)
             in_flight = held(conn, QUEUE, victim.worker_id)
             self.faults.append(Fault(f"SIGSTOP {victim.worker_id}", in_flight))
             # Past its visibility timeout: wait until another worker took over its jobs.
@@ -285,9 +298,9 @@ class Soak:
 
     def fault_crash(self, _fleet: Fleet, _sweepers: Sweepers) -> None:
         with connect(self.dsn) as conn:
-            before = held(conn, QUEUE)
             committed = present(conn, QUEUE)  # queue, archive or DLQ: never shrinks here
-        since = now_utc()
+            since = now_utc()  # before the snapshot: a claim it misses starts after this
+            before = held(conn, QUEUE)
         crash_and_restart(self.cluster)
         with connect(self.dsn) as conn:
             missing = committed - present(conn, QUEUE)

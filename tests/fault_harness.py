@@ -61,6 +61,24 @@ def held(conn: Connection, queue: str, worker_id: str | None = None) -> set[int]
     return {int(r[0]) for r in rows}
 
 
+def quiesce(conn: Connection, pid: int, timeout: float = 5) -> None:
+    """Wait until no statement of worker process ``pid`` is still running on the server.
+
+    A killed or stopped worker's last statement (a claim, a completion) may still be
+    executing; only after it finished do the queue's rows say what the worker held.
+    """
+
+    def idle() -> bool:
+        row = conn.execute(
+            "select count(*) from pg_stat_activity where application_name = %s"
+            " and state = 'active'",
+            (f"pgmq-jobs worker {pid}",),
+        ).fetchone()
+        return row is not None and row[0] == 0
+
+    wait_for(idle, timeout=timeout, interval=0.01, what=f"worker {pid}'s last statement to end")
+
+
 def remaining(conn: Connection, queue: str) -> int:
     row = conn.execute(
         sql.SQL("select count(*) from pgmq.{}").format(sql.Identifier(f"q_{queue}"))
@@ -294,6 +312,7 @@ class Fleet:
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=3)
+                quiesce(conn, worker.pid)
                 return set().union(*(held(conn, q, worker.worker_id) for q in self.queues)), conn
             except psycopg.OperationalError:
                 conn = None
@@ -306,6 +325,7 @@ class Fleet:
         with self._lock:
             victim = self.workers[index]
             victim.kill()
+            quiesce(conn, victim.pid)
             in_flight = set().union(*(held(conn, q, victim.worker_id) for q in self.queues))
             fault = Fault(f"kill -9 {victim.worker_id}", in_flight)
             self.faults.append(fault)

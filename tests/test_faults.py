@@ -39,6 +39,7 @@ from fault_harness import (
     held,
     now_utc,
     present,
+    quiesce,
     remaining,
     start_worker,
     started_between,
@@ -188,6 +189,7 @@ def test_sigstop_past_the_visibility_timeout_then_sigcont(
         )
         stalled.signal(signal.SIGSTOP)
         wait_for(stalled.stopped_state, timeout=5, what="SIGSTOP to take effect")
+        quiesce(conn, stalled.pid)
         in_flight = held(conn, queue, "stalled")  # it can neither claim nor report now
         fresh = start_worker(
             fault_db, [queue], "fresh", tmp_path, "--concurrency", "16", "--poll-interval", "0.1"
@@ -275,8 +277,8 @@ def test_postgres_crash_immediate_under_load(
         producer.start()
         with psycopg.connect(dsn, autocommit=True) as conn:
             wait_for(lambda: finished(conn, queue) >= 60, timeout=30, what="progress")
+            since = now_utc()  # before the snapshot: a claim it misses starts after this
             before = held(conn, queue)
-            since = now_utc()
             acked_before = set(producer.acknowledged)
         crash_and_restart(durable_cluster)
         with psycopg.connect(dsn, autocommit=True) as conn:
