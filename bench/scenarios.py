@@ -56,14 +56,14 @@ class Plan:
             return cls(
                 quick=True, runs=2, single_n=300, producers_n=600, producers=8,
                 batch_n=5_000, batch_size=1_000, process_n=3_000, process_runs=1,
-                process_cap=30, lat_n=40, lat_runs=2, lat_gap_ms=10, fail_n=1_000,
+                process_cap=15, lat_n=40, lat_runs=2, lat_gap_ms=10, fail_n=1_000,
                 deep_n=100_000, delayed_n=10_000, shallow_n=10_000, measure_n=2_000,
                 stalled=1_000, groups=2_000, group_jobs=5, dedupe_n=300, limit=50,
             )  # fmt: skip
         return cls(
             quick=False, runs=3, single_n=2_000, producers_n=4_000, producers=8,
             batch_n=20_000, batch_size=1_000, process_n=20_000, process_runs=3,
-            process_cap=60, lat_n=150, lat_runs=3, lat_gap_ms=10, fail_n=5_000,
+            process_cap=20, lat_n=150, lat_runs=3, lat_gap_ms=10, fail_n=5_000,
             deep_n=1_000_000, delayed_n=100_000, shallow_n=20_000, measure_n=5_000,
             stalled=1_000, groups=10_000, group_jobs=100, dedupe_n=1_000, limit=50,
         )  # fmt: skip
