@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pgmq_jobs import __version__, cli_jobs, cli_observe, cli_worker
+from pgmq_jobs import __version__, cli_dashboard, cli_jobs, cli_observe, cli_worker
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_jobs.register(sub)
     cli_observe.register(sub)
     cli_worker.register(sub)
+    cli_dashboard.register(sub)
     return parser
 
 

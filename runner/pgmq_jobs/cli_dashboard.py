@@ -1,0 +1,83 @@
+"""CLI verb ``dashboard``: serve the local web dashboard (``pgmq_jobs.dashboard``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from pgmq_jobs.cli_jobs import SubParsers, _dsn_parent, resolve_dsn
+
+DASHBOARD_PORT = 8469
+TOKEN_ENV = "PGMQ_JOBS_DASHBOARD_TOKEN"
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from pgmq_jobs.dashboard.server import DashboardServer, is_loopback
+
+    server = DashboardServer(
+        resolve_dsn(args),
+        args.host,
+        args.port,
+        allow_actions=args.allow_actions,
+        token=os.environ.get(TOKEN_ENV) or None,
+        refresh=args.refresh,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()
+    print(f"pgmq-jobs dashboard: serving {server.url}", file=sys.stderr, flush=True)
+    if not is_loopback(args.host):
+        print(
+            f"pgmq-jobs dashboard: warning: bound to {args.host}, reachable beyond this machine",
+            file=sys.stderr,
+            flush=True,
+        )
+    if server.token is not None:
+        print(
+            "pgmq-jobs dashboard: actions enabled (replay, purge); they need this token:\n"
+            f"  {server.token}\n"
+            f"  or open {server.url}#token={server.token} (the token stays in the browser tab)",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        print(
+            "pgmq-jobs dashboard: read-only (start with --allow-actions to replay or purge)",
+            file=sys.stderr,
+            flush=True,
+        )
+    while not stop.wait(1.0):
+        pass
+    server.stop()
+    return 0
+
+
+def register(sub: SubParsers) -> None:
+    """Add ``dashboard`` to the ``pgmq-jobs`` parser."""
+    p = sub.add_parser(
+        "dashboard",
+        parents=[_dsn_parent()],
+        help="serve a local web dashboard (queues, charts, dead letters, workers, schedules)",
+    )
+    p.add_argument("--port", type=int, default=DASHBOARD_PORT, help=f"default {DASHBOARD_PORT}")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"
+    )
+    p.add_argument(
+        "--allow-actions",
+        action="store_true",
+        help="allow replaying and purging dead letters from the page; actions need the token "
+        f"printed at start-up (or ${TOKEN_ENV})",
+    )
+    p.add_argument(
+        "--refresh",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="auto-refresh interval of the pages (default 5; 0 turns it off)",
+    )
+    p.set_defaults(func=cmd_dashboard)
