@@ -15,6 +15,9 @@ import os
 import random
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -313,6 +316,43 @@ def test_action_checks_token_origin_method_and_host(fresh_db: Any, dashboard: An
     with psycopg.connect(dsn) as conn:
         assert client.dead_letters(conn, "guarded") == []
         assert client.audit(conn, "guarded")[0]["action"] == "replay"
+
+
+def test_cli_process_binds_loopback_and_prints_the_token(fresh_db: Any) -> None:
+    dsn = fresh_db()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        client.create_queue(conn, "cli_q")
+        dead_id = make_dead(conn, "cli_q", {"n": 1}, ["nope"])
+    exe = Path(sys.executable).with_name("pgmq-jobs")
+    proc = subprocess.Popen(
+        [str(exe), "dashboard", "--dsn", dsn, "--port", "0", "--allow-actions"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PGMQ_JOBS_DASHBOARD_TOKEN"},
+    )
+    try:
+        assert proc.stderr is not None
+        lines = [proc.stderr.readline() for _ in range(3)]
+        url = re.search(r"serving (http://\S+)", lines[0])
+        assert url and url.group(1).startswith("http://127.0.0.1:"), lines
+        token = lines[2].strip()
+        assert len(token) >= 24, lines
+        base = url.group(1).rstrip("/")
+        assert fetch(base + "/")[0] == 200
+        status, _, _ = fetch(
+            base + "/queues/cli_q/replay",
+            data=f"dead_id={dead_id}".encode(),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Dashboard-Token": token,
+            },
+        )
+        assert status == 303
+        with psycopg.connect(dsn) as conn:
+            assert client.dead_letters(conn, "cli_q") == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
 
 
 # ---------------------------------------------------------------- browser: must-show
