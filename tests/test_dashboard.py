@@ -202,10 +202,20 @@ def page(browser: Any) -> Iterator[Any]:
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Console errors include CSP violations and assets that failed to load; pages that
+    # answer 4xx on purpose (refused actions) log one for their own status.
+    pg.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and "the server responded with a status of 4" not in msg.text
+            else None
+        ),
+    )
     pg.on("dialog", lambda dialog: dialog.accept())
     yield pg
     context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"JavaScript or console errors on the page: {errors}"
 
 
 # ---------------------------------------------------------------- unit
