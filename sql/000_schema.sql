@@ -57,8 +57,8 @@ comment on table pgmq_jobs.queue_settings is
 
 -- Append-only outcome counts: complete/fail/claim add one row per call (not
 -- per job, and never an update), the sweep folds them into queue_history.
--- Unlogged: a crash loses at most a minute of counts, never a job.
-create unlogged table if not exists pgmq_jobs.outcome_log (
+-- Logged (not unlogged): a hot standby must be able to read it for stats.
+create table if not exists pgmq_jobs.outcome_log (
     queue text not null,
     at timestamptz not null default pg_catalog.clock_timestamp(),
     completed integer not null default 0,

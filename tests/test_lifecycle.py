@@ -218,3 +218,23 @@ def test_replayed_job_remembers_origin_when_it_dies_again(
     assert letter.replays == 1 and letter.reason == "exhausted"
     assert letter.enqueued_at == first_death.enqueued_at  # the first enqueue, not the replay
     assert [e["error"] for e in letter.errors] == ["second life"]  # a fresh history
+
+
+def test_failing_jobs_and_purge_by_id(conn: Connection, queue_name: str) -> None:
+    jobs.create_queue(conn, queue_name, max_attempts=3, retry_base=600, retry_max=600)
+    ids = jobs.enqueue_batch(conn, queue_name, [{"i": i} for i in range(3)])
+    claimed = {j.job_id: j for j in jobs.claim(conn, queue_name, 3)}
+    jobs.fail(conn, queue_name, ids[0], 1, "first failure")
+    jobs.fail(conn, queue_name, ids[1], 1, "dies", permanent=True)
+    jobs.complete(conn, queue_name, [claimed[ids[2]]])
+    [failing] = jobs.failing_jobs(conn, queue_name)
+    assert (failing["job_id"], failing["attempts"], failing["last_error"]) == (
+        ids[0],
+        1,
+        "first failure",
+    )
+    assert failing["next_attempt_at"] > failing["enqueued_at"]
+    [letter] = jobs.dead_letters(conn, queue_name)
+    assert jobs.purge_dead_letters(conn, queue_name, dead_ids=[letter.dead_id + 100]) == 0
+    assert jobs.purge_dead_letters(conn, queue_name, dead_ids=[letter.dead_id]) == 1
+    assert jobs.dead_letters(conn, queue_name) == []

@@ -370,15 +370,32 @@ def replay(conn: psycopg.Connection[Any], queue: str, dead_ids: Sequence[int] | 
 
 
 def purge_dead_letters(
-    conn: psycopg.Connection[Any], queue: str, older_than: Duration | None = None
+    conn: psycopg.Connection[Any],
+    queue: str,
+    older_than: Duration | None = None,
+    dead_ids: Sequence[int] | None = None,
 ) -> int:
-    """Delete dead letters (all, or those older than ``older_than``); returns the count."""
+    """Delete dead letters (all, those older than ``older_than``, and/or ``dead_ids``)."""
     rows = _call(
         conn,
-        "select pgmq_jobs.purge_dead_letters(%(queue)s, %(older_than)s)",
-        {"queue": queue, "older_than": _interval(older_than)},
+        "select pgmq_jobs.purge_dead_letters(%(queue)s, %(older_than)s, %(ids)s::bigint[])",
+        {
+            "queue": queue,
+            "older_than": _interval(older_than),
+            "ids": None if dead_ids is None else list(dead_ids),
+        },
     )
     return int(rows[0][0])
+
+
+def failing_jobs(conn: psycopg.Connection[Any], queue: str, lim: int = 100) -> list[dict[str, Any]]:
+    """Jobs that failed at least once and are not dead yet, with their errors."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select * from pgmq_jobs.failing_jobs(%(queue)s, %(lim)s::integer)",
+            {"queue": queue, "lim": lim},
+        )
+        return [dict(r) for r in cur.fetchall()]
 
 
 def sweep(conn: psycopg.Connection[Any], *, max_rows: int = 10000) -> dict[str, Any]:

@@ -82,8 +82,8 @@ comment on table pgmq_jobs.queue_settings is
 
 -- Append-only outcome counts: complete/fail/claim add one row per call (not
 -- per job, and never an update), the sweep folds them into queue_history.
--- Unlogged: a crash loses at most a minute of counts, never a job.
-create unlogged table if not exists pgmq_jobs.outcome_log (
+-- Logged (not unlogged): a hot standby must be able to read it for stats.
+create table if not exists pgmq_jobs.outcome_log (
     queue text not null,
     at timestamptz not null default pg_catalog.clock_timestamp(),
     completed integer not null default 0,
@@ -2456,7 +2456,11 @@ are ignored. The new job remembers its original job id and first enqueue time.';
 -- ======================================================================
 -- 132_purge_dead_letters.sql: purge_dead_letters, drop dead letters for good.
 
-create or replace function pgmq_jobs.purge_dead_letters(queue text, older_than interval default null)
+drop function if exists pgmq_jobs.purge_dead_letters(text, interval);
+
+create or replace function pgmq_jobs.purge_dead_letters(
+    queue text, older_than interval default null, dead_ids bigint[] default null
+)
 returns integer
 language plpgsql
 volatile
@@ -2467,26 +2471,84 @@ declare
     purged integer;
 begin
     perform pgmq_jobs._settings(queue);
+    if array_position(dead_ids, null) is not null then
+        raise exception 'dead_ids must not contain nulls' using errcode = '22004';
+    end if;
     if older_than is not null then
         perform pgmq_jobs._check_interval('older_than', older_than, interval '0', interval '3650 days');
     end if;
     execute format(
         $sql$
         delete from pgmq.%I as d
-        where $1::interval is null or d.enqueued_at < clock_timestamp() - $1
+        where ($1::interval is null or d.enqueued_at < clock_timestamp() - $1)
+            and ($2::bigint[] is null or d.msg_id = any($2))
         $sql$,
         'q_' || queue || '_dlq'
-    ) using older_than;
+    ) using older_than, dead_ids;
     get diagnostics purged = row_count;
     perform pgmq_jobs._audit(queue, 'purge_dead_letters',
-        jsonb_build_object('older_than', older_than, 'purged', purged));
+        jsonb_strip_nulls(jsonb_build_object('older_than', older_than, 'dead_ids', dead_ids))
+        || jsonb_build_object('purged', purged));
     return purged;
 end
 $$;
 
-comment on function pgmq_jobs.purge_dead_letters(text, interval) is
-'Delete dead letters of a queue for good: all of them, or those that died more than
-older_than ago. Returns how many were deleted.';
+comment on function pgmq_jobs.purge_dead_letters(text, interval, bigint[]) is
+'Delete dead letters of a queue for good: all of them, those that died more than older_than
+ago, and/or only the given dead_ids. Returns how many were deleted.';
+
+-- ======================================================================
+-- sql/133_failing_jobs.sql
+-- ======================================================================
+-- 133_failing_jobs.sql: failing_jobs, jobs of a queue that failed at least
+-- once and are still alive (waiting to retry or being retried), with their
+-- error history.
+
+create or replace function pgmq_jobs.failing_jobs(queue text, lim integer default 100)
+returns table (
+    job_id bigint,
+    attempts integer,
+    max_attempts integer,
+    payload jsonb,
+    errors jsonb,
+    last_error text,
+    next_attempt_at timestamptz,
+    enqueued_at timestamptz
+)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+begin
+    if lim is null or lim < 1 or lim > 10000 then
+        raise exception 'lim must be between 1 and 10000, got %', coalesce(lim::text, 'null')
+            using errcode = '22023';
+    end if;
+    -- Only delivered jobs can have failed: the partial index over read_ct > 0
+    -- keeps this away from the waiting backlog.
+    return query execute format(
+        $sql$
+        select
+            q.msg_id, q.read_ct, coalesce((q.headers ->> 'max_attempts')::integer, $2),
+            q.message, q.headers -> 'errors', q.headers #>> '{errors,-1,error}',
+            q.vt, q.enqueued_at
+        from pgmq.%I as q
+        where q.read_ct > 0 and q.headers ? 'errors'
+        order by q.vt desc
+        limit $1
+        $sql$,
+        'q_' || queue
+    ) using lim, s.max_attempts;
+end
+$$;
+
+comment on function pgmq_jobs.failing_jobs(text, integer) is
+'Jobs of a queue that failed (or timed out) at least once and are not dead yet: attempts so
+far, payload, every error with its time, and when the next attempt may run (or, while being
+retried, until when the current delivery is hidden). Newest first, at most lim.';
 
 -- ======================================================================
 -- sql/140_heartbeat.sql
