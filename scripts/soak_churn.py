@@ -70,6 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help="storage parameters for q_<queue>, e.g. fillfactor=90,autovacuum_vacuum_cost_delay=0",
     )
+    p.add_argument(
+        "--server",
+        default="",
+        help="settings of the throwaway cluster, e.g. autovacuum_naptime=10s (default: none)",
+    )
     p.add_argument("--dsn", default=None, help="an existing server instead of a throwaway one")
     p.add_argument("--json", type=Path, default=None, help="write the figures here as JSON")
     p.add_argument("--seed", type=int, default=12)
@@ -77,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @contextmanager
-def server(dsn: str | None) -> Iterator[str]:
+def server(dsn: str | None, settings: dict[str, str]) -> Iterator[str]:
     """DSN of the soak database: on ``dsn``'s server or on a throwaway cluster."""
     if dsn is not None:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -88,8 +93,9 @@ def server(dsn: str | None) -> Iterator[str]:
         return
     base = Path(tempfile.mkdtemp(prefix="pgmq-jobs-soak-"))
     base.chmod(0o755)
-    # Default durability and autovacuum; only the pg_cron database is named.
-    cluster = EmbeddedCluster(base / "data", settings={"cron.database_name": DATABASE}, quiet=True)
+    # Default durability and autovacuum (unless --server says otherwise).
+    conf: dict[str, str | int | float | bool] = {"cron.database_name": DATABASE, **settings}
+    cluster = EmbeddedCluster(base / "data", settings=conf, quiet=True)
     cluster.start()
     try:
         yield cluster.create_database(DATABASE)
@@ -307,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         "probe": args.probe,
         "fail_share": args.fail_share,
         "storage": storage,
+        "server_settings": args.server,
     }
-    with server(args.dsn) as dsn:
+    with server(args.dsn, parse_storage(args.server)) as dsn:
         say(f"database {dsn}; installing")
         install(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
