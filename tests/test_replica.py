@@ -33,16 +33,6 @@ Connection = psycopg.Connection[Any]
 
 CLI_REPLICA_ERROR = f"pgmq-jobs: error: {REPLICA_MESSAGE}\n"
 
-# queue_stats, alerts and outcome_totals read pgmq_jobs.outcome_log, an UNLOGGED table
-# (sql/000_schema.sql), and a hot standby refuses to plan any query that touches an unlogged
-# relation. The fix belongs to sql/3xx: read outcome_log from PL/pgSQL only when
-# not pg_is_in_recovery() (queue_history alone on a standby), or make it a logged table.
-UNLOGGED_OUTCOME_LOG = pytest.mark.xfail(
-    strict=True,
-    reason="queue_stats/alerts read the unlogged pgmq_jobs.outcome_log: 'cannot access "
-    "temporary or unlogged relations during recovery' on a standby",
-)
-
 
 @pytest.fixture(scope="module")
 def standby(cluster_dsn: str, db_dsn: str, pg_bin_dir: Path) -> Iterator[EmbeddedCluster]:
@@ -136,7 +126,6 @@ def test_queues_dlq_schedules_and_workers_on_the_standby(
     assert (mine["status"], mine["jobs_done"], mine["queues"]) == ("alive", 7, [queue])
 
 
-@UNLOGGED_OUTCOME_LOG
 def test_stats_and_alerts_on_the_standby(replicated_queue: str, replica_dsn: str) -> None:
     if importlib.util.find_spec("pgmq_jobs.cli_observe") is None:
         pytest.skip("pgmq-jobs stats/alerts (cli_observe) do not exist yet")
@@ -151,7 +140,6 @@ def test_stats_and_alerts_on_the_standby(replicated_queue: str, replica_dsn: str
     assert isinstance(json.loads(alerts.stdout), list)
 
 
-@UNLOGGED_OUTCOME_LOG
 def test_the_exporter_on_the_standby(replicated_queue: str, replica_dsn: str) -> None:
     if importlib.util.find_spec("pgmq_jobs.exporter") is None:
         pytest.skip("the Prometheus exporter (pgmq_jobs.exporter) does not exist yet")
@@ -169,10 +157,28 @@ def test_the_exporter_on_the_standby(replicated_queue: str, replica_dsn: str) ->
     assert f'pgmq_jobs_queue_dead_letters{{queue="{replicated_queue}"}} 1.0' in text
 
 
-def test_the_dashboard_on_the_standby() -> None:
+def test_the_dashboard_on_the_standby(replicated_queue: str, replica_dsn: str) -> None:
     if importlib.util.find_spec("pgmq_jobs.dashboard") is None:
-        pytest.skip("the dashboard does not exist yet (pgmq_jobs.dashboard); nothing to run")
-    pytest.fail("pgmq_jobs.dashboard exists now: add its read-only check on the standby here")
+        pytest.skip("the dashboard (pgmq_jobs.dashboard) does not exist yet")
+    from pgmq_jobs.dashboard import DashboardServer
+
+    server = DashboardServer(replica_dsn, "127.0.0.1", 0, refresh=0)
+    server.start()
+    try:
+        base = server.url.rstrip("/")
+        for path, expected in (
+            ("/", replicated_queue),
+            (f"/queues/{replicated_queue}", "broken for good"),
+            ("/workers", f"w-{replicated_queue}"),
+            ("/schedules", ""),
+            ("/audit", ""),
+        ):
+            with urllib.request.urlopen(base + path, timeout=15) as response:
+                body = response.read().decode()
+                assert response.status == 200, path
+            assert expected in body, path
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize(
