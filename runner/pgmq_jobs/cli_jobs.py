@@ -86,7 +86,8 @@ def _cell(value: Any) -> str:
 
 
 def _connect(args: argparse.Namespace) -> psycopg.Connection[Any]:
-    return psycopg.connect(resolve_dsn(args), autocommit=True)
+    # No server-side prepared statements: the CLI must work behind transaction poolers.
+    return psycopg.connect(resolve_dsn(args), autocommit=True, prepare_threshold=None)
 
 
 # ---------------------------------------------------------------- enqueue

@@ -1,7 +1,9 @@
 """CLI verbs for monitoring: ``stats``, ``workers``, ``alerts`` and ``exporter``.
 
 ``pgmq-jobs alerts`` exits with status 2 while any alert fires (1 stays a database error),
-so it works as a check in cron, CI or a health probe.
+so it works as a check in cron, CI or a health probe. ``stats``, ``workers``, ``alerts`` and
+``exporter`` take ``--dsn [NAME=]URL`` more than once to watch queues spread over several
+databases; rows (and metrics) then carry the database's name.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from pgmq_jobs.cli_jobs import (
@@ -24,6 +28,7 @@ from pgmq_jobs.cli_jobs import (
     _print_json,
     _print_table,
     parse_duration,
+    resolve_dsn,
 )
 
 ALERTS_FIRING = 2
@@ -45,12 +50,61 @@ ALERT_NAMES = (
 )
 
 
+def named_dsns(args: argparse.Namespace) -> dict[str, str]:
+    """``--dsn [NAME=]URL`` (repeatable) as {name: dsn}; a DSN without a name is named by
+    its database. With no ``--dsn``: the environment's one database."""
+    from pgmq_jobs.cli_worker import split_named
+
+    given: list[str] = args.dsns or []
+    if not given:
+        args.dsn = None
+        return {"": resolve_dsn(args)}
+    named: dict[str, str] = {}
+    for i, text in enumerate(given, start=1):
+        name, dsn = split_named(text)
+        if name is None:
+            name = str(conninfo_to_dict(dsn).get("dbname") or f"db{i}")
+        named[name if name not in named else f"{name}{i}"] = dsn
+    return named
+
+
+def _connect_named(name: str, dsn: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(dsn, autocommit=True, prepare_threshold=None, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        where = f"database {name}" if name else "the database"
+        print(f"pgmq-jobs: error: {where} is unreachable: {first}", file=sys.stderr)
+        raise SystemExit(1) from exc
+
+
+def _query(
+    conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]
+) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return [dict(r) for r in cur.fetchall()]
+
+
 def _rows(
     args: argparse.Namespace, query: str, params: tuple[Any, ...] = ()
 ) -> list[dict[str, Any]]:
-    with _connect(args) as conn, conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)
-        return [dict(r) for r in cur.fetchall()]
+    """The query's rows from every database; each row names its database when there are
+    several."""
+    dsns = named_dsns(args)
+    rows: list[dict[str, Any]] = []
+    for name, dsn in dsns.items():
+        with _connect_named(name, dsn) as conn:
+            rows.extend(_labelled(_query(conn, query, params), name, len(dsns) > 1))
+    return rows
+
+
+def _labelled(rows: list[dict[str, Any]], name: str, several: bool) -> list[dict[str, Any]]:
+    return [{"database": name, **r} for r in rows] if several else rows
+
+
+def _columns(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
+    return ["database", *columns] if rows and "database" in rows[0] else columns
 
 
 # ---------------------------------------------------------------- formatting
@@ -146,34 +200,45 @@ def stats_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
 STATS_SQL = "select * from pgmq_jobs.queue_stats order by queue"
 
 
+def _print_stats(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        _print_json(rows)
+        return
+    table = stats_table(rows)
+    if rows and "database" in rows[0]:
+        table = [{"database": r["database"], **t} for r, t in zip(rows, table, strict=True)]
+    _print_table(table, _columns(rows, STATS_COLUMNS))
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     if args.watch is None:
-        rows = _rows(args, STATS_SQL)
-        if args.json:
-            _print_json(rows)
-        else:
-            _print_table(stats_table(rows), STATS_COLUMNS)
+        _print_stats(_rows(args, STATS_SQL), args.json)
         return 0
     every = max(args.watch.total_seconds(), 0.2)
+    dsns = named_dsns(args)
+    conns = {name: _connect_named(name, dsn) for name, dsn in dsns.items()}
     try:
-        with _connect(args) as conn:
-            while True:
-                with conn.cursor(row_factory=dict_row) as cur:
-                    rows = [dict(r) for r in cur.execute(STATS_SQL)]
-                if args.json:
-                    _print_json(rows)
-                else:
-                    # Home the cursor and clear the screen: the table refreshes in place.
-                    sys.stdout.write("\x1b[H\x1b[2J")
-                    print(
-                        f"pgmq-jobs stats  {datetime.now():%Y-%m-%d %H:%M:%S}"
-                        f"  (every {every:g}s; Ctrl-C stops)\n"
-                    )
-                    _print_table(stats_table(rows), STATS_COLUMNS)
-                sys.stdout.flush()
-                time.sleep(every)
+        while True:
+            rows = [
+                row
+                for name, conn in conns.items()
+                for row in _labelled(_query(conn, STATS_SQL, ()), name, len(conns) > 1)
+            ]
+            if not args.json:
+                # Home the cursor and clear the screen: the table refreshes in place.
+                sys.stdout.write("\x1b[H\x1b[2J")
+                print(
+                    f"pgmq-jobs stats  {datetime.now():%Y-%m-%d %H:%M:%S}"
+                    f"  (every {every:g}s; Ctrl-C stops)\n"
+                )
+            _print_stats(rows, args.json)
+            sys.stdout.flush()
+            time.sleep(every)
     except KeyboardInterrupt:
         return 0
+    finally:
+        for conn in conns.values():
+            conn.close()
 
 
 # ---------------------------------------------------------------- workers
@@ -194,16 +259,19 @@ def cmd_workers(args: argparse.Namespace) -> int:
         row["queues"] = ",".join(row["queues"])
     _print_table(
         rows,
-        [
-            "worker_id",
-            "status",
-            "queues",
-            "in_flight",
-            "jobs_done",
-            "jobs_failed",
-            "last_seen_at",
-            "started_at",
-        ],
+        _columns(
+            rows,
+            [
+                "worker_id",
+                "status",
+                "queues",
+                "in_flight",
+                "jobs_done",
+                "jobs_failed",
+                "last_seen_at",
+                "started_at",
+            ],
+        ),
     )
     return 0
 
@@ -219,7 +287,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         for row in rows:
             row["value"] = _number(row["value"])
             row["threshold"] = _number(row["threshold"])
-        _print_table(rows, ["alert", "queue", "value", "threshold", "since", "message"])
+        _print_table(
+            rows, _columns(rows, ["alert", "queue", "value", "threshold", "since", "message"])
+        )
     else:
         print("no alerts")
     return ALERTS_FIRING if rows else 0
@@ -273,10 +343,10 @@ def cmd_alerts_thresholds(args: argparse.Namespace) -> int:
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
-    from pgmq_jobs.cli_jobs import resolve_dsn
     from pgmq_jobs.exporter import serve
 
-    exporter = serve(resolve_dsn(args), args.host, args.port)
+    dsns = named_dsns(args)
+    exporter = serve(dsns if len(dsns) > 1 else next(iter(dsns.values())), args.host, args.port)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -294,11 +364,26 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- wiring
 
 
+def _dsns_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--dsn",
+        dest="dsns",
+        action="append",
+        default=[],
+        metavar="[NAME=]URL",
+        help="database URL; repeat for several databases (default: $PGMQ_JOBS_DSN or "
+        "$DATABASE_URL)",
+    )
+    return parent
+
+
 def register(sub: SubParsers) -> None:
     """Add ``stats``, ``workers``, ``alerts`` and ``exporter`` to the ``pgmq-jobs`` parser."""
     dsn = _dsn_parent()
+    dsns = _dsns_parent()
 
-    p = sub.add_parser("stats", parents=[dsn], help="metrics of every queue (queue_stats)")
+    p = sub.add_parser("stats", parents=[dsns], help="metrics of every queue (queue_stats)")
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--watch",
@@ -311,13 +396,13 @@ def register(sub: SubParsers) -> None:
     )
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("workers", parents=[dsn], help="worker processes and their health")
+    p = sub.add_parser("workers", parents=[dsns], help="worker processes and their health")
     p.add_argument("--all", action="store_true", help="include workers that are gone")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_workers)
 
     alerts = sub.add_parser(
-        "alerts", parents=[dsn], help="alert conditions firing now (exit status 2 if any)"
+        "alerts", parents=[dsns], help="alert conditions firing now (exit status 2 if any)"
     )
     alerts.add_argument("--json", action="store_true")
     alerts.set_defaults(func=cmd_alerts)
@@ -329,11 +414,11 @@ def register(sub: SubParsers) -> None:
     )
     p.add_argument("--queue", default=None, help="only this queue (default: every queue)")
     p.set_defaults(func=cmd_alerts_set)
-    p = asub.add_parser("thresholds", parents=[dsn], help="every threshold in effect")
+    p = asub.add_parser("thresholds", parents=[dsns], help="every threshold in effect")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_alerts_thresholds)
 
-    p = sub.add_parser("exporter", parents=[dsn], help="serve Prometheus metrics over HTTP")
+    p = sub.add_parser("exporter", parents=[dsns], help="serve Prometheus metrics over HTTP")
     p.add_argument("--port", type=int, default=EXPORTER_PORT, help=f"default {EXPORTER_PORT}")
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     p.set_defaults(func=cmd_exporter)

@@ -32,6 +32,10 @@ The outcome counters count from the minute the exporter started (they reset when
 restarts, as Prometheus counters may); ``enqueued_total`` is the queue's message-id
 sequence. A scrape while the database is unreachable answers ``pgmq_jobs_up 0`` and
 reconnects on the next one.
+
+Given several databases (``serve({"eu": dsn1, "us": dsn2})``), every sample carries a
+``database`` label and each database has its own ``pgmq_jobs_up``; with one database the
+output has no such label.
 """
 
 from __future__ import annotations
@@ -103,8 +107,15 @@ class JobsCollector(Collector):
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
-            conn.execute(f"set statement_timeout = {int(self.statement_timeout * 1000)}")
+            # The timeout travels with the connection (a SET would not survive a
+            # transaction pooler), and nothing is prepared server-side.
+            conn = psycopg.connect(
+                self.dsn,
+                autocommit=True,
+                connect_timeout=5,
+                prepare_threshold=None,
+                options=f"-c statement_timeout={int(self.statement_timeout * 1000)}",
+            )
             self._conn = conn
         return self._conn
 
@@ -250,13 +261,39 @@ def _families(snap: Snapshot) -> Iterator[Metric]:
     yield from (firing, value, count)
 
 
+class MultiDatabaseCollector(Collector):
+    """The metrics of several databases, each sample labelled with its database's name."""
+
+    def __init__(self, collectors: dict[str, JobsCollector]) -> None:
+        self.collectors = collectors
+
+    def close(self) -> None:
+        for collector in self.collectors.values():
+            collector.close()
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for database, collector in self.collectors.items():
+            for family in collector.collect():
+                target = merged.get(family.name)
+                if target is None:
+                    target = merged[family.name] = Metric(
+                        family.name, family.documentation, family.type
+                    )
+                for sample in family.samples:
+                    target.samples.append(
+                        sample._replace(labels={**sample.labels, "database": database})
+                    )
+        yield from merged.values()
+
+
 @dataclass
 class Exporter:
     """A running exporter: its HTTP server, serving thread and collector."""
 
     server: WSGIServer
     thread: threading.Thread
-    collector: JobsCollector
+    collector: JobsCollector | MultiDatabaseCollector
 
     @property
     def port(self) -> int:
@@ -270,13 +307,25 @@ class Exporter:
 
 
 def serve(
-    dsn: str, host: str = "0.0.0.0", port: int = DEFAULT_PORT, *, since: datetime | None = None
+    dsn: str | dict[str, str],
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_PORT,
+    *,
+    since: datetime | None = None,
 ) -> Exporter:
     """Start serving ``/metrics`` in a background thread (port 0: any free port).
 
-    The outcome counters count from ``since`` (default: the minute of the first scrape)."""
+    ``dsn``: one database, or {name: dsn} for several (samples then get a ``database``
+    label). The outcome counters count from ``since`` (default: the minute of the first
+    scrape)."""
     registry = CollectorRegistry(auto_describe=False)
-    collector = JobsCollector(dsn, since=since)
+    collector: JobsCollector | MultiDatabaseCollector
+    if isinstance(dsn, str):
+        collector = JobsCollector(dsn, since=since)
+    else:
+        collector = MultiDatabaseCollector(
+            {name: JobsCollector(d, since=since) for name, d in dsn.items()}
+        )
     registry.register(collector)
     server, thread = start_http_server(port, addr=host, registry=registry)
     return Exporter(server, thread, collector)
