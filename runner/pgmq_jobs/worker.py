@@ -52,6 +52,7 @@ import psycopg
 
 from pgmq_jobs.outcomes import Permanent, Retry, error_text, timeout_text
 from pgmq_jobs.registry import Handler, JobContext, Registry
+from pgmq_jobs.tracing import job_span, record_failure
 from pgmq_jobs.wakeup import Listener, backoff_delay
 
 log = logging.getLogger("pgmq_jobs.worker")
@@ -549,14 +550,18 @@ class Worker:
     @staticmethod
     def _run_handler(delivery: Delivery) -> Report:
         started = time.perf_counter()
-        try:
-            delivery.handler.func(delivery.payload, delivery.context)
-        except Retry as exc:
-            return Report(delivery, error_text(exc), retry_after=exc.after)
-        except Permanent as exc:
-            return Report(delivery, error_text(exc), permanent=True)
-        except BaseException as exc:  # every failure is reported, even SystemExit
-            return Report(delivery, error_text(exc))
+        with job_span(delivery.queue, delivery.job_id, delivery.attempt) as span:
+            try:
+                delivery.handler.func(delivery.payload, delivery.context)
+            except Retry as exc:
+                record_failure(span, exc)
+                return Report(delivery, error_text(exc), retry_after=exc.after)
+            except Permanent as exc:
+                record_failure(span, exc)
+                return Report(delivery, error_text(exc), permanent=True)
+            except BaseException as exc:  # every failure is reported, even SystemExit
+                record_failure(span, exc)
+                return Report(delivery, error_text(exc))
         # The handler's processing time, reported with the completion (queue_stats).
         return Report(delivery, duration_ms=(time.perf_counter() - started) * 1000)
 
