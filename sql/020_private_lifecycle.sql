@@ -120,7 +120,9 @@ $$;
 
 -- Wake idle workers of a queue: NOTIFY on channel pgmq_jobs_<queue>, sent at
 -- commit (never for a rolled-back enqueue) and folded into one per
--- transaction. Workers that cannot LISTEN (transaction poolers) poll instead.
+-- transaction, and only while a worker waits for it (wait_for_jobs): a
+-- NOTIFY serialises concurrent commits cluster-wide. Workers that cannot
+-- LISTEN (transaction poolers) poll instead.
 create or replace function pgmq_jobs._wake(queue text, notify boolean)
 returns void
 language plpgsql
@@ -128,7 +130,7 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    if notify then
+    if notify and exists (select from pgmq_jobs.waiting_workers as w where w.queue = _wake.queue) then
         perform pg_notify('pgmq_jobs_' || queue, '');
     end if;
 end

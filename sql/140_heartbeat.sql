@@ -70,6 +70,9 @@ begin
         jobs_failed = excluded.jobs_failed,
         in_flight = excluded.in_flight,
         stopped_at = excluded.stopped_at;
+    if stopping then
+        delete from pgmq_jobs.waiting_workers as w where w.worker_id = heartbeat.worker_id;
+    end if;
     return seen;
 end
 $$;

@@ -173,7 +173,13 @@ begin
     );
     get diagnostics keys_expired = row_count;
 
-    -- 6. Forget workers that stopped or went silent more than a week ago.
+    -- 6. Wake-up marks of workers that are no longer alive (killed, not stopped).
+    delete from pgmq_jobs.waiting_workers as w
+    where not exists (
+        select from pgmq_jobs.workers as k where k.worker_id = w.worker_id and k.status = 'alive'
+    ) and w.since < clock_timestamp() - interval '1 minute';
+
+    -- Forget workers that stopped or went silent more than a week ago.
     delete from pgmq_jobs.worker_heartbeats as w
     where coalesce(w.stopped_at, w.last_seen_at) < clock_timestamp() - interval '7 days';
     get diagnostics workers_removed = row_count;

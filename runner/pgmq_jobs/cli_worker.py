@@ -54,6 +54,7 @@ def worker_options(args: argparse.Namespace) -> Any:
     return WorkerOptions(
         queues=list(dict.fromkeys(args.queue)),
         concurrency=args.concurrency,
+        prefetch=args.prefetch,
         poll_interval=args.poll_interval,
         listen=not args.no_listen,
         listen_dsn=args.listen_dsn,
@@ -151,6 +152,12 @@ def add_worker_parser(sub: SubParsers) -> None:
     p.add_argument("--queue", action="append", required=True, help="queue to work (repeatable)")
     p.add_argument("--app", required=True, help="module:registry holding the handlers")
     p.add_argument("--concurrency", type=int, default=10, help="handler threads (default 10)")
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="jobs claimed ahead of a free thread (default: as many as --concurrency; 0: none)",
+    )
     p.add_argument(
         "--poll-interval", type=seconds, default=1.0, help="poll fallback period (default 1s)"
     )

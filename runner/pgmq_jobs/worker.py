@@ -66,6 +66,9 @@ CLAIM_SQL = (
     " from pgmq_jobs.claim(%s, %s, visibility_timeout => %s, worker => %s)"
 )
 COMPLETE_SQL = "select pgmq_jobs.complete(%s, %s::bigint[], %s::int[], %s::float8[])"
+WAIT_SQL = "select pgmq_jobs.wait_for_jobs(%s, %s::text[], %s)"
+WAITING_RECHECKS = (0.02, 0.1, 0.5)
+"""Seconds after marking itself waiting at which a worker claims again (see _mark_waiting)."""
 FAIL_SQL = (
     "select outcome, extract(epoch from next_attempt_at - clock_timestamp())::float8"
     " from pgmq_jobs.fail(%s, %s, %s, %s, retry_after => %s, permanent => %s)"
@@ -86,6 +89,10 @@ class WorkerOptions:
 
     queues: list[str]
     concurrency: int = 10
+    # Jobs claimed ahead of a free handler thread (None: as many as concurrency). They wait
+    # in the pool's queue, their leases extended like running jobs, so the next claim's
+    # round trip overlaps with work instead of leaving the threads idle.
+    prefetch: int | None = None
     poll_interval: float = 1.0
     listen: bool = True
     listen_dsn: str | None = None
@@ -106,6 +113,8 @@ class WorkerOptions:
             raise ValueError("give at least one queue")
         if self.concurrency < 1 or self.concurrency > 1000:
             raise ValueError(f"concurrency must be 1..1000, got {self.concurrency}")
+        if self.prefetch is not None and not 0 <= self.prefetch <= 1000:
+            raise ValueError(f"prefetch must be 0..1000, got {self.prefetch}")
         if self.poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {self.poll_interval}")
         if not 0 < self.extend_fraction < 1:
@@ -237,6 +246,8 @@ class Worker:
         self._active: dict[tuple[str, int, int], Delivery] = {}
         self._ready: set[str] = set(options.queues)
         self._wakes: dict[str, int] = dict.fromkeys(options.queues, 0)
+        # Queues this worker is marked waiting for (enqueues then NOTIFY; see wait_for_jobs).
+        self._waiting: set[str] = set()
         self._order: deque[str] = deque(options.queues)
         self._timers: list[tuple[float, str]] = []
         self._conn: Connection | None = None
@@ -468,7 +479,10 @@ class Worker:
     # ------------------------------------------------------------ claiming
 
     def _free(self) -> int:
-        free = self.options.concurrency - len(self._active)
+        prefetch = self.options.prefetch
+        if prefetch is None:
+            prefetch = self.options.concurrency
+        free = self.options.concurrency + prefetch - len(self._active)
         if self.options.max_jobs is not None:
             free = min(free, self.options.max_jobs - self.summary.claimed)
         return free
@@ -486,8 +500,30 @@ class Worker:
             rows = self._claim_rows(conn, queue, free)
             if len(rows) < free:
                 self._mark_drained(queue, wakes)
+            self._mark_waiting(conn, queue, claimed=len(rows), asked=free)
             for row in rows:
                 self._start_delivery(queue, row)
+
+    def _mark_waiting(self, conn: Connection, queue: str, *, claimed: int, asked: int) -> None:
+        """Ask producers for wake-ups while idle on ``queue``; stop asking under load.
+
+        After a claim that drained the queue (fewer jobs than asked for) the worker marks
+        itself waiting and claims again at once and
+        shortly after: a producer whose transaction checked for waiting workers before the mark
+        took effect sent no NOTIFY, and its job is picked up by those claims (or, for a very
+        long transaction, by the poll). A full claim means the queue keeps it busy: it unmarks,
+        and producers skip the NOTIFY, which serialises their commits."""
+        if not self.options.listen:
+            return
+        if claimed < asked and queue not in self._waiting:
+            conn.execute(WAIT_SQL, (self.worker_id, [queue], True))
+            self._waiting.add(queue)
+            self._on_wake(queue)
+            for delay in WAITING_RECHECKS:
+                self._add_timer(delay, queue)
+        elif claimed >= asked and queue in self._waiting:
+            conn.execute(WAIT_SQL, (self.worker_id, [queue], False))
+            self._waiting.discard(queue)
 
     def _mark_drained(self, queue: str, wakes: int) -> None:
         """Nothing more is ready in ``queue``, unless a wake-up came in during the claim."""

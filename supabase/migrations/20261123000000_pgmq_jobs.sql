@@ -687,7 +687,9 @@ $$;
 
 -- Wake idle workers of a queue: NOTIFY on channel pgmq_jobs_<queue>, sent at
 -- commit (never for a rolled-back enqueue) and folded into one per
--- transaction. Workers that cannot LISTEN (transaction poolers) poll instead.
+-- transaction, and only while a worker waits for it (wait_for_jobs): a
+-- NOTIFY serialises concurrent commits cluster-wide. Workers that cannot
+-- LISTEN (transaction poolers) poll instead.
 create or replace function pgmq_jobs._wake(queue text, notify boolean)
 returns void
 language plpgsql
@@ -695,7 +697,7 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    if notify then
+    if notify and exists (select from pgmq_jobs.waiting_workers as w where w.queue = _wake.queue) then
         perform pg_notify('pgmq_jobs_' || queue, '');
     end if;
 end
@@ -2625,6 +2627,9 @@ begin
         jobs_failed = excluded.jobs_failed,
         in_flight = excluded.in_flight,
         stopped_at = excluded.stopped_at;
+    if stopping then
+        delete from pgmq_jobs.waiting_workers as w where w.worker_id = heartbeat.worker_id;
+    end if;
     return seen;
 end
 $$;
@@ -2685,6 +2690,56 @@ comment on view pgmq_jobs.audit is
 'Operator actions, append-only: acting role, time, queue, action (create_queue,
 configure_queue, drop_queue, replay, purge_dead_letters, schedule, unschedule) and what
 changed. Job completions are not audited (the archive is their record).';
+
+-- ======================================================================
+-- sql/143_wait_for_jobs.sql
+-- ======================================================================
+-- 143_wait_for_jobs.sql: wait_for_jobs, a worker says it is idle and listening
+-- for a queue's wake-ups (or no longer). Enqueues NOTIFY only while some
+-- worker waits: a NOTIFY takes a cluster-wide lock at commit that serialises
+-- the commits of concurrent producers, so busy queues (whose workers claim
+-- again anyway) skip it.
+
+create table if not exists pgmq_jobs.waiting_workers (
+    queue text not null,
+    worker_id text not null,
+    since timestamptz not null default pg_catalog.clock_timestamp(),
+    primary key (queue, worker_id)
+);
+comment on table pgmq_jobs.waiting_workers is
+'Workers idle and listening for wake-ups of a queue; enqueue notifies only while one waits';
+
+create or replace function pgmq_jobs.wait_for_jobs(worker_id text, queues text[], waiting boolean)
+returns void
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if worker_id is null or worker_id = '' or length(worker_id) > 200 then
+        raise exception 'worker_id must be 1 to 200 characters' using errcode = '22023';
+    end if;
+    if queues is null or array_position(queues, null) is not null or waiting is null then
+        raise exception 'queues (without nulls) and waiting must not be null' using errcode = '22004';
+    end if;
+    if waiting then
+        insert into pgmq_jobs.waiting_workers as w (queue, worker_id)
+        select q, wait_for_jobs.worker_id from unnest(queues) as q
+        on conflict on constraint waiting_workers_pkey do nothing;
+    else
+        delete from pgmq_jobs.waiting_workers as w
+        where w.worker_id = wait_for_jobs.worker_id and w.queue = any(queues);
+    end if;
+end
+$$;
+
+comment on function pgmq_jobs.wait_for_jobs(text, text[], boolean) is
+'A worker marks itself idle and listening on NOTIFY pgmq_jobs_<queue> for these queues
+(waiting => true), or busy again (false). Enqueues send their wake-up NOTIFY only while some
+worker waits for the queue. The worker must claim once more after marking itself waiting, so
+that a job committed just before is not missed. A stopping heartbeat and the sweep (for
+workers no longer alive) clear the marks.';
 
 -- ======================================================================
 -- sql/150_invoker_cron.sql
@@ -3105,7 +3160,13 @@ begin
     );
     get diagnostics keys_expired = row_count;
 
-    -- 6. Forget workers that stopped or went silent more than a week ago.
+    -- 6. Wake-up marks of workers that are no longer alive (killed, not stopped).
+    delete from pgmq_jobs.waiting_workers as w
+    where not exists (
+        select from pgmq_jobs.workers as k where k.worker_id = w.worker_id and k.status = 'alive'
+    ) and w.since < clock_timestamp() - interval '1 minute';
+
+    -- Forget workers that stopped or went silent more than a week ago.
     delete from pgmq_jobs.worker_heartbeats as w
     where coalesce(w.stopped_at, w.last_seen_at) < clock_timestamp() - interval '7 days';
     get diagnostics workers_removed = row_count;
@@ -4203,7 +4264,8 @@ grant execute on function
     pgmq_jobs.complete(text, bigint[], integer[], double precision[]),
     pgmq_jobs.fail(text, bigint, integer, text, interval, boolean),
     pgmq_jobs.extend(text, bigint, integer, interval),
-    pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean)
+    pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean),
+    pgmq_jobs.wait_for_jobs(text, text[], boolean)
 to pgmq_jobs_worker;
 
 -- The admin may call every public (non-underscore) function and read every view.
