@@ -503,14 +503,18 @@ def markdown(results: dict[str, Any], json_path: Path, png: Path | None) -> str:
     c = results["cluster"]
     m = results["machine"]
     rel = json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path
+    src = results.get("source") or {}
+    dirty = src.get("uncommitted") or []
     parts = [
-        "# Benchmarks",
+        "## pgmq-jobs side by side with raw PGMQ and the peers (`make bench`)",
         "",
         f"Produced by `{results['command']}` ({results['mode']} run, {results['started']}, "
         f"{results['seconds']:.0f} s) → [`{rel}`]({rel}). Every figure is the median of the runs "
         f"with (min–max); {results['plan']['runs']} runs for enqueue and the deep queue, "
         f"{results['plan']['process_runs']} for processing and the failure path, "
-        f"{results['plan']['lat_runs']} × {results['plan']['lat_n']} jobs for pickup latency.",
+        f"{results['plan']['lat_runs']} × {results['plan']['lat_n']} jobs for pickup latency. "
+        f"Source measured: commit `{src.get('commit', '?')}`"
+        + (f" with uncommitted changes in {', '.join(d[3:] for d in dirty)}." if dirty else "."),
         "",
         f"Machine: {m.get('cpus')} CPUs ({m.get('cpu')}), {m.get('memory')}, Python {m.get('python')}, "
         f"Node {m.get('node')}. One throwaway cluster (PostgreSQL {c.get('server_version')}) for all systems, "
@@ -527,7 +531,7 @@ def markdown(results: dict[str, Any], json_path: Path, png: Path | None) -> str:
     if png:
         prel = png.relative_to(ROOT) if png.is_relative_to(ROOT) else png
         parts += [f"![comparison chart]({prel})", ""]
-    parts += ["## Side by side", "", *main_table(results), ""]
+    parts += ["### Side by side", "", *main_table(results), ""]
     parts += [
         "What is measured: enqueue figures are timed inside each system's driver process from the "
         "first call to the last commit (connections opened beforehand). Processing: the queue is "
@@ -548,23 +552,23 @@ def markdown(results: dict[str, Any], json_path: Path, png: Path | None) -> str:
         "process (and its children), sampled every 100 ms. Connections: client backends in the "
         "system's database, sampled every 100 ms, divided by the number of worker processes.",
         "",
-        "## Targets (DESIGN.md and issue 6)",
+        "### Targets (DESIGN.md and issue 6)",
         "",
         *targets(results),
         "",
-        "## Deep queue (scenario 6): pgmq-jobs vs raw PGMQ on the same layouts",
+        "### Deep queue (scenario 6): pgmq-jobs vs raw PGMQ on the same layouts",
         "",
         *deep_table(results),
         "",
-        "## Unique jobs, ordered groups, concurrency limits (issue 11; pgmq-jobs only)",
+        "### Unique jobs, ordered groups, concurrency limits (issue 11; pgmq-jobs only)",
         "",
         *issue11_table(results),
         "",
-        "## Systems and the settings used",
+        "### Systems and the settings used",
         "",
         *settings_list(results),
         "",
-        "## Where pgmq-jobs' database time went (pg_stat_statements, its database, whole run)",
+        "### Where pgmq-jobs' database time went (pg_stat_statements, its database, whole run)",
         "",
         *top_statements(results),
         "",
@@ -574,11 +578,33 @@ def markdown(results: dict[str, Any], json_path: Path, png: Path | None) -> str:
     return "\n".join(parts)
 
 
+BEGIN = "<!-- make bench: generated from bench/results by bench/report.py; begin -->"
+END = "<!-- make bench: end -->"
+
+
+def merge(existing: str | None, body: str) -> str:
+    """Put the generated block into BENCHMARKS.md, keeping every other section as it is:
+    between the markers when they are there, else right after the title."""
+    block = f"{BEGIN}\n{body.rstrip()}\n{END}\n"
+    if not existing:
+        return f"# Benchmarks\n\n{block}"
+    if BEGIN in existing and END in existing:
+        head, rest = existing.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        return f"{head}{block}\n{tail}" if tail else f"{head}{block}"
+    lines = existing.splitlines(keepends=True)
+    if lines and lines[0].startswith("# "):
+        return f"{lines[0]}\n{block}\n{''.join(lines[1:]).lstrip(chr(10))}"
+    return f"# Benchmarks\n\n{block}\n{existing}"
+
+
 def write(results: dict[str, Any], json_path: Path) -> tuple[Path, Path | None]:
     quick = results.get("mode") == "quick"
     png = chart(results, json_path.with_suffix(".png"))
     md_path = json_path.with_suffix(".md") if quick else ROOT / "BENCHMARKS.md"
-    md_path.write_text(markdown(results, json_path, png))
+    body = markdown(results, json_path, png)
+    existing = None if quick or not md_path.exists() else md_path.read_text()
+    md_path.write_text(merge(existing, body))
     return md_path, png
 
 

@@ -138,6 +138,22 @@ def _node_version() -> str:
         return ""
 
 
+def source_state() -> dict[str, Any]:
+    """The commit measured, and whether runner/ or sql/ had uncommitted changes."""
+    import subprocess
+
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+            ).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    dirty = git("status", "--porcelain", "--", "runner", "sql")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines()}
+
+
 def build_systems(keys: list[str]) -> list[System]:
     systems: list[System] = []
     if "pgmq_jobs" in keys:
@@ -237,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if args.quick else "full",
         "command": "make bench-quick" if args.quick else "make bench",
         "machine": machine(),
+        "source": source_state(),
         "cluster": settings,
         "plan": plan.__dict__,
         "systems": {},
