@@ -19,7 +19,6 @@ from bench.common import loadavg, percentile, progress, rates, stats, tree_rss_m
 from bench.systems.base import System
 
 MONITOR_APP = "bench-monitor"
-PROJECT_AFTER = 8.0  # seconds before a run that cannot finish within the cap is cut short
 
 
 @dataclass
@@ -49,23 +48,24 @@ class Plan:
     group_jobs: int
     dedupe_n: int
     limit: int
+    cut_after: float  # seconds before a run that cannot finish within the cap is cut short
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
             return cls(
-                quick=True, runs=2, single_n=300, producers_n=600, producers=8,
-                batch_n=5_000, batch_size=1_000, process_n=3_000, process_runs=1,
-                process_cap=15, lat_n=40, lat_runs=2, lat_gap_ms=10, fail_n=1_000,
+                quick=True, runs=2, single_n=200, producers_n=400, producers=8,
+                batch_n=5_000, batch_size=1_000, process_n=2_000, process_runs=1,
+                process_cap=15, lat_n=40, lat_runs=2, lat_gap_ms=10, fail_n=500,
                 deep_n=100_000, delayed_n=10_000, shallow_n=10_000, measure_n=2_000,
-                stalled=1_000, groups=2_000, group_jobs=5, dedupe_n=300, limit=50,
+                stalled=1_000, groups=2_000, group_jobs=5, dedupe_n=300, limit=50, cut_after=3,
             )  # fmt: skip
         return cls(
             quick=False, runs=3, single_n=2_000, producers_n=4_000, producers=8,
             batch_n=20_000, batch_size=1_000, process_n=20_000, process_runs=3,
             process_cap=20, lat_n=150, lat_runs=3, lat_gap_ms=10, fail_n=5_000,
             deep_n=1_000_000, delayed_n=100_000, shallow_n=20_000, measure_n=5_000,
-            stalled=1_000, groups=10_000, group_jobs=100, dedupe_n=1_000, limit=50,
+            stalled=1_000, groups=10_000, group_jobs=100, dedupe_n=1_000, limit=50, cut_after=8,
         )  # fmt: skip
 
 
@@ -187,7 +187,7 @@ def process_once(
                 break
             if now - t0 > plan.process_cap:
                 break
-            if now - t0 > PROJECT_AFTER and (n - left) / (now - t0) * plan.process_cap < n:
+            if now - t0 > plan.cut_after and (n - left) / (now - t0) * plan.process_cap < n:
                 break  # cannot finish within the cap at this rate: report the partial rate
             if all(p.poll() is not None for p, _ in started):
                 break
@@ -328,7 +328,7 @@ def latency(system: System, dsn: str, plan: Plan) -> dict[str, Any]:
         dsn, 0, drain=False, max_seconds=600, number=90, lat_file=str(starts)
     )
     gap = max(plan.lat_gap_ms, system.lat_gap_ms)
-    n = plan.lat_n if gap == plan.lat_gap_ms else max(10, plan.lat_n // 8)
+    n = plan.lat_n if gap == plan.lat_gap_ms else max(6 if plan.quick else 10, plan.lat_n // 8)
     per_run: list[dict[str, float]] = []
     missing = 0
     try:
