@@ -243,6 +243,28 @@ begin
 end
 $$;
 
+-- The parallel arrays of deliveries given to complete and release.
+create or replace function pgmq_jobs._check_deliveries(job_ids bigint[], attempts integer[])
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if job_ids is null or attempts is null then
+        raise exception 'job_ids and attempts must not be null' using errcode = '22004';
+    end if;
+    if cardinality(job_ids) <> cardinality(attempts) then
+        raise exception 'job_ids and attempts must have the same length, got % and %',
+            cardinality(job_ids), cardinality(attempts)
+            using errcode = '22023';
+    end if;
+    if array_position(job_ids, null) is not null or array_position(attempts, null) is not null then
+        raise exception 'job_ids and attempts must not contain nulls' using errcode = '22004';
+    end if;
+end
+$$;
+
 -- Which JSON Schema validator this database has, if any: the PL/Python one
 -- that `pgmq-jobs install --with-plpython` adds (schema pgmq_jobs_plpy), or
 -- the pg_jsonschema extension (Supabase). Null when there is none.

@@ -22,17 +22,7 @@ declare
     total_ms double precision := 0;
     buckets integer[];
 begin
-    if job_ids is null or attempts is null then
-        raise exception 'job_ids and attempts must not be null' using errcode = '22004';
-    end if;
-    if cardinality(job_ids) <> cardinality(attempts) then
-        raise exception 'job_ids and attempts must have the same length, got % and %',
-            cardinality(job_ids), cardinality(attempts)
-            using errcode = '22023';
-    end if;
-    if array_position(job_ids, null) is not null or array_position(attempts, null) is not null then
-        raise exception 'job_ids and attempts must not contain nulls' using errcode = '22004';
-    end if;
+    perform pgmq_jobs._check_deliveries(job_ids, attempts);
     if durations_ms is not null and cardinality(durations_ms) <> cardinality(job_ids) then
         raise exception 'durations_ms must have one element per job, got % for % jobs',
             cardinality(durations_ms), cardinality(job_ids)

@@ -30,6 +30,7 @@ grant execute on function
     pgmq_jobs.complete(text, bigint[], integer[], double precision[]),
     pgmq_jobs.fail(text, bigint, integer, text, interval, boolean),
     pgmq_jobs.extend(text, bigint, integer, interval),
+    pgmq_jobs.release(text, bigint[], integer[]),
     pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean),
     pgmq_jobs.wait_for_jobs(text, text[], boolean)
 to pgmq_jobs_worker;

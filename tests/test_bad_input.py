@@ -156,6 +156,12 @@ def test_batch_with_one_bad_payload_enqueues_nothing(conn: Connection, queue: st
             "select pgmq_jobs.complete(%s, array[null]::bigint[], array[1])",
             "must not contain nulls",
         ),
+        (
+            "select pgmq_jobs.release(%s, array[1]::bigint[], array[1,2])",
+            "must have the same length",
+        ),
+        ("select pgmq_jobs.release(%s, array[1]::bigint[], null)", "must not be null"),
+        ("select pgmq_jobs.release(%s, array[1]::bigint[], array[null]::int[])", "contain nulls"),
         ("select pgmq_jobs.replay(%s, array[null]::bigint[])", "must not contain nulls"),
         ("select * from pgmq_jobs.dead_letters(%s, 0)", "lim must be between"),
         ("select pgmq_jobs.purge_dead_letters(%s, '-1 day')", "older_than must be at least"),

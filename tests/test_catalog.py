@@ -128,7 +128,7 @@ def test_role_grants(conn: Connection) -> None:
         assert row is not None and row[0] is not None, fn
         return bool(row[0])
 
-    worker_fns = {"claim", "complete", "fail", "extend"}
+    worker_fns = {"claim", "complete", "fail", "extend", "release"}
     producer_fns = {"enqueue", "enqueue_batch"}
     admin_only = {"create_queue", "configure_queue", "drop_queue", "replay", "dead_letters"}
     for fn in producer_fns:

@@ -590,6 +590,23 @@ def test_fuzz_complete(
 
 
 @FUZZ
+@given(queue=queue_names, job_ids=bigint_arrays, attempts=int_arrays)
+def test_fuzz_release(
+    fuzz: Fuzz, queue: str | None, job_ids: list[int | None] | None, attempts: Any
+) -> None:
+    rows = fuzz.call(
+        "release",
+        "select pgmq_jobs.release(%(q)s, %(j)s::numeric[]::bigint[], %(a)s::numeric[]::integer[])",
+        {"q": queue, "j": job_ids, "a": attempts},
+    )
+    if rows is None:
+        return
+    assert queue in QUEUES and job_ids is not None and attempts is not None
+    assert len(job_ids) == len(attempts) and None not in job_ids and None not in attempts
+    assert 0 <= rows[0][0] <= len(job_ids)
+
+
+@FUZZ
 @given(
     queue=queue_names,
     job_id=st.one_of(ints, st.integers(-2, 12)),
@@ -944,7 +961,7 @@ def test_fuzz_count(capsys: pytest.CaptureFixture[str], request: pytest.FixtureR
     assert total >= 2000, TRIED
     sql_functions = {
         "create_queue", "configure_queue", "drop_queue", "enqueue", "enqueue_batch", "claim",
-        "complete", "fail", "extend", "dead_letters", "replay", "purge_dead_letters",
+        "complete", "fail", "extend", "release", "dead_letters", "replay", "purge_dead_letters",
         "schedule", "unschedule", "sweep", "process", "heartbeat", "enqueue_as_user",
         "allow_enqueue", "disallow_enqueue",
     }  # fmt: skip

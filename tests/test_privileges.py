@@ -39,7 +39,15 @@ PRODUCER, WORKER, ADMIN = "pgmq_jobs_producer", "pgmq_jobs_worker", "pgmq_jobs_a
 MATRIX_ROLES = ("public", PRODUCER, WORKER, ADMIN, *SUPABASE_ROLES)
 
 PRODUCER_FUNCTIONS = {"enqueue", "enqueue_batch"}
-WORKER_FUNCTIONS = {"claim", "complete", "fail", "extend", "heartbeat", "wait_for_jobs"}
+WORKER_FUNCTIONS = {
+    "claim",
+    "complete",
+    "fail",
+    "extend",
+    "release",
+    "heartbeat",
+    "wait_for_jobs",
+}
 # Private helpers the admin needs: the schedules view reads pg_cron through _cron_job.
 ADMIN_PRIVATE = {"_cron_job"}
 # Tables (not views) the admin must be able to read.

@@ -104,6 +104,59 @@ def test_sigterm_finishes_the_slow_job_claims_nothing_new_and_exits_0(
     assert row == (True, 1)
 
 
+def test_sigterm_gives_back_prefetched_jobs_unstarted_and_unspent(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    # One attempt each: a prefetched job that kept its claim would be dead-lettered next time.
+    jobs.create_queue(conn, queue_name, max_attempts=1)
+    slow = jobs.enqueue(conn, queue_name, {"sleep": 1.5})
+    waiting = jobs.enqueue_batch(conn, queue_name, [{"i": 1}, {"i": 2}])
+    # Concurrency 1 with its default prefetch of 1: the first claim takes slow and waiting[0].
+    with running_worker(db_dsn, [queue_name], "--concurrency", "1") as proc:
+        wait_for(lambda: ledger(conn, queue_name, "start"), timeout=15, what="the slow job")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+    assert "giving back 1 prefetched job(s)" in err
+    assert done_ids(conn, queue_name) == {slow}
+    assert [row[0] for row in ledger(conn, queue_name, "start")] == [slow]
+    claimed = jobs.claim(conn, queue_name, qty=10)
+    assert sorted((j.job_id, j.attempt) for j in claimed) == [(waiting[0], 1), (waiting[1], 1)]
+    assert jobs.dead_letters(conn, queue_name) == []
+
+
+def test_drain_waits_for_the_retries_it_scheduled(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name, retry_base=1, jitter="none", max_attempts=3)
+    flaky = jobs.enqueue(conn, queue_name, {"action": "flaky", "fail_times": 1})
+    proc = start_worker(db_dsn, [queue_name], "--drain", "--max-seconds", "20", "--no-listen")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (summary["failed"], summary["completed"]) == (1, 1), summary
+    assert done_ids(conn, queue_name) == {flaky}
+    assert remaining(conn, queue_name) == 0
+
+
+def test_drain_leaves_retries_due_after_its_budget(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(
+        conn, queue_name, retry_base=3600, retry_max=3600, jitter="none", max_attempts=3
+    )
+    flaky = jobs.enqueue(conn, queue_name, {"action": "flaky", "fail_times": 1})
+    proc = start_worker(db_dsn, [queue_name], "--drain", "--max-seconds", "20", "--no-listen")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (summary["failed"], summary["completed"]) == (1, 0), summary
+    assert summary["seconds"] < 15, summary  # it did not sit out its budget
+    assert done_ids(conn, queue_name) == set() and remaining(conn, queue_name) == 1
+    [row] = queue_rows(conn, queue_name)
+    assert row["msg_id"] == flaky and row["read_ct"] == 1
+
+
 def test_kill_9_with_jobs_in_flight_loses_nothing(
     db_dsn: str, conn: Connection, queue_name: str
 ) -> None:

@@ -326,6 +326,22 @@ def extend(
     return value
 
 
+def release(
+    conn: psycopg.Connection[Any], queue: str, deliveries: Iterable[Job | tuple[int, int]]
+) -> int:
+    """Give back claimed, unstarted deliveries: visible now, the attempt not used up.
+
+    Returns how many were released; a stale delivery is not counted.
+    """
+    pairs = [(d.job_id, d.attempt) if isinstance(d, Job) else d for d in deliveries]
+    rows = _call(
+        conn,
+        "select pgmq_jobs.release(%(queue)s, %(ids)s::bigint[], %(attempts)s::int[])",
+        {"queue": queue, "ids": [p[0] for p in pairs], "attempts": [p[1] for p in pairs]},
+    )
+    return int(rows[0][0])
+
+
 def dead_letters(
     conn: psycopg.Connection[Any],
     queue: str,

@@ -74,6 +74,7 @@ FAIL_SQL = (
     " from pgmq_jobs.fail(%s, %s, %s, %s, retry_after => %s, permanent => %s)"
 )
 EXTEND_SQL = "select pgmq_jobs.extend(%s, %s, %s, %s)"
+RELEASE_SQL = "select pgmq_jobs.release(%s, %s::bigint[], %s::int[])"
 HEARTBEAT_SQL = (
     "select pgmq_jobs.heartbeat(worker_id => %s, queues => %s, host => %s, pid => %s,"
     " jobs_done => %s, jobs_failed => %s, in_flight => %s, heartbeat_interval => %s,"
@@ -126,10 +127,12 @@ class WorkerOptions:
 @dataclass
 class Summary:
     """What a run did. ``failed`` counts failed attempts reported (retried or dead),
-    ``dead`` those that went to the dead-letter queue, ``stale`` outcomes the database
-    ignored because the delivery had been superseded (or was already reported)."""
+    ``dead`` those that went to the dead-letter queue, ``released`` prefetched jobs given
+    back unstarted at a stop, ``stale`` outcomes the database ignored because the delivery
+    had been superseded (or was already reported)."""
 
     claimed: int = 0
+    released: int = 0
     completed: int = 0
     failed: int = 0
     dead: int = 0
@@ -160,13 +163,15 @@ class Delivery:
 
 @dataclass(eq=False)
 class Report:
-    """An outcome waiting to be reported: complete when ``error`` is None, else fail."""
+    """An outcome waiting to be reported: release when ``released`` (never started),
+    else complete when ``error`` is None, else fail."""
 
     delivery: Delivery
     error: str | None = None
     retry_after: timedelta | None = None
     permanent: bool = False
     duration_ms: float | None = None
+    released: bool = False
 
     def plausible(self, now: float) -> bool:
         """Still worth reporting: within one more lease after the lease ran out."""
@@ -216,6 +221,17 @@ class HandlerPool:
         thread.retired = True
         self.threads = [t for t in self.threads if t is not thread]
         self.threads.append(self._spawn())
+
+    def take_queued(self) -> list[Delivery]:
+        """Take back the deliveries no thread has started yet (prefetched ones)."""
+        taken: list[Delivery] = []
+        while True:
+            try:
+                item = self.tasks.get_nowait()
+            except queue_module.Empty:
+                return taken
+            if item is not None:
+                taken.append(item)
 
     def shutdown(self) -> None:
         for _ in self.threads:
@@ -383,8 +399,10 @@ class Worker:
         return not self._active and not self._reports
 
     def _idle(self) -> bool:
+        """Nothing running, unreported or ready, and no retry of ours falling due within the
+        time budget: a drain waits for the retries it scheduled rather than leave them."""
         with self._lock:
-            due = bool(self._timers) and self._timers[0][0] <= time.monotonic()
+            due = bool(self._timers) and self._timers[0][0] <= self._budget_end()
             return not (self._active or self._reports or self._ready or due)
 
     def _wait_time(self) -> float:
@@ -433,15 +451,24 @@ class Worker:
         if not self._claiming:
             return
         if self._stop_requested.is_set():
-            self._stop_claiming(now, "stop requested")
+            self._stop_claiming(now, "stop requested", give_back=True)
         elif now >= self._budget_end():
-            self._stop_claiming(now, f"time budget of {self.options.max_seconds:g}s spent")
+            why = f"time budget of {self.options.max_seconds:g}s spent"
+            self._stop_claiming(now, why, give_back=True)
         elif self.options.max_jobs is not None and self.summary.claimed >= self.options.max_jobs:
-            self._stop_claiming(now, f"claimed {self.options.max_jobs} jobs")
+            self._stop_claiming(now, f"claimed {self.options.max_jobs} jobs", give_back=False)
 
-    def _stop_claiming(self, now: float, why: str) -> None:
+    def _stop_claiming(self, now: float, why: str, *, give_back: bool) -> None:
+        """Claim nothing more; with ``give_back``, prefetched jobs no handler has started are
+        released to the queue (attempt not used up) instead of run."""
         self._claiming = False
         self._grace_end = now + self.options.grace
+        if give_back and self._pool is not None:
+            unstarted = self._pool.take_queued()
+            for delivery in unstarted:
+                self._settle(Report(delivery, released=True))
+            if unstarted:
+                log.info("%s: giving back %d prefetched job(s)", why, len(unstarted))
         if self._active:
             log.info("%s: finishing %d job(s) in flight", why, len(self._active))
 
@@ -640,6 +667,7 @@ class Worker:
         now = time.monotonic()
         pending = [r for r in pending if self._keep(r, now)]
         try:
+            self._report_releases(conn, pending)
             self._report_completions(conn, pending)
             self._report_failures(conn, pending)
         except CONNECTION_ERRORS:
@@ -661,13 +689,21 @@ class Worker:
         )
         return False
 
+    def _report_releases(self, conn: Connection, pending: list[Report]) -> None:
+        """One ``release`` per queue; reported entries leave ``pending``."""
+        for queue, reports in _by_queue(r for r in pending if r.released).items():
+            ids = [r.delivery.job_id for r in reports]
+            attempts = [r.delivery.attempt for r in reports]
+            row = conn.execute(RELEASE_SQL, (queue, ids, attempts)).fetchone()
+            released = int(row[0]) if row else 0
+            self.summary.released += released
+            self.summary.stale += len(reports) - released
+            _remove(pending, reports)
+
     def _report_completions(self, conn: Connection, pending: list[Report]) -> None:
         """One ``complete`` per queue; reported entries leave ``pending``."""
-        by_queue: dict[str, list[Report]] = {}
-        for report in pending:
-            if report.error is None:
-                by_queue.setdefault(report.delivery.queue, []).append(report)
-        for queue, reports in by_queue.items():
+        completed = (r for r in pending if r.error is None and not r.released)
+        for queue, reports in _by_queue(completed).items():
             ids = [r.delivery.job_id for r in reports]
             attempts = [r.delivery.attempt for r in reports]
             durations = [r.duration_ms for r in reports]
@@ -750,6 +786,13 @@ class Worker:
             raise
         except psycopg.Error as exc:
             log.warning("heartbeat failed: %s", exc)
+
+
+def _by_queue(reports: Iterable[Report]) -> dict[str, list[Report]]:
+    grouped: dict[str, list[Report]] = {}
+    for report in reports:
+        grouped.setdefault(report.delivery.queue, []).append(report)
+    return grouped
 
 
 def _remove(items: list[Report], gone: Iterable[Report]) -> None:
@@ -885,7 +928,7 @@ class WorkerGroup:
             raise self._errors[0]
         total = Summary()
         for _, worker in self.members:
-            for name in ("claimed", "completed", "failed", "dead", "stale"):
+            for name in ("claimed", "released", "completed", "failed", "dead", "stale"):
                 setattr(total, name, getattr(total, name) + getattr(worker.summary, name))
             total.seconds = max(total.seconds, worker.summary.seconds)
         return total

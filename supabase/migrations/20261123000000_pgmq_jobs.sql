@@ -481,6 +481,28 @@ begin
 end
 $$;
 
+-- The parallel arrays of deliveries given to complete and release.
+create or replace function pgmq_jobs._check_deliveries(job_ids bigint[], attempts integer[])
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if job_ids is null or attempts is null then
+        raise exception 'job_ids and attempts must not be null' using errcode = '22004';
+    end if;
+    if cardinality(job_ids) <> cardinality(attempts) then
+        raise exception 'job_ids and attempts must have the same length, got % and %',
+            cardinality(job_ids), cardinality(attempts)
+            using errcode = '22023';
+    end if;
+    if array_position(job_ids, null) is not null or array_position(attempts, null) is not null then
+        raise exception 'job_ids and attempts must not contain nulls' using errcode = '22004';
+    end if;
+end
+$$;
+
 -- Which JSON Schema validator this database has, if any: the PL/Python one
 -- that `pgmq-jobs install --with-plpython` adds (schema pgmq_jobs_plpy), or
 -- the pg_jsonschema extension (Supabase). Null when there is none.
@@ -2088,17 +2110,7 @@ declare
     total_ms double precision := 0;
     buckets integer[];
 begin
-    if job_ids is null or attempts is null then
-        raise exception 'job_ids and attempts must not be null' using errcode = '22004';
-    end if;
-    if cardinality(job_ids) <> cardinality(attempts) then
-        raise exception 'job_ids and attempts must have the same length, got % and %',
-            cardinality(job_ids), cardinality(attempts)
-            using errcode = '22023';
-    end if;
-    if array_position(job_ids, null) is not null or array_position(attempts, null) is not null then
-        raise exception 'job_ids and attempts must not contain nulls' using errcode = '22004';
-    end if;
+    perform pgmq_jobs._check_deliveries(job_ids, attempts);
     if durations_ms is not null and cardinality(durations_ms) <> cardinality(job_ids) then
         raise exception 'durations_ms must have one element per job, got % for % jobs',
             cardinality(durations_ms), cardinality(job_ids)
@@ -2309,6 +2321,60 @@ comment on function pgmq_jobs.extend(text, bigint, integer, interval) is
 'Keep a delivery hidden for another "by" from now (heartbeat for long jobs). Returns the new
 visible-until time, or null when the delivery is stale (the job was redelivered, finished or
 dead-lettered). A job_id the queue never issued is an error.';
+
+-- ======================================================================
+-- sql/124_release.sql
+-- ======================================================================
+-- 124_release.sql: release, hand claimed but unstarted deliveries back.
+--
+-- A worker that prefetched jobs and is told to stop gives back the ones no
+-- handler has started: they become visible at once and the claim is undone
+-- (read_ct goes back), so the next worker gets the same attempt number and
+-- the job's attempts are not used up by a shutdown. A released job keeps its
+-- place in line: its visibility time becomes its enqueue time, so claims
+-- (oldest visibility time first) take it before jobs enqueued after it.
+
+create or replace function pgmq_jobs.release(queue text, job_ids bigint[], attempts integer[])
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    released integer;
+begin
+    perform pgmq_jobs._check_deliveries(job_ids, attempts);
+    if cardinality(job_ids) = 0 then
+        return 0;
+    end if;
+    -- The same fence as complete: only the open delivery the worker was given.
+    execute format(
+        $sql$
+        update pgmq.%1$I as q
+        set
+            vt = least(q.enqueued_at, clock_timestamp()),
+            read_ct = q.read_ct - 1,
+            headers = q.headers - 'worker'
+        from unnest($1, $2) as t (job_id, attempt)
+        where q.msg_id = t.job_id and q.read_ct = t.attempt and %2$s
+        $sql$,
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
+    ) using job_ids, attempts;
+    get diagnostics released = row_count;
+    if released > 0 then
+        perform pgmq_jobs._wake(queue, s.notify);
+    end if;
+    return released;
+end
+$$;
+
+comment on function pgmq_jobs.release(text, bigint[], integer[]) is
+'Give back deliveries that were claimed but not started (a stopping worker''s prefetched
+jobs): job_ids[i] whose current delivery is attempts[i] become visible now, in their place
+in line (as of their enqueue time), and the claim is undone, so the attempt is not used up.
+Returns how many were released; a stale pair changes nothing and is not counted.';
 
 -- ======================================================================
 -- sql/130_dead_letters.sql
@@ -4264,6 +4330,7 @@ grant execute on function
     pgmq_jobs.complete(text, bigint[], integer[], double precision[]),
     pgmq_jobs.fail(text, bigint, integer, text, interval, boolean),
     pgmq_jobs.extend(text, bigint, integer, interval),
+    pgmq_jobs.release(text, bigint[], integer[]),
     pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean),
     pgmq_jobs.wait_for_jobs(text, text[], boolean)
 to pgmq_jobs_worker;
