@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 
-from pgmq_jobs.cli_jobs import SubParsers, _dsn_parent, resolve_dsn
+from pgmq_jobs.cli_jobs import SubParsers, _dsn_parent, resolve_dsn, stop_on_signals
 
 DASHBOARD_PORT = 8469
 TOKEN_ENV = "PGMQ_JOBS_DASHBOARD_TOKEN"
@@ -25,9 +23,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         token=os.environ.get(TOKEN_ENV) or None,
         refresh=args.refresh,
     )
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     server.start()
     print(f"pgmq-jobs dashboard: serving {server.url}", file=sys.stderr, flush=True)
     if not is_loopback(args.host):

@@ -7,7 +7,9 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +21,15 @@ from pgmq_jobs import client
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM: long-running verbs poll it and stop cleanly (a
+    KeyboardInterrupt raised in the middle of a query could be absorbed by the driver)."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 def parse_duration(text: str) -> timedelta:

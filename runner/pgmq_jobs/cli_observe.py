@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
-import threading
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +26,7 @@ from pgmq_jobs.cli_jobs import (
     _print_table,
     parse_duration,
     resolve_dsn,
+    stop_on_signals,
 )
 
 ALERTS_FIRING = 2
@@ -217,8 +215,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     every = max(args.watch.total_seconds(), 0.2)
     dsns = named_dsns(args)
     conns = {name: _connect_named(name, dsn) for name, dsn in dsns.items()}
+    stop = stop_on_signals()
     try:
-        while True:
+        while not stop.is_set():
             rows = [
                 row
                 for name, conn in conns.items()
@@ -233,12 +232,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 )
             _print_stats(rows, args.json)
             sys.stdout.flush()
-            time.sleep(every)
-    except KeyboardInterrupt:
-        return 0
+            stop.wait(every)
     finally:
         for conn in conns.values():
             conn.close()
+    return 0
 
 
 # ---------------------------------------------------------------- workers
@@ -347,9 +345,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
     dsns = named_dsns(args)
     exporter = serve(dsns if len(dsns) > 1 else next(iter(dsns.values())), args.host, args.port)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     print(
         f"pgmq-jobs exporter: serving http://{args.host}:{exporter.port}/metrics",
         file=sys.stderr,
