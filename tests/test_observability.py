@@ -157,6 +157,23 @@ def test_processing_times_from_the_durations_workers_report(
     assert (after["completed_5m"], after["timed_jobs_5m"]) == (107, 106)
 
 
+def test_duration_buckets_have_exact_power_of_two_bounds(conn: Connection) -> None:
+    durations = [-5.0, 0.0, 0.999, 1.0, 1.999, 2.0, 3.9, 4.0, 2.0**22, 2.0**23, 1e12]
+    row = conn.execute(
+        "select n, total, buckets from pgmq_jobs._duration_histogram(%s::float8[])",
+        ([*durations, None, float("nan"), float("inf")],),
+    ).fetchone()
+    assert row is not None
+    n, total, buckets = row
+    # Unmeasurable times (null, NaN, infinity) are left out; negative ones count as 0 ms.
+    assert n == len(durations)
+    assert total == pytest.approx(sum(max(d, 0) for d in durations))
+    expected = [0] * 25
+    for bucket in (1, 1, 1, 2, 2, 3, 3, 4, 24, 25, 25):
+        expected[bucket - 1] += 1
+    assert buckets == expected
+
+
 def test_counts_survive_the_sweep_folding_them_into_history(
     quiet: tuple[str, Connection],
 ) -> None:

@@ -797,29 +797,34 @@ $$;
 
 -- Processing times as count, sum and power-of-two histogram: bucket 1 counts
 -- durations under 1 ms, bucket i (2..24) those in [2^(i-2), 2^(i-1)) ms,
--- bucket 25 everything from 2^23 ms (2.3 hours) up.
+-- bucket 25 everything from 2^23 ms (2.3 hours) up. A loop over the array
+-- (exact bounds through width_bucket; plans cached): complete calls this for
+-- every batch, and a set-based SQL function was planned anew on each call.
 create or replace function pgmq_jobs._duration_histogram(durations_ms double precision[])
 returns table (n integer, total double precision, buckets integer[])
-language sql
+language plpgsql
 immutable
 set search_path = pg_catalog, pg_temp
 as $$
-    with d as (
-        select greatest(x, 0) as ms from unnest(durations_ms) as x where x is not null
-    ),
-    b as (
-        select
-            case when d.ms < 1 then 1 else least(25, floor(log(2.0::numeric, d.ms::numeric))::integer + 2) end
-                as bucket,
-            count(*)::integer as c
-        from d
-        group by 1
-    )
-    select
-        (select count(*)::integer from d),
-        coalesce((select sum(d.ms) from d), 0),
-        (select array_agg(coalesce(b.c, 0) order by i) from generate_series(1, 25) as i
-            left join b on b.bucket = i)
+declare
+    bounds constant double precision[] := array(select 2.0 ^ i from generate_series(0, 23) as i);
+    ms double precision;
+    i integer;
+begin
+    n := 0;
+    total := 0;
+    buckets := array_fill(0, array[25]);
+    foreach ms in array coalesce(durations_ms, '{}') loop
+        -- Unmeasurable times are left out rather than fail the completion.
+        continue when ms is null or ms = 'NaN' or ms = 'Infinity';
+        ms := greatest(ms, 0);
+        n := n + 1;
+        total := total + ms;
+        i := width_bucket(ms, bounds) + 1;
+        buckets[i] := buckets[i] + 1;
+    end loop;
+    return next;
+end
 $$;
 
 -- Element-wise sum of histograms (null-tolerant), for folding.
