@@ -156,7 +156,8 @@ def add_worker_parser(sub: SubParsers) -> None:
         "--prefetch",
         type=int,
         default=None,
-        help="jobs claimed ahead of a free thread (default: as many as --concurrency; 0: none)",
+        help="jobs claimed ahead of a free thread (default: automatic, as many as --concurrency"
+        " and more, up to 100, for handlers that take milliseconds; 0: none)",
     )
     p.add_argument(
         "--poll-interval", type=seconds, default=1.0, help="poll fallback period (default 1s)"

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 HandlerFunc = Callable[[dict[str, Any], "JobContext"], Any]
+_CANCELLED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,17 @@ class JobContext:
     enqueued_at: datetime
     worker_id: str
     deadline: float | None = None
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    _cancelled: threading.Event | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> threading.Event:
+        # Made on first use: most handlers never look, and an Event per job is measurable
+        # at thousands of jobs per second.
+        if self._cancelled is None:
+            with _CANCELLED_LOCK:
+                if self._cancelled is None:
+                    self._cancelled = threading.Event()
+        return self._cancelled
 
     @property
     def last_attempt(self) -> bool:

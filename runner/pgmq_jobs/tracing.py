@@ -22,7 +22,9 @@ except ImportError:  # pragma: no cover
 @contextlib.contextmanager
 def job_span(queue: str, job_id: int, attempt: int) -> Iterator[Any]:
     """A span around one handler run (None when OpenTelemetry is absent)."""
-    if _trace is None:
+    if _trace is None or isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider):
+        # No OpenTelemetry, or no tracer provider set (yet): a span would go nowhere, and
+        # making one costs more than running a no-op job.
         yield None
         return
     tracer = _trace.get_tracer("pgmq_jobs")

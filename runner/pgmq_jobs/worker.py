@@ -83,6 +83,11 @@ HEARTBEAT_SQL = (
 
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
+AUTO_PREFETCH_SECONDS = 0.05
+"""Automatic prefetch: hold at most this much work (at the measured handler pace) per thread."""
+AUTO_PREFETCH_MAX = 100
+"""Automatic prefetch never exceeds this (or ``concurrency``, when that is larger)."""
+
 
 @dataclass
 class WorkerOptions:
@@ -90,9 +95,10 @@ class WorkerOptions:
 
     queues: list[str]
     concurrency: int = 10
-    # Jobs claimed ahead of a free handler thread (None: as many as concurrency). They wait
-    # in the pool's queue, their leases extended like running jobs, so the next claim's
-    # round trip overlaps with work instead of leaving the threads idle.
+    # Jobs claimed ahead of a free handler thread. They wait in the pool's queue, their
+    # leases extended like running jobs, so the next claim's round trip overlaps with work
+    # instead of leaving the threads idle. None: automatic, as many as concurrency, more for
+    # fast handlers (see Worker._prefetch).
     prefetch: int | None = None
     poll_interval: float = 1.0
     listen: bool = True
@@ -259,13 +265,15 @@ class Worker:
         self._wake = threading.Event()
         self._stop_requested = threading.Event()
         self._reports: list[Report] = []
+        self._pace: float | None = None  # handler seconds per job, moving average
         self._active: dict[tuple[str, int, int], Delivery] = {}
         self._ready: set[str] = set(options.queues)
         self._wakes: dict[str, int] = dict.fromkeys(options.queues, 0)
         # Queues this worker is marked waiting for (enqueues then NOTIFY; see wait_for_jobs).
         self._waiting: set[str] = set()
         self._order: deque[str] = deque(options.queues)
-        self._timers: list[tuple[float, str]] = []
+        # (when, queue, a retry of ours?): a queue to look at again at that time.
+        self._timers: list[tuple[float, str, bool]] = []
         self._conn: Connection | None = None
         self._failures = 0
         self._reconnect_at = 0.0
@@ -400,9 +408,13 @@ class Worker:
 
     def _idle(self) -> bool:
         """Nothing running, unreported or ready, and no retry of ours falling due within the
-        time budget: a drain waits for the retries it scheduled rather than leave them."""
+        time budget: a drain waits for the retries it scheduled rather than leave them (but
+        not for the wake-up rechecks of an emptied queue)."""
+        now, budget_end = time.monotonic(), self._budget_end()
         with self._lock:
-            due = bool(self._timers) and self._timers[0][0] <= self._budget_end()
+            due = any(
+                when <= now or (retry and when <= budget_end) for when, _, retry in self._timers
+            )
             return not (self._active or self._reports or self._ready or due)
 
     def _wait_time(self) -> float:
@@ -438,9 +450,9 @@ class Worker:
             while self._timers and self._timers[0][0] <= now:
                 self._ready.add(heapq.heappop(self._timers)[1])
 
-    def _add_timer(self, delay: float, queue: str) -> None:
+    def _add_timer(self, delay: float, queue: str, *, retry: bool = False) -> None:
         with self._lock:
-            heapq.heappush(self._timers, (time.monotonic() + max(delay, 0.0), queue))
+            heapq.heappush(self._timers, (time.monotonic() + max(delay, 0.0), queue, retry))
 
     def _budget_end(self) -> float:
         if self.options.max_seconds is None:
@@ -505,11 +517,27 @@ class Worker:
 
     # ------------------------------------------------------------ claiming
 
+    def _prefetch(self) -> int:
+        """``--prefetch``, or automatic: at least ``concurrency``, and for fast handlers as
+        many as the threads get through in AUTO_PREFETCH_SECONDS (up to AUTO_PREFETCH_MAX).
+        Larger claims (and completions) mean fewer round trips per job, while a slow queue
+        is never hoarded by one worker."""
+        if self.options.prefetch is not None:
+            return self.options.prefetch
+        concurrency = self.options.concurrency
+        if not self._pace:
+            return concurrency
+        fast = int(concurrency * AUTO_PREFETCH_SECONDS / self._pace)
+        return max(concurrency, min(fast, AUTO_PREFETCH_MAX))
+
+    def _measure_pace(self, reports: list[Report]) -> None:
+        durations = [r.duration_ms for r in reports if r.duration_ms is not None]
+        if durations:
+            pace = sum(durations) / len(durations) / 1000
+            self._pace = pace if self._pace is None else 0.8 * self._pace + 0.2 * pace
+
     def _free(self) -> int:
-        prefetch = self.options.prefetch
-        if prefetch is None:
-            prefetch = self.options.concurrency
-        free = self.options.concurrency + prefetch - len(self._active)
+        free = self.options.concurrency + self._prefetch() - len(self._active)
         if self.options.max_jobs is not None:
             free = min(free, self.options.max_jobs - self.summary.claimed)
         return free
@@ -666,6 +694,7 @@ class Worker:
             pending, self._reports = self._reports, []
         now = time.monotonic()
         pending = [r for r in pending if self._keep(r, now)]
+        self._measure_pace(pending)
         try:
             self._report_releases(conn, pending)
             self._report_completions(conn, pending)
@@ -692,8 +721,8 @@ class Worker:
     def _report_releases(self, conn: Connection, pending: list[Report]) -> None:
         """One ``release`` per queue; reported entries leave ``pending``."""
         for queue, reports in _by_queue(r for r in pending if r.released).items():
-            ids = [r.delivery.job_id for r in reports]
-            attempts = [r.delivery.attempt for r in reports]
+            ids = _array(r.delivery.job_id for r in reports)
+            attempts = _array(r.delivery.attempt for r in reports)
             row = conn.execute(RELEASE_SQL, (queue, ids, attempts)).fetchone()
             released = int(row[0]) if row else 0
             self.summary.released += released
@@ -704,9 +733,9 @@ class Worker:
         """One ``complete`` per queue; reported entries leave ``pending``."""
         completed = (r for r in pending if r.error is None and not r.released)
         for queue, reports in _by_queue(completed).items():
-            ids = [r.delivery.job_id for r in reports]
-            attempts = [r.delivery.attempt for r in reports]
-            durations = [r.duration_ms for r in reports]
+            ids = _array(r.delivery.job_id for r in reports)
+            attempts = _array(r.delivery.attempt for r in reports)
+            durations = _array(r.duration_ms for r in reports)
             row = conn.execute(COMPLETE_SQL, (queue, ids, attempts, durations)).fetchone()
             done = int(row[0]) if row else 0
             self.summary.completed += done
@@ -740,7 +769,7 @@ class Worker:
             self.summary.dead += 1
             log.info("job %d of %s moved to the dead-letter queue", d.job_id, d.queue)
         elif delay is not None:
-            self._add_timer(delay, d.queue)
+            self._add_timer(delay, d.queue, retry=True)
             log.info(
                 "job %d of %s attempt %d failed; retry in %.2fs",
                 d.job_id,
@@ -786,6 +815,12 @@ class Worker:
             raise
         except psycopg.Error as exc:
             log.warning("heartbeat failed: %s", exc)
+
+
+def _array(numbers: Iterable[float | None]) -> str:
+    """A PostgreSQL array literal of numbers: several times cheaper to send than a list,
+    which the driver adapts element by element."""
+    return "{" + ",".join("NULL" if n is None else repr(n) for n in numbers) + "}"
 
 
 def _by_queue(reports: Iterable[Report]) -> dict[str, list[Report]]:
