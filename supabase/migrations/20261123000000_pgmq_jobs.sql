@@ -1718,10 +1718,11 @@ begin
             raise exception 'run_at must be a finite time, got %', run_at using errcode = '22023';
         end if;
         visible_at := run_at;
+    elsif delay is null or delay = interval '0' then
+        visible_at := clock_timestamp();
     else
-        perform pgmq_jobs._check_interval('delay', coalesce(delay, interval '0'),
-            interval '0', interval '3650 days');
-        visible_at := clock_timestamp() + coalesce(delay, interval '0');
+        perform pgmq_jobs._check_interval('delay', delay, interval '0', interval '3650 days');
+        visible_at := clock_timestamp() + delay;
     end if;
     if max_attempts is not null and (max_attempts < 1 or max_attempts > 1000) then
         raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
@@ -1756,13 +1757,16 @@ begin
         end if;
     end if;
 
-    headers := jsonb_strip_nulls(jsonb_build_object(
-        'max_attempts', max_attempts,
-        'dedupe_key', case when dedupe_window is null then dedupe_key end,
-        'group_key', group_key
-    ));
-    if headers = '{}' then
-        headers := null;
+    -- Per-job options live in PGMQ's headers; a plain job has none.
+    if max_attempts is not null or dedupe_key is not null or group_key is not null then
+        headers := jsonb_strip_nulls(jsonb_build_object(
+            'max_attempts', max_attempts,
+            'dedupe_key', case when dedupe_window is null then dedupe_key end,
+            'group_key', group_key
+        ));
+        if headers = '{}' then
+            headers := null;
+        end if;
     end if;
 
     -- A group's later jobs wait, parked, behind the job in front of them.
