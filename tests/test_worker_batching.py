@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 import psycopg
+import pytest
 
 import pgmq_jobs
 import pgmq_jobs.client as jobs
+import pgmq_jobs.worker as worker_module
 from pgmq_jobs.registry import JobContext
 
 Connection = psycopg.Connection[Any]
@@ -47,6 +50,21 @@ def test_fast_handlers_are_claimed_in_large_batches(
     # handlers are measured, the claims grow well beyond that (automatic prefetch).
     assert worker.asked[0] == 4
     assert max(worker.asked) > 50, worker.asked
+
+
+def test_large_payloads_bound_the_prefetch(
+    db_dsn: str, conn: Connection, queue_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10 kB payloads (random, so not compressed) against a 100 kB budget: about 10 ahead.
+    monkeypatch.setattr(worker_module, "AUTO_PREFETCH_BYTES", 100_000)
+    jobs.create_queue(conn, queue_name)
+    jobs.enqueue_batch(conn, queue_name, [{"blob": os.urandom(5000).hex()} for _ in range(200)])
+    app = pgmq_jobs.Registry()
+    app.add(queue_name, lambda payload, ctx: None)
+    worker = drain(db_dsn, app, queue_name, concurrency=2)
+    assert worker.summary.completed == 200
+    assert max(worker.asked) <= 2 + 11, worker.asked
+    assert max(worker.asked) > 4, worker.asked  # still more than the threads: the pace allows
 
 
 def test_slow_handlers_are_not_hoarded(db_dsn: str, conn: Connection, queue_name: str) -> None:

@@ -157,7 +157,7 @@ def add_worker_parser(sub: SubParsers) -> None:
         type=int,
         default=None,
         help="jobs claimed ahead of a free thread (default: automatic, as many as --concurrency"
-        " and more, up to 100, for handlers that take milliseconds; 0: none)",
+        " and more, up to 300, for handlers that take milliseconds; 0: none)",
     )
     p.add_argument(
         "--poll-interval", type=seconds, default=1.0, help="poll fallback period (default 1s)"

@@ -62,7 +62,7 @@ INFINITY = float("inf")
 
 CLAIM_SQL = (
     "select job_id, attempt, max_attempts, payload, enqueued_at,"
-    " extract(epoch from visible_until - clock_timestamp())::float8"
+    " extract(epoch from visible_until - clock_timestamp())::float8, pg_column_size(payload)"
     " from pgmq_jobs.claim(%s, %s, visibility_timeout => %s, worker => %s)"
 )
 COMPLETE_SQL = "select pgmq_jobs.complete(%s, %s::bigint[], %s::int[], %s::float8[])"
@@ -85,7 +85,9 @@ CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
 AUTO_PREFETCH_SECONDS = 0.05
 """Automatic prefetch: hold at most this much work (at the measured handler pace) per thread."""
-AUTO_PREFETCH_MAX = 100
+AUTO_PREFETCH_BYTES = 16 << 20
+"""... and at most about this many bytes of payloads (at their measured average size)."""
+AUTO_PREFETCH_MAX = 300
 """Automatic prefetch never exceeds this (or ``concurrency``, when that is larger)."""
 
 
@@ -266,6 +268,7 @@ class Worker:
         self._stop_requested = threading.Event()
         self._reports: list[Report] = []
         self._pace: float | None = None  # handler seconds per job, moving average
+        self._payload_bytes = 0.0  # payload size, moving average
         self._active: dict[tuple[str, int, int], Delivery] = {}
         self._ready: set[str] = set(options.queues)
         self._wakes: dict[str, int] = dict.fromkeys(options.queues, 0)
@@ -519,22 +522,32 @@ class Worker:
 
     def _prefetch(self) -> int:
         """``--prefetch``, or automatic: at least ``concurrency``, and for fast handlers as
-        many as the threads get through in AUTO_PREFETCH_SECONDS (up to AUTO_PREFETCH_MAX).
-        Larger claims (and completions) mean fewer round trips per job, while a slow queue
-        is never hoarded by one worker."""
+        many as the threads get through in AUTO_PREFETCH_SECONDS, within AUTO_PREFETCH_BYTES
+        of payloads and AUTO_PREFETCH_MAX. Larger claims (and completions) mean fewer round
+        trips per job, while a slow queue is never hoarded by one worker."""
         if self.options.prefetch is not None:
             return self.options.prefetch
         concurrency = self.options.concurrency
         if not self._pace:
             return concurrency
-        fast = int(concurrency * AUTO_PREFETCH_SECONDS / self._pace)
-        return max(concurrency, min(fast, AUTO_PREFETCH_MAX))
+        fast = min(
+            concurrency * AUTO_PREFETCH_SECONDS / self._pace,
+            AUTO_PREFETCH_BYTES / max(self._payload_bytes, 1.0),
+            AUTO_PREFETCH_MAX,
+        )
+        return max(concurrency, int(fast))
 
     def _measure_pace(self, reports: list[Report]) -> None:
         durations = [r.duration_ms for r in reports if r.duration_ms is not None]
         if durations:
             pace = sum(durations) / len(durations) / 1000
             self._pace = pace if self._pace is None else 0.8 * self._pace + 0.2 * pace
+
+    def _measure_payloads(self, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            size = sum(row[-1] for row in rows) / len(rows)
+            last = self._payload_bytes
+            self._payload_bytes = size if not last else 0.8 * last + 0.2 * size
 
     def _free(self) -> int:
         free = self.options.concurrency + self._prefetch() - len(self._active)
@@ -553,11 +566,12 @@ class Worker:
                     continue
                 wakes = self._wakes[queue]
             rows = self._claim_rows(conn, queue, free)
+            for row in rows:
+                self._start_delivery(queue, row)
+            self._measure_payloads(rows)
             if len(rows) < free:
                 self._mark_drained(queue, wakes)
             self._mark_waiting(conn, queue, claimed=len(rows), asked=free)
-            for row in rows:
-                self._start_delivery(queue, row)
 
     def _mark_waiting(self, conn: Connection, queue: str, *, claimed: int, asked: int) -> None:
         """Ask producers for wake-ups while idle on ``queue``; stop asking under load.
@@ -596,7 +610,7 @@ class Worker:
         return conn.execute(CLAIM_SQL, (queue, qty, vt, self.worker_id)).fetchall()
 
     def _start_delivery(self, queue: str, row: tuple[Any, ...]) -> None:
-        job_id, attempt, max_attempts, payload, enqueued_at, lease = row
+        job_id, attempt, max_attempts, payload, enqueued_at, lease, _ = row
         now = time.monotonic()
         lease = max(float(lease), 0.001)
         context = JobContext(queue, job_id, attempt, max_attempts, enqueued_at, self.worker_id)
