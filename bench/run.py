@@ -302,6 +302,17 @@ def main(argv: list[str] | None = None) -> int:
         if "error" not in jobs and "error" not in raw and jobs and raw:
             jobs_dsn = cluster.dsn("bench_pgmq_jobs")
             raw_dsn = cluster.dsn("bench_raw_pgmq")
+            if "enqueue" in only:
+                by_key = {s.key: s for s in systems}
+                progress("single-job enqueue: pgmq-jobs and raw PGMQ in alternating runs")
+                guarded(
+                    results,
+                    "paired_enqueue",
+                    "paired_enqueue",
+                    lambda: scenarios.paired_enqueue(
+                        by_key["pgmq_jobs"], jobs_dsn, by_key["raw_pgmq"], raw_dsn, plan
+                    ),
+                )
             if "failure" in only:
                 progress(
                     "failure cost per SQL call (pgmq-jobs fail vs complete; raw set_vt vs archive)"

@@ -110,6 +110,33 @@ def enqueue(system: System, dsn: str, plan: Plan) -> dict[str, Any]:
     return out
 
 
+def paired_enqueue(
+    ours: System, ours_dsn: str, raw: System, raw_dsn: str, plan: Plan
+) -> dict[str, Any]:
+    """Single-job enqueue of raw PGMQ and pgmq-jobs in alternating runs, a ratio per pair.
+
+    The systems' own enqueue runs lie minutes apart, and the WAL flush that dominates a
+    one-job transaction drifts over minutes on a shared disk; a pair's two runs lie seconds
+    apart, so the median of the pair ratios is the fairer comparison of the two."""
+    pairs = 2 if plan.quick else 5
+    ours_rates: list[float] = []
+    raw_rates: list[float] = []
+    for _ in range(pairs):
+        for system, dsn, out in ((raw, raw_dsn, raw_rates), (ours, ours_dsn, ours_rates)):
+            reset(system, dsn)
+            [seconds] = system.call("enqueue", dsn, n=plan.single_n, producers=1, runs=1)["runs"]
+            out.append(plan.single_n / seconds)
+        reset(raw, raw_dsn)
+        reset(ours, ours_dsn)
+    return {
+        "n": plan.single_n,
+        "pairs": pairs,
+        "pgmq_jobs": stats(ours_rates, digits=1),
+        "raw_pgmq": stats(raw_rates, digits=1),
+        "ratio": stats([o / r for o, r in zip(ours_rates, raw_rates, strict=True)], digits=3),
+    }
+
+
 # ---------------------------------------------------------------- 3, 5, 7: processing
 
 
