@@ -43,7 +43,10 @@ end
 $$;
 
 -- After jobs of these groups left the queue: make each group's new head
--- visible (at its intended time) if it is parked. Returns how many.
+-- visible (at its intended time) if it is parked. Returns how many. Set-based:
+-- the groups' locks in one statement (in key order, as enqueue takes them one
+-- at a time, so no two transactions wait on each other in a cycle), then one
+-- update finds every group's head through the group index.
 create or replace function pgmq_jobs._release_groups(queue text, group_keys text[])
 returns integer
 language plpgsql
@@ -51,30 +54,38 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    k text;
-    n integer;
-    released integer := 0;
+    keys text[];
+    released integer;
 begin
-    for k in select distinct g from unnest(group_keys) as g where g is not null order by 1 loop
-        perform pgmq_jobs._group_lock(queue, k);
-        execute format(
-            $sql$
-            update pgmq.%1$I as q
-            set
-                vt = greatest(clock_timestamp(), coalesce((q.headers ->> 'run_at')::timestamptz, '-infinity')),
-                headers = q.headers - 'run_at'
-            where q.msg_id = (
+    select array_agg(distinct g order by g) into keys
+    from unnest(group_keys) as g
+    where g is not null;
+    if keys is null then
+        return 0;
+    end if;
+    perform pg_advisory_xact_lock(hashtext('pgmq_jobs.group:' || queue), hashtext(k))
+    from unnest(keys) with ordinality as t (k, n)
+    order by t.n;
+    execute format(
+        $sql$
+        update pgmq.%1$I as q
+        set
+            vt = greatest(clock_timestamp(), coalesce((q.headers ->> 'run_at')::timestamptz, '-infinity')),
+            headers = q.headers - 'run_at'
+        from (
+            select (
                 select h.msg_id from pgmq.%1$I as h
-                where (h.headers ->> 'group_key') = $1 and h.headers ? 'group_key'
+                where (h.headers ->> 'group_key') = k.key and h.headers ? 'group_key'
                 order by h.msg_id
                 limit 1
-            ) and q.vt = 'infinity'
-            $sql$,
-            'q_' || queue
-        ) using k;
-        get diagnostics n = row_count;
-        released := released + n;
-    end loop;
+            ) as msg_id
+            from unnest($1) as k (key)
+        ) as head
+        where q.msg_id = head.msg_id and q.vt = 'infinity'
+        $sql$,
+        'q_' || queue
+    ) using keys;
+    get diagnostics released = row_count;
     if released > 0 then
         perform pgmq_jobs._wake(queue, coalesce(
             (select qs.notify from pgmq_jobs.queue_settings as qs where qs.queue = _release_groups.queue),

@@ -37,6 +37,26 @@ def test_group_delivers_one_at_a_time_in_order(conn: Connection, queue_name: str
     assert claim_ids(conn, queue_name) == [b[1]]
 
 
+def test_one_completion_of_many_heads_releases_each_group_next(
+    conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    groups = {
+        key: [jobs.enqueue(conn, queue_name, {"n": i}, group_key=key) for i in range(3)]
+        for key in ("x", "y", "z", "w")
+    }
+    heads = jobs.claim(conn, queue_name, 100)
+    assert sorted(j.job_id for j in heads) == sorted(ids[0] for ids in groups.values())
+    # All heads in one complete (one set-based release): each group's second job, no more.
+    assert jobs.complete(conn, queue_name, heads) == 4
+    seconds = jobs.claim(conn, queue_name, 100)
+    assert sorted(j.job_id for j in seconds) == sorted(ids[1] for ids in groups.values())
+    # Two of them again; the other two groups stay blocked behind their heads.
+    done = [j for j in seconds if j.job_id in (groups["x"][1], groups["w"][1])]
+    assert jobs.complete(conn, queue_name, done) == 2
+    assert claim_ids(conn, queue_name) == sorted([groups["x"][2], groups["w"][2]])
+
+
 def test_group_order_holds_through_a_retry(conn: Connection, queue_name: str) -> None:
     jobs.create_queue(conn, queue_name, retry_base=600, retry_max=600, max_attempts=3)
     first = jobs.enqueue(conn, queue_name, {"step": 1}, group_key="run-7")
