@@ -70,6 +70,13 @@ def test_errors_are_one_clear_line(db_dsn: str) -> None:
     assert out.returncode == 2 and "payload must be a JSON object" in out.stderr
     out = cli(db_dsn, "enqueue", "q", "{}", "--delay", "soon")
     assert out.returncode == 2 and "invalid duration 'soon'" in out.stderr
+    # A name with a newline in it (found by the fuzz test) is quoted on the same line.
+    out = cli(db_dsn, "queues", "create", "bad\nname")
+    assert out.returncode == 1
+    assert (
+        out.stderr == "pgmq-jobs: error: invalid queue name 'bad\\nname': use lowercase"
+        " letters, digits and underscores, starting with a letter\n"
+    )
 
 
 def test_sweep_and_schedules_without_pg_cron(fresh_db: Any) -> None:

@@ -87,11 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ClusterError, InstallError) as exc:
-        print(f"pgmq-jobs: error: {exc}", file=sys.stderr)
+        _error(str(exc))
     except psycopg.Error as exc:
         # describe(): a write on a read replica (SQLSTATE 25006) says to use the primary.
-        print(f"pgmq-jobs: error: {describe(exc)}", file=sys.stderr)
+        _error(describe(exc))
     return 1
+
+
+def _error(message: str) -> None:
+    """One line on stderr, whatever the message quotes (a queue name with a newline, say)."""
+    one_line = message.rstrip("\n").replace("\r", "\\r").replace("\n", "\\n")
+    print(f"pgmq-jobs: error: {one_line}", file=sys.stderr)
 
 
 if __name__ == "__main__":
