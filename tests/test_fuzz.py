@@ -236,6 +236,10 @@ select
 """
 
 
+SWEEP_LOCK = "select pg_advisory_lock(hashtext('pgmq_jobs.sweep'))"
+SWEEP_UNLOCK = "select pg_advisory_unlock(hashtext('pgmq_jobs.sweep'))"
+
+
 def snapshot(conn: Connection) -> tuple[Any, ...]:
     row = conn.execute(SNAPSHOT).fetchone()
     assert row is not None
@@ -267,15 +271,21 @@ class Fuzz:
         """Run one call; on error check it is clear and changed nothing. Returns the rows, or
         None when the call was refused."""
         TRIED[name] += 1
-        before = snapshot(self.conn)
+        # The shared database's pg_cron sweep writes history and retention between the two
+        # snapshots otherwise; holding the sweep's lock makes it skip its turn meanwhile.
+        self.conn.execute(SWEEP_LOCK)
         try:
-            cur = self.conn.execute(query, params)  # type: ignore[arg-type]
-            return cur.fetchall() if cur.description else []
-        except psycopg.Error as exc:
-            error = exc
-        assert_clear_error(error, extra)
-        assert snapshot(self.conn) == before, f"{name} failed but changed something: {error}"
-        return None
+            before = snapshot(self.conn)
+            try:
+                cur = self.conn.execute(query, params)  # type: ignore[arg-type]
+                return cur.fetchall() if cur.description else []
+            except psycopg.Error as exc:
+                error = exc
+            assert_clear_error(error, extra)
+            assert snapshot(self.conn) == before, f"{name} failed but changed something: {error}"
+            return None
+        finally:
+            self.conn.execute(SWEEP_UNLOCK)
 
     def stored(self, queue: str, job_id: int, payload: str | None) -> bool:
         """Job job_id of queue holds exactly payload (compared as jsonb, in the database)."""
