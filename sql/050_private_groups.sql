@@ -63,7 +63,7 @@ begin
     if keys is null then
         return 0;
     end if;
-    perform pg_advisory_xact_lock(hashtext('pgmq_jobs.group:' || queue), hashtext(k))
+    perform pgmq_jobs._group_lock(queue, t.k)
     from unnest(keys) with ordinality as t (k, n)
     order by t.n;
     execute format(
