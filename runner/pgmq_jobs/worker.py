@@ -268,7 +268,7 @@ class Worker:
         self._stop_requested = threading.Event()
         self._reports: list[Report] = []
         self._pace: float | None = None  # handler seconds per job, moving average
-        self._payload_bytes = 0.0  # payload size, moving average
+        self._payload_bytes: float | None = None  # payload size, moving average
         self._active: dict[tuple[str, int, int], Delivery] = {}
         self._ready: set[str] = set(options.queues)
         self._wakes: dict[str, int] = dict.fromkeys(options.queues, 0)
@@ -532,7 +532,7 @@ class Worker:
             return concurrency
         fast = min(
             concurrency * AUTO_PREFETCH_SECONDS / self._pace,
-            AUTO_PREFETCH_BYTES / max(self._payload_bytes, 1.0),
+            AUTO_PREFETCH_BYTES / max(self._payload_bytes or 0.0, 1.0),
             AUTO_PREFETCH_MAX,
         )
         return max(concurrency, int(fast))
@@ -540,14 +540,12 @@ class Worker:
     def _measure_pace(self, reports: list[Report]) -> None:
         durations = [r.duration_ms for r in reports if r.duration_ms is not None]
         if durations:
-            pace = sum(durations) / len(durations) / 1000
-            self._pace = pace if self._pace is None else 0.8 * self._pace + 0.2 * pace
+            self._pace = _moving_average(self._pace, sum(durations) / len(durations) / 1000)
 
     def _measure_payloads(self, rows: list[tuple[Any, ...]]) -> None:
         if rows:
             size = sum(row[-1] for row in rows) / len(rows)
-            last = self._payload_bytes
-            self._payload_bytes = size if not last else 0.8 * last + 0.2 * size
+            self._payload_bytes = _moving_average(self._payload_bytes, size)
 
     def _free(self) -> int:
         free = self.options.concurrency + self._prefetch() - len(self._active)
@@ -710,8 +708,10 @@ class Worker:
         pending = [r for r in pending if self._keep(r, now)]
         self._measure_pace(pending)
         try:
-            self._report_releases(conn, pending)
-            self._report_completions(conn, pending)
+            released = [r for r in pending if r.released]
+            self._report_by_queue(conn, pending, released, RELEASE_SQL, "released")
+            completed = [r for r in pending if r.error is None and not r.released]
+            self._report_by_queue(conn, pending, completed, COMPLETE_SQL, "completed", timed=True)
             self._report_failures(conn, pending)
         except CONNECTION_ERRORS:
             with self._lock:
@@ -732,29 +732,32 @@ class Worker:
         )
         return False
 
-    def _report_releases(self, conn: Connection, pending: list[Report]) -> None:
-        """One ``release`` per queue; reported entries leave ``pending``."""
-        for queue, reports in _by_queue(r for r in pending if r.released).items():
-            ids = _array(r.delivery.job_id for r in reports)
-            attempts = _array(r.delivery.attempt for r in reports)
-            row = conn.execute(RELEASE_SQL, (queue, ids, attempts)).fetchone()
-            released = int(row[0]) if row else 0
-            self.summary.released += released
-            self.summary.stale += len(reports) - released
-            _remove(pending, reports)
-
-    def _report_completions(self, conn: Connection, pending: list[Report]) -> None:
-        """One ``complete`` per queue; reported entries leave ``pending``."""
-        completed = (r for r in pending if r.error is None and not r.released)
-        for queue, reports in _by_queue(completed).items():
-            ids = _array(r.delivery.job_id for r in reports)
-            attempts = _array(r.delivery.attempt for r in reports)
-            durations = _array(r.duration_ms for r in reports)
-            row = conn.execute(COMPLETE_SQL, (queue, ids, attempts, durations)).fetchone()
-            done = int(row[0]) if row else 0
-            self.summary.completed += done
-            self.summary.stale += len(reports) - done
-            _remove(pending, reports)
+    def _report_by_queue(
+        self,
+        conn: Connection,
+        pending: list[Report],
+        reports: list[Report],
+        sql: str,
+        counter: str,
+        *,
+        timed: bool = False,
+    ) -> None:
+        """One ``release`` or ``complete`` call (``sql``) per queue for ``reports``: what it
+        applied counts in ``summary.<counter>``, the rest as stale; reported entries leave
+        ``pending``. ``timed``: the handlers' durations go along."""
+        for queue, batch in _by_queue(reports).items():
+            params = [
+                queue,
+                _array(r.delivery.job_id for r in batch),
+                _array(r.delivery.attempt for r in batch),
+            ]
+            if timed:
+                params.append(_array(r.duration_ms for r in batch))
+            row = conn.execute(sql, params).fetchone()
+            applied = int(row[0]) if row else 0
+            setattr(self.summary, counter, getattr(self.summary, counter) + applied)
+            self.summary.stale += len(batch) - applied
+            _remove(pending, batch)
 
     def _report_failures(self, conn: Connection, pending: list[Report]) -> None:
         for report in [r for r in pending if r.error is not None]:
@@ -829,6 +832,11 @@ class Worker:
             raise
         except psycopg.Error as exc:
             log.warning("heartbeat failed: %s", exc)
+
+
+def _moving_average(last: float | None, value: float) -> float:
+    """Exponentially weighted: the latest measurement counts for a fifth."""
+    return value if last is None else 0.8 * last + 0.2 * value
 
 
 def _array(numbers: Iterable[float | None]) -> str:
