@@ -582,31 +582,16 @@ def test_fuzz_claim(
         )
 
 
+@pytest.mark.parametrize("fn", ["complete", "release"])
 @FUZZ
 @given(queue=queue_names, job_ids=bigint_arrays, attempts=int_arrays)
-def test_fuzz_complete(
-    fuzz: Fuzz, queue: str | None, job_ids: list[int | None] | None, attempts: Any
+def test_fuzz_outcome_batch(
+    fuzz: Fuzz, fn: str, queue: str | None, job_ids: list[int | None] | None, attempts: Any
 ) -> None:
+    """complete and release take the same parallel arrays of deliveries."""
     rows = fuzz.call(
-        "complete",
-        "select pgmq_jobs.complete(%(q)s, %(j)s::numeric[]::bigint[], %(a)s::numeric[]::integer[])",
-        {"q": queue, "j": job_ids, "a": attempts},
-    )
-    if rows is None:
-        return
-    assert queue in QUEUES and job_ids is not None and attempts is not None
-    assert len(job_ids) == len(attempts) and None not in job_ids and None not in attempts
-    assert 0 <= rows[0][0] <= len(job_ids)
-
-
-@FUZZ
-@given(queue=queue_names, job_ids=bigint_arrays, attempts=int_arrays)
-def test_fuzz_release(
-    fuzz: Fuzz, queue: str | None, job_ids: list[int | None] | None, attempts: Any
-) -> None:
-    rows = fuzz.call(
-        "release",
-        "select pgmq_jobs.release(%(q)s, %(j)s::numeric[]::bigint[], %(a)s::numeric[]::integer[])",
+        fn,
+        f"select pgmq_jobs.{fn}(%(q)s, %(j)s::numeric[]::bigint[], %(a)s::numeric[]::integer[])",
         {"q": queue, "j": job_ids, "a": attempts},
     )
     if rows is None:

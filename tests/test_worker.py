@@ -59,6 +59,15 @@ def listening(conn: Connection, pid: int) -> bool:
     return bool(row and row[0])
 
 
+def drain_summary(db_dsn: str, queue: str) -> dict[str, Any]:
+    """Run ``pgmq-jobs worker --drain`` (20 s budget, polling) to its end; its JSON summary."""
+    proc = start_worker(db_dsn, [queue], "--drain", "--max-seconds", "20", "--no-listen")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return summary
+
+
 def test_notify_wakes_an_idle_worker_within_two_seconds(
     db_dsn: str, conn: Connection, queue_name: str
 ) -> None:
@@ -130,10 +139,7 @@ def test_drain_waits_for_the_retries_it_scheduled(
 ) -> None:
     jobs.create_queue(conn, queue_name, retry_base=1, jitter="none", max_attempts=3)
     flaky = jobs.enqueue(conn, queue_name, {"action": "flaky", "fail_times": 1})
-    proc = start_worker(db_dsn, [queue_name], "--drain", "--max-seconds", "20", "--no-listen")
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = drain_summary(db_dsn, queue_name)
     assert (summary["failed"], summary["completed"]) == (1, 1), summary
     assert done_ids(conn, queue_name) == {flaky}
     assert remaining(conn, queue_name) == 0
@@ -146,10 +152,7 @@ def test_drain_leaves_retries_due_after_its_budget(
         conn, queue_name, retry_base=3600, retry_max=3600, jitter="none", max_attempts=3
     )
     flaky = jobs.enqueue(conn, queue_name, {"action": "flaky", "fail_times": 1})
-    proc = start_worker(db_dsn, [queue_name], "--drain", "--max-seconds", "20", "--no-listen")
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = drain_summary(db_dsn, queue_name)
     assert (summary["failed"], summary["completed"]) == (1, 0), summary
     assert summary["seconds"] < 15, summary  # it did not sit out its budget
     assert done_ids(conn, queue_name) == set() and remaining(conn, queue_name) == 1
@@ -213,10 +216,7 @@ def test_drain_mode_prints_a_json_summary(db_dsn: str, conn: Connection, queue_n
     jobs.create_queue(conn, queue_name, max_attempts=1)
     jobs.enqueue_batch(conn, queue_name, [{"i": i} for i in range(5)])
     jobs.enqueue(conn, queue_name, {"action": "fail"})
-    proc = start_worker(db_dsn, [queue_name], "--drain", "--max-seconds", "20", "--no-listen")
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = drain_summary(db_dsn, queue_name)
     assert {k: summary[k] for k in ("claimed", "completed", "failed", "dead", "stale")} == {
         "claimed": 6,
         "completed": 5,
