@@ -142,11 +142,39 @@ as $$
     order by a.xact_start
 $$;
 
+-- Partitioned queues whose default partition holds jobs (alert
+-- default_partition): pg_partman's maintenance has fallen behind the job ids.
+-- Counted up to 100000 (a default partition is normally empty).
+create or replace function pgmq_jobs._default_partition_jobs()
+returns table (queue text, jobs bigint)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    q text;
+begin
+    for q in select qs.queue from pgmq_jobs.queue_settings as qs where qs.partitioned order by 1 loop
+        continue when pg_catalog.to_regclass(format('pgmq.%I', 'q_' || q || '_default')) is null;
+        execute format(
+            'select count(*) from (select from pgmq.%I limit 100000) as d', 'q_' || q || '_default'
+        ) into jobs;
+        if jobs > 0 then
+            queue := q;
+            return next;
+        end if;
+    end loop;
+end
+$$;
+
 revoke all on function pgmq_jobs._queue_gauges(text, integer) from public;
 revoke all on function pgmq_jobs._nth_at(text, text, bigint) from public;
 revoke all on function pgmq_jobs._xmin_holders() from public;
+revoke all on function pgmq_jobs._default_partition_jobs() from public;
 grant execute on function
     pgmq_jobs._queue_gauges(text, integer),
     pgmq_jobs._nth_at(text, text, bigint),
-    pgmq_jobs._xmin_holders()
+    pgmq_jobs._xmin_holders(),
+    pgmq_jobs._default_partition_jobs()
 to pgmq_jobs_admin;

@@ -194,7 +194,21 @@ from pg_catalog.pg_database as db
 inner join defaults as d on d.alert = 'wraparound'
 where db.datname = current_database()
     and age(db.datfrozenxid)::double precision
-    / current_setting('autovacuum_freeze_max_age')::double precision > d.threshold;
+    / current_setting('autovacuum_freeze_max_age')::double precision > d.threshold
+
+union all
+
+select
+    'default_partition',
+    p.queue,
+    p.jobs::double precision,
+    0::double precision,
+    null::timestamptz,
+    format('partitioned queue %s has %s job(s) in its default partition: pg_partman''s maintenance'
+        ' has fallen behind (run partman.run_maintenance_proc, or check its pg_cron job)',
+        p.queue, p.jobs),
+    jsonb_build_object('table', format('pgmq.q_%s_default', p.queue), 'jobs', p.jobs)
+from pgmq_jobs._default_partition_jobs() as p;
 
 comment on view pgmq_jobs.alerts is
 'Alert conditions firing now, one row each: alert, queue (null for the database), value,
@@ -210,7 +224,8 @@ xmin_horizon: a session of this database has held a snapshot or transaction id f
 than the threshold (300; idle-in-transaction sessions included), holding back vacuum.
 table_bloat: a queue''s table (or its DLQ) has at least 1000 dead tuples making up more than the
 threshold share (0.5) of its rows. wraparound: age(datfrozenxid) is past the threshold share
-(0.5) of autovacuum_freeze_max_age.';
+(0.5) of autovacuum_freeze_max_age. default_partition: a partitioned queue''s default partition
+holds jobs (threshold 0, fixed), i.e. partition maintenance has fallen behind.';
 
 revoke all on pgmq_jobs.alerts from public;
 grant select on pgmq_jobs.alerts to pgmq_jobs_admin;

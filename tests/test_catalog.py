@@ -110,6 +110,7 @@ def test_every_public_function_is_documented_and_private_ones_are_not_granted(
     # the drain procedure (which cannot be SECURITY DEFINER) call.
     assert sorted(granted) == [
         ("_cron_job", "pgmq_jobs_admin"),
+        ("_default_partition_jobs", "pgmq_jobs_admin"),
         ("_drain_step", "pgmq_jobs_admin"),
         ("_next_run_at", "pgmq_jobs_admin"),
         ("_nth_at", "pgmq_jobs_admin"),

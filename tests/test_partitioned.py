@@ -78,9 +78,21 @@ def test_jobs_beyond_premade_partitions_land_in_default_and_are_still_served(
     ids = jobs.enqueue_batch(conn, queue_name, [{"i": i} for i in range(80)])
     in_default = conn.execute(f"select count(*) from pgmq.q_{queue_name}_default").fetchone()
     assert in_default is not None and in_default[0] > 0
+    # Maintenance has fallen behind: the alert says so, with the count.
+    [alert] = default_partition_alerts(conn, queue_name)
+    assert alert[0] == in_default[0] and "default partition" in alert[1]
     claimed = jobs.claim(conn, queue_name, 100)
     assert sorted(j.job_id for j in claimed) == ids
     assert jobs.complete(conn, queue_name, claimed) == 80
+    assert default_partition_alerts(conn, queue_name) == []
+
+
+def default_partition_alerts(conn: Connection, queue: str) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "select value, message from pgmq_jobs.alerts"
+        " where alert = 'default_partition' and queue = %s",
+        (queue,),
+    ).fetchall()
 
 
 @pytest.mark.parametrize(

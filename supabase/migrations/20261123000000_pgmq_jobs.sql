@@ -3710,13 +3710,41 @@ as $$
     order by a.xact_start
 $$;
 
+-- Partitioned queues whose default partition holds jobs (alert
+-- default_partition): pg_partman's maintenance has fallen behind the job ids.
+-- Counted up to 100000 (a default partition is normally empty).
+create or replace function pgmq_jobs._default_partition_jobs()
+returns table (queue text, jobs bigint)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    q text;
+begin
+    for q in select qs.queue from pgmq_jobs.queue_settings as qs where qs.partitioned order by 1 loop
+        continue when pg_catalog.to_regclass(format('pgmq.%I', 'q_' || q || '_default')) is null;
+        execute format(
+            'select count(*) from (select from pgmq.%I limit 100000) as d', 'q_' || q || '_default'
+        ) into jobs;
+        if jobs > 0 then
+            queue := q;
+            return next;
+        end if;
+    end loop;
+end
+$$;
+
 revoke all on function pgmq_jobs._queue_gauges(text, integer) from public;
 revoke all on function pgmq_jobs._nth_at(text, text, bigint) from public;
 revoke all on function pgmq_jobs._xmin_holders() from public;
+revoke all on function pgmq_jobs._default_partition_jobs() from public;
 grant execute on function
     pgmq_jobs._queue_gauges(text, integer),
     pgmq_jobs._nth_at(text, text, bigint),
-    pgmq_jobs._xmin_holders()
+    pgmq_jobs._xmin_holders(),
+    pgmq_jobs._default_partition_jobs()
 to pgmq_jobs_admin;
 
 -- ======================================================================
@@ -4244,7 +4272,21 @@ from pg_catalog.pg_database as db
 inner join defaults as d on d.alert = 'wraparound'
 where db.datname = current_database()
     and age(db.datfrozenxid)::double precision
-    / current_setting('autovacuum_freeze_max_age')::double precision > d.threshold;
+    / current_setting('autovacuum_freeze_max_age')::double precision > d.threshold
+
+union all
+
+select
+    'default_partition',
+    p.queue,
+    p.jobs::double precision,
+    0::double precision,
+    null::timestamptz,
+    format('partitioned queue %s has %s job(s) in its default partition: pg_partman''s maintenance'
+        ' has fallen behind (run partman.run_maintenance_proc, or check its pg_cron job)',
+        p.queue, p.jobs),
+    jsonb_build_object('table', format('pgmq.q_%s_default', p.queue), 'jobs', p.jobs)
+from pgmq_jobs._default_partition_jobs() as p;
 
 comment on view pgmq_jobs.alerts is
 'Alert conditions firing now, one row each: alert, queue (null for the database), value,
@@ -4260,7 +4302,8 @@ xmin_horizon: a session of this database has held a snapshot or transaction id f
 than the threshold (300; idle-in-transaction sessions included), holding back vacuum.
 table_bloat: a queue''s table (or its DLQ) has at least 1000 dead tuples making up more than the
 threshold share (0.5) of its rows. wraparound: age(datfrozenxid) is past the threshold share
-(0.5) of autovacuum_freeze_max_age.';
+(0.5) of autovacuum_freeze_max_age. default_partition: a partitioned queue''s default partition
+holds jobs (threshold 0, fixed), i.e. partition maintenance has fallen behind.';
 
 revoke all on pgmq_jobs.alerts from public;
 grant select on pgmq_jobs.alerts to pgmq_jobs_admin;
