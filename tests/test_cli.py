@@ -68,6 +68,10 @@ def test_errors_are_one_clear_line(db_dsn: str) -> None:
     assert out.stderr.strip() == "pgmq-jobs: error: unknown queue 'no_such_queue'"
     out = cli(db_dsn, "enqueue", "q", "[1, 2]")
     assert out.returncode == 2 and "payload must be a JSON object" in out.stderr
+    # Nested deeper than Python's parser goes (found by the fuzz test): no traceback.
+    out = cli(db_dsn, "enqueue", "q", '{"d": ' + "[" * 5000 + "]" * 5000 + "}")
+    assert out.returncode == 2 and "payload is nested too deeply" in out.stderr
+    assert "Traceback" not in out.stderr
     out = cli(db_dsn, "enqueue", "q", "{}", "--delay", "soon")
     assert out.returncode == 2 and "invalid duration 'soon'" in out.stderr
     # A name with a newline in it (found by the fuzz test) is quoted on the same line.

@@ -117,6 +117,7 @@ def test_a_missing_or_wrong_secret_is_401(invoker: Invoker, token: str | None) -
     [
         (b"{not json", "not valid JSON"),
         (b"[1, 2]", "JSON object"),
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
         ({"queue": "no_such_queue"}, "unknown queue 'no_such_queue'"),
         ({}, "queue must be a non-empty string"),
         ({"queue": "QUEUE", "max_seconds": 5}, "unknown queue"),

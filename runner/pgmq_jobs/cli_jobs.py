@@ -51,6 +51,8 @@ def parse_object(text: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"payload is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise argparse.ArgumentTypeError("payload is nested too deeply to parse") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(
             f"payload must be a JSON object, got {type(value).__name__}"

@@ -76,6 +76,8 @@ def parse_invocation(body: bytes, config: InvokerConfig) -> Invocation:
         data = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("body is nested too deeply to parse") from None
     if not isinstance(data, dict):
         raise BadRequest('body must be a JSON object like {"queue": "emails", "max_seconds": 20}')
     unknown = sorted(set(data) - {"queue", "max_seconds", "max_jobs"})
