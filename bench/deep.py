@@ -226,18 +226,18 @@ def queue_stats(conn: psycopg.Connection[Any], plan: Plan) -> dict[str, Any]:
 
 
 def failure_sql(jobs_dsn: str, raw_dsn: str, plan: Plan) -> dict[str, Any]:
-    """Per call: fail() (retry) vs complete() of one job, and vs complete() of 100 at once;
-    raw: set_vt(id, 0) vs archive(id)."""
+    """Per call: fail() (retry) vs complete() of one job, and fail_batch() vs complete() of
+    100 at once; raw: set_vt(id, 0) vs archive(id)."""
     n = 1000
     out: dict[str, Any] = {"n": n}
     with connect(jobs_dsn) as jc, connect(raw_dsn) as rc:
         _create(jc, "failcost", retry_base=timedelta(milliseconds=1), jitter="none")
         rc.execute("select pgmq.create('failcost')")
-        f_ms, c_ms, cb_ms, rf_ms, rc_ms = [], [], [], [], []
+        f_ms, c_ms, cb_ms, fb_ms, rf_ms, rc_ms = [], [], [], [], [], []
         for _ in range(plan.runs):
-            fill_jobs(jc, "failcost", 3 * n)
+            fill_jobs(jc, "failcost", 4 * n)
             rows = []
-            while len(rows) < 3 * n:
+            while len(rows) < 4 * n:
                 rows += jc.execute(
                     "select job_id, attempt from pgmq_jobs.claim('failcost', 1000)"
                 ).fetchall()
@@ -254,15 +254,28 @@ def failure_sql(jobs_dsn: str, raw_dsn: str, plan: Plan) -> dict[str, Any]:
                     (job_id, attempt),
                 )
             c_ms.append((time.perf_counter() - t0) * 1000 / n)
-            t0 = time.perf_counter()
-            rest = rows[2 * n :]
-            for k in range(0, len(rest), 100):
-                chunk = rest[k : k + 100]
-                jc.execute(
+            # 100 per call: complete(ids, attempts) and fail_batch(ids, attempts, errors).
+            for sql, rest, times, with_errors in (
+                (
                     "select pgmq_jobs.complete('failcost', %s::bigint[], %s::int[])",
-                    ([r[0] for r in chunk], [r[1] for r in chunk]),
-                )
-            cb_ms.append((time.perf_counter() - t0) * 1000 / n)
+                    rows[2 * n : 3 * n],
+                    cb_ms,
+                    False,
+                ),
+                (
+                    "select count(*) from pgmq_jobs.fail_batch('failcost', %s::bigint[],"
+                    " %s::int[], %s::text[])",
+                    rows[3 * n :],
+                    fb_ms,
+                    True,
+                ),
+            ):
+                t0 = time.perf_counter()
+                for k in range(0, len(rest), 100):
+                    chunk = rest[k : k + 100]
+                    params = [[r[0] for r in chunk], [r[1] for r in chunk]]
+                    jc.execute(sql, [*params, ["x"] * len(chunk)] if with_errors else params)
+                times.append((time.perf_counter() - t0) * 1000 / n)
             jc.execute("truncate pgmq.q_failcost, pgmq.a_failcost")
 
             fill_raw(rc, "failcost", 2 * n)
@@ -284,7 +297,9 @@ def failure_sql(jobs_dsn: str, raw_dsn: str, plan: Plan) -> dict[str, Any]:
             "fail_ms": stats(f_ms),
             "complete_one_ms": stats(c_ms),
             "complete_batched_ms_per_job": stats(cb_ms),
+            "fail_batched_ms_per_job": stats(fb_ms),
             "fail_vs_complete_one": round(stats(f_ms)["median"] / stats(c_ms)["median"], 2),
+            "fail_vs_complete_batched": round(stats(fb_ms)["median"] / stats(cb_ms)["median"], 2),
         }
         out["raw"] = {
             "set_vt_ms": stats(rf_ms),

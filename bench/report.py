@@ -270,6 +270,13 @@ def targets(results: dict[str, Any]) -> list[str]:
             f"(batched complete: {median(fs['complete_batched_ms_per_job'])} ms/job)",
             fs["fail_vs_complete_one"] <= 2,
         )
+    if isinstance(fs, dict) and "fail_batched_ms_per_job" in fs:
+        add(
+            "a failed attempt ≤ 2× a completion (per job, 100 per call)",
+            f"fail_batch() {median(fs['fail_batched_ms_per_job'])} ms/job vs complete()"
+            f" {median(fs['complete_batched_ms_per_job'])} ms/job = {fs['fail_vs_complete_batched']}×",
+            fs["fail_vs_complete_batched"] <= 2,
+        )
     d = results.get("deep") if isinstance(results.get("deep"), dict) else {}
     rj = dig(d, "ratios", "pgmq_jobs")
     rr = dig(d, "ratios", "raw")

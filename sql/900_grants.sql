@@ -29,6 +29,7 @@ grant execute on function
     pgmq_jobs.claim(text, integer, interval, text),
     pgmq_jobs.complete(text, bigint[], integer[], double precision[]),
     pgmq_jobs.fail(text, bigint, integer, text, interval, boolean),
+    pgmq_jobs.fail_batch(text, bigint[], integer[], text[], interval[], boolean[]),
     pgmq_jobs.extend(text, bigint, integer, interval),
     pgmq_jobs.release(text, bigint[], integer[]),
     pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean),

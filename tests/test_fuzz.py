@@ -635,6 +635,51 @@ def test_fuzz_fail(
 @FUZZ
 @given(
     queue=queue_names,
+    job_ids=bigint_arrays,
+    attempts=int_arrays,
+    errors=st.one_of(st.none(), st.lists(st.one_of(st.none(), any_text), max_size=5)),
+    retry_after=st.one_of(
+        st.none(),
+        st.lists(
+            st.one_of(
+                st.none(),
+                st.timedeltas(min_value=timedelta(seconds=-5), max_value=timedelta(days=5000)),
+            ),
+            max_size=5,
+        ),
+    ),
+    permanent=st.one_of(st.none(), st.lists(st.one_of(st.none(), st.booleans()), max_size=5)),
+)
+def test_fuzz_fail_batch(
+    fuzz: Fuzz,
+    queue: str | None,
+    job_ids: list[int | None] | None,
+    attempts: list[int | None] | None,
+    errors: list[str | None] | None,
+    retry_after: list[timedelta | None] | None,
+    permanent: list[bool | None] | None,
+) -> None:
+    rows = fuzz.call(
+        "fail_batch",
+        "select job_id, outcome from pgmq_jobs.fail_batch(%(q)s, %(j)s::numeric[]::bigint[],"
+        " %(a)s::numeric[]::integer[], %(e)s::text[], %(ra)s::interval[], %(p)s::boolean[])",
+        {"q": queue, "j": job_ids, "a": attempts, "e": errors, "ra": retry_after, "p": permanent},
+    )
+    if rows is None:
+        return
+    assert queue in QUEUES and job_ids is not None and attempts is not None and errors is not None
+    assert len(job_ids) == len(attempts) == len(errors) and len(set(job_ids)) == len(job_ids)
+    assert None not in job_ids and None not in attempts and None not in (permanent or [])
+    assert all(
+        timedelta(0) <= r <= timedelta(days=3650) for r in retry_after or [] if r is not None
+    )
+    assert [r[0] for r in rows] == job_ids
+    assert {r[1] for r in rows} <= {"retry", "dead", "stale"}
+
+
+@FUZZ
+@given(
+    queue=queue_names,
     job_id=st.one_of(ints, st.integers(-2, 12)),
     attempt=st.one_of(ints, st.integers(-1, 3)),
     by=intervals,

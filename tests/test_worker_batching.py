@@ -98,3 +98,68 @@ def test_a_timed_out_handler_sees_ctx_cancelled(
     assert seen.wait(5), "the handler never saw ctx.cancelled"
     [dead] = jobs.dead_letters(conn, queue_name)
     assert dead.job_id == job_id and "TimeoutError" in (dead.last_error or "")
+
+
+class FailSpy(pgmq_jobs.Worker):
+    """A worker that notes how many failures each flush reported, and the one-by-one ones."""
+
+    bursts: list[int]
+    singles: int
+
+    def _report_failures(self, conn: Connection, pending: list[Any]) -> None:
+        failed = sum(1 for r in pending if r.error is not None)
+        if failed:
+            self.bursts.append(failed)
+        super()._report_failures(conn, pending)
+
+    def _report_failure(self, conn: Connection, report: Any) -> None:
+        self.singles += 1
+        super()._report_failure(conn, report)
+
+
+def _fail_once_drain(dsn: str, conn: Connection, queue: str, n: int) -> FailSpy:
+    jobs.create_queue(conn, queue, retry_base=0.001, jitter="none")
+    jobs.enqueue_batch(conn, queue, [{"i": i} for i in range(n)])
+
+    def fail_once(payload: dict[str, Any], ctx: JobContext) -> None:
+        if ctx.attempt == 1:
+            raise RuntimeError(f"job {payload['i']} fails once\x00\udcff")
+
+    app = pgmq_jobs.Registry()
+    app.add(queue, fail_once)
+    options = pgmq_jobs.WorkerOptions([queue], drain=True, max_seconds=60, listen=False)
+    worker = FailSpy(dsn, app, options)
+    worker.bursts, worker.singles = [], 0
+    worker.run()
+    return worker
+
+
+def test_a_burst_of_failures_is_reported_in_one_call(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    worker = _fail_once_drain(db_dsn, conn, queue_name, 300)
+    assert (worker.summary.completed, worker.summary.failed, worker.summary.stale) == (300, 300, 0)
+    assert worker.singles == 0
+    assert sum(worker.bursts) == 300 and max(worker.bursts) > 20, worker.bursts
+    # Every failure is on record, its NUL and lone surrogate escaped rather than refused.
+    [row] = conn.execute(
+        "select count(*) filter (where message ->> 'i' = '7'), count(*) from pgmq.a_" + queue_name
+    ).fetchall()
+    assert row == (1, 300)
+    errors = conn.execute(
+        "select headers -> 'errors' -> 0 ->> 'error' from pgmq.a_" + queue_name
+    ).fetchall()
+    assert all("fails once\\x00\\udcff" in e for (e,) in errors), errors[:1]
+
+
+def test_failures_go_one_by_one_where_fail_batch_is_missing(fresh_db: Any, queue_name: str) -> None:
+    """A worker newer than the database's SQL (fail_batch not installed yet) still reports."""
+    dsn = fresh_db()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "drop function pgmq_jobs.fail_batch(text, bigint[], integer[], text[], interval[],"
+            " boolean[])"
+        )
+        worker = _fail_once_drain(dsn, conn, queue_name, 40)
+        assert (worker.summary.completed, worker.summary.failed) == (40, 40)
+        assert worker.singles == 40

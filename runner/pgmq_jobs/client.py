@@ -47,6 +47,17 @@ class FailResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Failure:
+    """One failed delivery for :func:`fail_batch`, with the options of :func:`fail`."""
+
+    job_id: int
+    attempt: int
+    error: str | None
+    retry_after: Duration | None = None
+    permanent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A job in a queue's dead-letter queue, as returned by :func:`dead_letters`."""
 
@@ -321,6 +332,28 @@ def fail(
         },
     )
     return FailResult(*rows[0])
+
+
+def fail_batch(
+    conn: psycopg.Connection[Any], queue: str, failures: Sequence[Failure]
+) -> list[FailResult]:
+    """Report many failed deliveries of ``queue`` in one statement; one result per failure,
+    in the order given, as :func:`fail` would return it."""
+    rows = _call(
+        conn,
+        "select outcome, attempt, next_attempt_at from pgmq_jobs.fail_batch(%(queue)s,"
+        " %(job_ids)s::bigint[], %(attempts)s::integer[], %(errors)s::text[],"
+        " retry_after => %(retry_after)s::interval[], permanent => %(permanent)s::boolean[])",
+        {
+            "queue": queue,
+            "job_ids": [f.job_id for f in failures],
+            "attempts": [f.attempt for f in failures],
+            "errors": [f.error for f in failures],
+            "retry_after": [_interval(f.retry_after) for f in failures],
+            "permanent": [f.permanent for f in failures],
+        },
+    )
+    return [FailResult(*r) for r in rows]
 
 
 def extend(

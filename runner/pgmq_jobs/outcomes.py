@@ -44,8 +44,10 @@ class Permanent(Exception):
 
 
 def error_text(exc: BaseException) -> str:
-    """Traceback, exception type and message, as stored in the job's error history."""
-    return "".join(traceback.format_exception(exc)).rstrip()
+    """Traceback, exception type and message, as stored in the job's error history: text
+    PostgreSQL takes (a NUL or a lone surrogate in a message would make the report fail)."""
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def timeout_text(timeout: float, job_id: int, attempt: int) -> str:

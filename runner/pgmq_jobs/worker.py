@@ -69,6 +69,11 @@ COMPLETE_SQL = "select pgmq_jobs.complete(%s, %s::bigint[], %s::int[], %s::float
 WAIT_SQL = "select pgmq_jobs.wait_for_jobs(%s, %s::text[], %s)"
 WAITING_RECHECKS = (0.02, 0.1, 0.5)
 """Seconds after marking itself waiting at which a worker claims again (see _mark_waiting)."""
+FAIL_BATCH_SQL = (
+    "select job_id, outcome, extract(epoch from next_attempt_at - clock_timestamp())::float8"
+    " from pgmq_jobs.fail_batch(%s, %s::bigint[], %s::int[], %s::text[], %s::interval[],"
+    " %s::boolean[])"
+)
 FAIL_SQL = (
     "select outcome, extract(epoch from next_attempt_at - clock_timestamp())::float8"
     " from pgmq_jobs.fail(%s, %s, %s, %s, retry_after => %s, permanent => %s)"
@@ -658,15 +663,19 @@ class Worker:
                 delivery.handler.func(delivery.payload, delivery.context)
             except Retry as exc:
                 record_failure(span, exc)
-                return Report(delivery, error_text(exc), retry_after=exc.after)
+                report = Report(delivery, error_text(exc), retry_after=exc.after)
             except Permanent as exc:
                 record_failure(span, exc)
-                return Report(delivery, error_text(exc), permanent=True)
+                report = Report(delivery, error_text(exc), permanent=True)
             except BaseException as exc:  # every failure is reported, even SystemExit
                 record_failure(span, exc)
-                return Report(delivery, error_text(exc))
-        # The handler's processing time, reported with the completion (queue_stats).
-        return Report(delivery, duration_ms=(time.perf_counter() - started) * 1000)
+                report = Report(delivery, error_text(exc))
+            else:
+                report = Report(delivery)
+        # The handler's processing time: reported with a completion (queue_stats), and the
+        # pace of the automatic prefetch, failed or not.
+        report.duration_ms = (time.perf_counter() - started) * 1000
+        return report
 
     def _settle(self, report: Report) -> bool:
         """Record the first outcome of a delivery; False if it was already settled."""
@@ -760,9 +769,35 @@ class Worker:
             _remove(pending, batch)
 
     def _report_failures(self, conn: Connection, pending: list[Report]) -> None:
-        for report in [r for r in pending if r.error is not None]:
-            self._report_failure(conn, report)
-            pending.remove(report)
+        """One ``fail_batch`` call per queue; should it fail (a report it cannot take), the
+        queue's failures go one by one so that the others are still recorded."""
+        failed = [r for r in pending if r.error is not None]
+        for queue, batch in _by_queue(failed).items():
+            try:
+                rows = conn.execute(
+                    FAIL_BATCH_SQL,
+                    (
+                        queue,
+                        _array(r.delivery.job_id for r in batch),
+                        _array(r.delivery.attempt for r in batch),
+                        [r.error for r in batch],
+                        [r.retry_after for r in batch],
+                        [r.permanent for r in batch],
+                    ),
+                ).fetchall()
+            except CONNECTION_ERRORS:
+                raise
+            except psycopg.Error as exc:
+                log.warning(
+                    "could not report %d failures of %s at once (%s)", len(batch), queue, exc
+                )
+                for report in batch:
+                    self._report_failure(conn, report)
+            else:
+                outcomes = {job_id: (outcome, delay) for job_id, outcome, delay in rows}
+                for report in batch:
+                    self._count_failure(report.delivery, *outcomes[report.delivery.job_id])
+            _remove(pending, batch)
 
     def _report_failure(self, conn: Connection, report: Report) -> None:
         d = report.delivery

@@ -901,6 +901,119 @@ end
 $$;
 
 -- ======================================================================
+-- sql/022_private_fail.sql
+-- ======================================================================
+-- 022_private_fail.sql: the failure reports of fail and fail_batch, set-based.
+--
+-- One UPDATE schedules the retries of every open delivery given (fenced on
+-- read_ct and on the delivery not having failed already); only when some
+-- deliveries remain does one DELETE move the permanent and exhausted ones to
+-- the dead-letter queue. What neither statement touched is stale.
+
+create or replace function pgmq_jobs._fail_deliveries(
+    queue text,
+    s pgmq_jobs.queue_settings,
+    job_ids bigint[],
+    attempts integer[],
+    errors text[],
+    retry_afters interval[],
+    permanents boolean[]
+)
+returns table (job_id bigint, outcome text, attempt integer, next_attempt_at timestamptz)
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    retried_ids bigint[];
+    retried_at timestamptz[];
+    dead_ids bigint[] := '{}';
+    groups text[];
+    stale_max bigint;
+begin
+    execute format(
+        $sql$
+        with retried as (
+            update pgmq.%1$I as q
+            set
+                vt = clock_timestamp()
+                    + coalesce(t.retry_after, pgmq_jobs._retry_delay(t.attempt, $6, $7, $8, $9)),
+                headers = jsonb_set(
+                    coalesce(q.headers, '{}'), '{errors}',
+                    coalesce(q.headers -> 'errors', '[]')
+                    || pgmq_jobs._error_entry(t.attempt, t.error, q.headers -> 'worker', clock_timestamp())
+                )
+            from unnest($1, $2, $3, $4, $5) as t (job_id, attempt, error, retry_after, permanent)
+            where q.msg_id = t.job_id and q.read_ct = t.attempt and %2$s
+                and not t.permanent
+                and t.attempt < coalesce((q.headers ->> 'max_attempts')::integer, $10)
+            returning q.msg_id, q.vt
+        )
+        select coalesce(array_agg(r.msg_id), '{}'), coalesce(array_agg(r.vt), '{}') from retried as r
+        $sql$,
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
+    ) into retried_ids, retried_at
+    using job_ids, attempts, errors, retry_afters, permanents,
+        s.retry_base, s.retry_max, s.retry_factor, s.jitter, s.max_attempts;
+
+    if cardinality(retried_ids) < cardinality(job_ids) then
+        execute format(
+            $sql$
+            with dead as (
+                delete from pgmq.%1$I as q
+                using unnest($1, $2, $3, $4) as t (job_id, attempt, error, permanent)
+                where q.msg_id = t.job_id and q.read_ct = t.attempt and %4$s
+                    and (t.permanent or t.attempt >= coalesce((q.headers ->> 'max_attempts')::integer, $5))
+                returning q.msg_id, q.read_ct, q.enqueued_at, q.message, q.headers, t.error, t.permanent
+            ),
+            routed as (
+                insert into pgmq.%2$I (vt, message)
+                select clock_timestamp(), pgmq_jobs._dead_letter(
+                    %3$L, d.msg_id, d.message, d.read_ct, d.headers, d.enqueued_at,
+                    case when d.permanent then 'permanent' else 'exhausted' end,
+                    pgmq_jobs._error_entry(d.read_ct, d.error, d.headers -> 'worker', clock_timestamp())
+                )
+                from dead as d
+            )
+            select
+                coalesce(array_agg(d.msg_id), '{}'),
+                array_agg(d.headers ->> 'group_key') filter (where d.headers ? 'group_key')
+            from dead as d
+            $sql$,
+            'q_' || queue, 'q_' || queue || '_dlq', queue, pgmq_jobs._sql_open_delivery('q')
+        ) into dead_ids, groups
+        using job_ids, attempts, errors, permanents, s.max_attempts;
+
+        -- Neither retried nor dead: stale, unless the queue never issued the id.
+        select max(t.id) into stale_max
+        from unnest(job_ids) as t (id)
+        where t.id <> all(retried_ids) and t.id <> all(dead_ids);
+        if stale_max is not null then
+            perform pgmq_jobs._check_job_issued(queue, stale_max);
+        end if;
+    end if;
+
+    if cardinality(retried_ids) + cardinality(dead_ids) > 0 then
+        insert into pgmq_jobs.outcome_log (queue, retried, dead)
+        values (queue, cardinality(retried_ids), cardinality(dead_ids));
+    end if;
+    if groups is not null then
+        perform pgmq_jobs._release_groups(queue, groups);
+    end if;
+
+    return query
+    select
+        t.id,
+        case when r.id is not null then 'retry' when t.id = any(dead_ids) then 'dead' else 'stale' end,
+        t.att,
+        r.at
+    from unnest(job_ids, attempts) with ordinality as t (id, att, ord)
+    left join unnest(retried_ids, retried_at) as r (id, at) on r.id = t.id
+    order by t.ord;
+end
+$$;
+
+-- ======================================================================
 -- sql/030_private_cron.sql
 -- ======================================================================
 -- 030_private_cron.sql: private helpers for pg_cron: is it here, which
@@ -2212,7 +2325,8 @@ queue_stats.';
 -- ======================================================================
 -- sql/122_fail.sql
 -- ======================================================================
--- 122_fail.sql: fail, report a failed delivery: retry later or dead-letter.
+-- 122_fail.sql: fail, report a failed delivery: retry later or dead-letter
+-- (one delivery of fail_batch; the work is in _fail_deliveries).
 
 create or replace function pgmq_jobs.fail(
     queue text,
@@ -2230,13 +2344,6 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
-    headers jsonb;
-    open_attempt integer;
-    max_attempts integer;
-    entry jsonb;
-    dead_id bigint;
-    group_key text;
-    next_at timestamptz;
     result pgmq_jobs.fail_result;
 begin
     perform pgmq_jobs._check_delivery(job_id, attempt);
@@ -2246,72 +2353,11 @@ begin
     if retry_after is not null then
         perform pgmq_jobs._check_interval('retry_after', retry_after, interval '0', interval '3650 days');
     end if;
-    result.attempt := attempt;
-
-    execute format(
-        'select q.headers, q.read_ct from pgmq.%I as q where q.msg_id = $1 and q.read_ct = $2 and %s',
-        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
-    ) into headers, open_attempt using job_id, attempt;
-    if open_attempt is null then
-        perform pgmq_jobs._check_job_issued(queue, job_id);
-        result.outcome := 'stale';
-        return result;
-    end if;
-
-    max_attempts := coalesce((headers ->> 'max_attempts')::integer, s.max_attempts);
-    entry := pgmq_jobs._error_entry(attempt, error, headers -> 'worker', clock_timestamp());
-
-    if permanent or attempt >= max_attempts then
-        -- Move to the dead-letter queue; the fence is in the delete itself.
-        execute format(
-            $sql$
-            with dead as (
-                delete from pgmq.%1$I as q
-                where q.msg_id = $1 and q.read_ct = $2 and %4$s
-                returning q.msg_id, q.read_ct, q.enqueued_at, q.message, q.headers
-            )
-            insert into pgmq.%2$I (vt, message)
-            select clock_timestamp(), pgmq_jobs._dead_letter(
-                %3$L, d.msg_id, d.message, d.read_ct, d.headers, d.enqueued_at, $3, $4
-            )
-            from dead as d
-            returning msg_id, message ->> 'group_key'
-            $sql$,
-            'q_' || queue, 'q_' || queue || '_dlq', queue, pgmq_jobs._sql_open_delivery('q')
-        ) into dead_id, group_key
-        using job_id, attempt, case when permanent then 'permanent' else 'exhausted' end, entry;
-        if group_key is not null then
-            perform pgmq_jobs._release_groups(queue, array[group_key]);
-        end if;
-        result.outcome := case when dead_id is null then 'stale' else 'dead' end;
-        if dead_id is not null then
-            insert into pgmq_jobs.outcome_log (queue, dead) values (queue, 1);
-        end if;
-        return result;
-    end if;
-
-    execute format(
-        $sql$
-        update pgmq.%I as q
-        set
-            vt = clock_timestamp() + $3,
-            headers = jsonb_set(
-                coalesce(q.headers, '{}'), '{errors}', coalesce(q.headers -> 'errors', '[]') || $4
-            )
-        where q.msg_id = $1 and q.read_ct = $2 and %2$s
-        returning q.vt
-        $sql$,
-        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
-    ) into next_at
-    using job_id, attempt,
-        coalesce(retry_after,
-            pgmq_jobs._retry_delay(attempt, s.retry_base, s.retry_max, s.retry_factor, s.jitter)),
-        entry;
-    result.outcome := case when next_at is null then 'stale' else 'retry' end;
-    result.next_attempt_at := next_at;
-    if next_at is not null then
-        insert into pgmq_jobs.outcome_log (queue, retried) values (queue, 1);
-    end if;
+    select f.outcome, f.attempt, f.next_attempt_at into result
+    from pgmq_jobs._fail_deliveries(
+        queue, s, array[job_id], array[attempt], array[error],
+        array[retry_after], array[permanent]
+    ) as f;
     return result;
 end
 $$;
@@ -2416,6 +2462,83 @@ comment on function pgmq_jobs.release(text, bigint[], integer[]) is
 jobs): job_ids[i] whose current delivery is attempts[i] become visible now, in their place
 in line (as of their enqueue time), and the claim is undone, so the attempt is not used up.
 Returns how many were released; a stale pair changes nothing and is not counted.';
+
+-- ======================================================================
+-- sql/125_fail_batch.sql
+-- ======================================================================
+-- 125_fail_batch.sql: fail_batch, report many failed deliveries of a queue in
+-- one statement (a worker's burst of failures in one round trip).
+
+create or replace function pgmq_jobs.fail_batch(
+    queue text,
+    job_ids bigint[],
+    attempts integer[],
+    errors text[],
+    retry_after interval[] default null,
+    permanent boolean[] default null
+)
+returns table (job_id bigint, outcome text, attempt integer, next_attempt_at timestamptz)
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    n integer;
+    delay interval;
+begin
+    perform pgmq_jobs._check_deliveries(job_ids, attempts);
+    n := cardinality(job_ids);
+    if errors is null or cardinality(errors) <> n then
+        raise exception 'errors must have one element per job, got % for % jobs',
+            coalesce(cardinality(errors)::text, 'null'), n
+            using errcode = '22023';
+    end if;
+    if retry_after is not null then
+        if cardinality(retry_after) <> n then
+            raise exception 'retry_after must have one element per job (null: the backoff), got % for % jobs',
+                cardinality(retry_after), n
+                using errcode = '22023';
+        end if;
+        foreach delay in array retry_after loop
+            if delay is not null then
+                perform pgmq_jobs._check_interval('retry_after', delay, interval '0', interval '3650 days');
+            end if;
+        end loop;
+    end if;
+    if permanent is not null then
+        if cardinality(permanent) <> n then
+            raise exception 'permanent must have one element per job, got % for % jobs',
+                cardinality(permanent), n
+                using errcode = '22023';
+        end if;
+        if array_position(permanent, null) is not null then
+            raise exception 'permanent must not contain nulls' using errcode = '22004';
+        end if;
+    end if;
+    if (select count(distinct j.id) from unnest(job_ids) as j (id)) <> n then
+        raise exception 'job_ids must not repeat a job' using errcode = '22023';
+    end if;
+    if n = 0 then
+        return;
+    end if;
+    return query
+    select f.job_id, f.outcome, f.attempt, f.next_attempt_at
+    from pgmq_jobs._fail_deliveries(
+        queue, s, job_ids, attempts, errors,
+        coalesce(retry_after, array_fill(null::interval, array[n])),
+        coalesce(permanent, array_fill(false, array[n]))
+    ) as f;
+end
+$$;
+
+comment on function pgmq_jobs.fail_batch(text, bigint[], integer[], text[], interval[], boolean[]) is
+'fail for many deliveries of a queue in one statement: job_ids[i] at attempts[i] failed with
+errors[i]; retry_after[i] (null: the queue''s backoff) and permanent[i] as in fail (both
+arrays optional). One row per job, in the order given: outcome retry (next_attempt_at),
+dead or stale, as fail reports it. A job_id the queue never issued, or one given twice, is an
+error and nothing is applied.';
 
 -- ======================================================================
 -- sql/130_dead_letters.sql
@@ -4413,6 +4536,7 @@ grant execute on function
     pgmq_jobs.claim(text, integer, interval, text),
     pgmq_jobs.complete(text, bigint[], integer[], double precision[]),
     pgmq_jobs.fail(text, bigint, integer, text, interval, boolean),
+    pgmq_jobs.fail_batch(text, bigint[], integer[], text[], interval[], boolean[]),
     pgmq_jobs.extend(text, bigint, integer, interval),
     pgmq_jobs.release(text, bigint[], integer[]),
     pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean),
