@@ -15,7 +15,7 @@ from bench.common import progress, stats
 from bench.scenarios import Plan, connect
 
 FILL_CHUNK = 50_000
-GROUP_FILL_BUDGET = {False: 70.0, True: 15.0}  # seconds; the grouped fill stops there
+GROUP_FILL_BUDGET = {False: 40.0, True: 15.0}  # seconds; the grouped fill stops there
 
 
 # ---------------------------------------------------------------- filling

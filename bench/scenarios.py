@@ -28,6 +28,7 @@ class Plan:
     quick: bool
     runs: int
     single_n: int
+    paired_n: int  # jobs per run of the alternating single-job enqueue runs (the target)
     producers_n: int
     producers: int
     batch_n: int
@@ -54,18 +55,18 @@ class Plan:
     def make(cls, quick: bool) -> Plan:
         if quick:
             return cls(
-                quick=True, runs=2, single_n=200, producers_n=400, producers=8,
+                quick=True, runs=2, single_n=200, paired_n=200, producers_n=400, producers=8,
                 batch_n=5_000, batch_size=1_000, process_n=2_000, process_runs=1,
                 process_cap=15, lat_n=40, lat_runs=2, lat_gap_ms=10, fail_n=500,
                 deep_n=100_000, delayed_n=10_000, shallow_n=10_000, measure_n=2_000,
                 stalled=1_000, groups=2_000, group_jobs=5, dedupe_n=300, limit=50, cut_after=3,
             )  # fmt: skip
         return cls(
-            quick=False, runs=3, single_n=2_000, producers_n=4_000, producers=8,
+            quick=False, runs=3, single_n=1_000, paired_n=2_000, producers_n=2_000, producers=8,
             batch_n=20_000, batch_size=1_000, process_n=20_000, process_runs=3,
-            process_cap=20, lat_n=150, lat_runs=3, lat_gap_ms=10, fail_n=5_000,
+            process_cap=12, lat_n=150, lat_runs=3, lat_gap_ms=10, fail_n=5_000,
             deep_n=1_000_000, delayed_n=100_000, shallow_n=20_000, measure_n=5_000,
-            stalled=1_000, groups=10_000, group_jobs=100, dedupe_n=1_000, limit=50, cut_after=8,
+            stalled=1_000, groups=10_000, group_jobs=100, dedupe_n=1_000, limit=50, cut_after=4,
         )  # fmt: skip
 
 
@@ -120,18 +121,19 @@ def paired_enqueue(
     apart, and the pairs alternate which system goes first (ABBA), so the median of the pair
     ratios is the fairer comparison of the two."""
     pairs = 2 if plan.quick else 6
+    n = plan.paired_n
     runs: dict[str, list[float]] = {"ours": [], "raw": []}
     reset(raw, raw_dsn)
     reset(ours, ours_dsn)
     for i in range(pairs):
         order = [("raw", raw, raw_dsn), ("ours", ours, ours_dsn)]
         for key, system, dsn in order if i % 2 == 0 else order[::-1]:
-            [seconds] = system.call("enqueue", dsn, n=plan.single_n, producers=1, runs=1)["runs"]
-            runs[key].append(plan.single_n / seconds)
+            [seconds] = system.call("enqueue", dsn, n=n, producers=1, runs=1)["runs"]
+            runs[key].append(n / seconds)
     reset(raw, raw_dsn)
     reset(ours, ours_dsn)
     return {
-        "n": plan.single_n,
+        "n": n,
         "pairs": pairs,
         "pgmq_jobs": stats(runs["ours"], digits=1),
         "raw_pgmq": stats(runs["raw"], digits=1),

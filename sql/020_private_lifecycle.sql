@@ -70,11 +70,12 @@ create or replace function pgmq_jobs._dead_letter(
     final_error jsonb
 )
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
-    select jsonb_build_object(
+begin
+    return jsonb_build_object(
         'queue', queue,
         'job_id', job_id,
         'original_job_id', coalesce((headers ->> 'original_job_id')::bigint, job_id),
@@ -88,7 +89,8 @@ as $$
         'replays', coalesce((headers ->> 'replays')::integer, 0),
         'max_attempts', headers -> 'max_attempts',
         'group_key', headers -> 'group_key'
-    )
+    );
+end
 $$;
 
 -- Is delivery read_ct of a job still open, i.e. not yet failed? A failed
@@ -138,24 +140,27 @@ $$;
 
 -- A job's headers after its delivery read_ct timed out without an outcome:
 -- when that delivery is still open, its error history gains a "visibility
--- timeout expired" entry dated when the timeout ran out (vt).
+-- timeout expired" entry dated when the timeout ran out (vt). PL/pgSQL, not
+-- SQL: a SQL function that calls SQL functions plans them anew on each call
+-- (88 against 26 us a row, routing a thousand stalled jobs).
 create or replace function pgmq_jobs._timed_out(headers jsonb, read_ct integer, vt timestamptz)
 returns jsonb
-language sql
+language plpgsql
 immutable
 set search_path = pg_catalog, pg_temp
 as $$
-    select case
-        when read_ct > 0 and pgmq_jobs._open_delivery(headers, read_ct)
-            then jsonb_set(
-                coalesce(headers, '{}'), '{errors}',
-                coalesce(headers -> 'errors', '[]')
-                || pgmq_jobs._error_entry(
-                    read_ct, 'visibility timeout expired without an outcome', headers -> 'worker', vt
-                )
+begin
+    if read_ct > 0 and pgmq_jobs._open_delivery(headers, read_ct) then
+        return jsonb_set(
+            coalesce(headers, '{}'), '{errors}',
+            coalesce(headers -> 'errors', '[]')
+            || pgmq_jobs._error_entry(
+                read_ct, 'visibility timeout expired without an outcome', headers -> 'worker', vt
             )
-        else headers
-    end
+        );
+    end if;
+    return headers;
+end
 $$;
 
 -- Route the given deliveries of a queue, already locked and past their

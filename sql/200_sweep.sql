@@ -101,7 +101,9 @@ begin
 
         -- 3. This minute's gauges. Counts stop at count_cap so a sweep costs
         --    the same on a queue of a million; in_flight walks the small
-        --    partial index of delivered jobs.
+        --    partial index of delivered jobs. The time is a parameter ($3), not
+        --    clock_timestamp(): planned with its value, a count of future jobs
+        --    walks the vt index instead of scanning a queue that has none.
         execute format(
             $sql$
             insert into pgmq_jobs.queue_history as h (
@@ -110,7 +112,7 @@ begin
             select
                 %3$L, $1,
                 (select count(*) from (
-                    select from pgmq.%1$I as q where q.vt <= clock_timestamp() limit $2) as c),
+                    select from pgmq.%1$I as q where q.vt <= $3 limit $2) as c),
                 f.in_flight,
                 greatest(f.future - f.in_flight, 0),
                 (select count(*) from (select from pgmq.%2$I limit $2) as c),
@@ -118,10 +120,10 @@ begin
             from (
                 select
                     (select count(*) from (
-                        select from pgmq.%1$I as q where q.vt > clock_timestamp() limit $2) as c
+                        select from pgmq.%1$I as q where q.vt > $3 limit $2) as c
                     ) as future,
                     (select count(*) from pgmq.%1$I as q
-                        where q.vt > clock_timestamp() and q.read_ct > 0 and %5$s) as in_flight
+                        where q.vt > $3 and q.read_ct > 0 and %5$s) as in_flight
             ) as f
             on conflict (queue, minute) do update set
                 ready = excluded.ready,
@@ -133,7 +135,7 @@ begin
             'q_' || s.queue, 'q_' || s.queue || '_dlq', s.queue,
             pg_get_serial_sequence(format('pgmq.%I', 'q_' || s.queue), 'msg_id'),
             pgmq_jobs._sql_open_delivery('q')
-        ) using this_minute, count_cap;
+        ) using this_minute, count_cap, clock_timestamp();
         snapshots := snapshots + 1;
     end loop;
 

@@ -94,12 +94,11 @@ def run_producers(n: int, producers: int, make: Callable[[int], Callable[[int], 
     return seconds
 
 
-def latency_producer(
-    n: int, gap_ms: float, out: str, send_one: Callable[[int], None], warmup: int = 10
-) -> None:
+def latency_producer(n: int, gap_ms: float, out: str, send_one: Callable[[int], None]) -> None:
     """Enqueue ``n`` ``lat`` jobs one at a time, ``gap_ms`` apart, writing "seq commit_time"
     lines to ``out`` (time.time() right after the commit returned). Warm-up jobs get
     negative sequence numbers and are not recorded."""
+    warmup = max(2, min(10, int(1000 / gap_ms)))  # about a second of warm-up jobs, 2 to 10
     for k in range(warmup):
         send_one(-(k + 1))
         time.sleep(gap_ms / 1000)

@@ -45,7 +45,9 @@ async function producers(n, count, sendOne) {
 }
 
 async function latency(args, sendOne) {
-  for (let k = 0; k < 10; k++) { await sendOne(-(k + 1)); await sleep(args.gapMs); }
+  // Warm-up: 10 jobs, fewer where the gap is long (about a second of them, at least 2).
+  const warmup = Math.max(2, Math.min(10, Math.floor(1000 / args.gapMs)));
+  for (let k = 0; k < warmup; k++) { await sendOne(-(k + 1)); await sleep(args.gapMs); }
   await sleep(300);
   const lines = [];
   for (let seq = 0; seq < args.n; seq++) {
