@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             raw_dsn = cluster.dsn("bench_raw_pgmq")
             if "enqueue" in only:
                 by_key = {s.key: s for s in systems}
-                progress("single-job enqueue: pgmq-jobs and raw PGMQ in alternating runs")
+                progress("single-job enqueue: pgmq-jobs and raw PGMQ interleaved call by call")
                 guarded(
                     results,
                     "paired_enqueue",

@@ -114,30 +114,46 @@ def enqueue(system: System, dsn: str, plan: Plan) -> dict[str, Any]:
 def paired_enqueue(
     ours: System, ours_dsn: str, raw: System, raw_dsn: str, plan: Plan
 ) -> dict[str, Any]:
-    """Single-job enqueue of raw PGMQ and pgmq-jobs in alternating runs, a ratio per pair.
+    """Single-job enqueue of pgmq-jobs and raw PGMQ interleaved call by call in one process,
+    one connection to each system's database, the same driver code as their own runs
+    (``sender``). The systems' own runs lie minutes apart, and the WAL flush that is most of
+    a one-job transaction drifts over seconds on a shared disk; back-to-back runs showed an
+    order effect too (whichever ran second was about 15 % slower). Calls alternate and which
+    system goes first alternates as well (ABBA); the ratio per block of ``paired_n`` jobs
+    each is raw time / pgmq-jobs time, i.e. pgmq-jobs' rate relative to raw PGMQ."""
+    from bench.systems import pgmq_jobs as ours_driver
+    from bench.systems import raw_pgmq as raw_driver
 
-    The systems' own enqueue runs lie minutes apart, and the WAL flush that dominates a
-    one-job transaction drifts over minutes on a shared disk; a pair's two runs lie seconds
-    apart, and the pairs alternate which system goes first (ABBA), so the median of the pair
-    ratios is the fairer comparison of the two."""
-    pairs = 2 if plan.quick else 6
+    blocks = 2 if plan.quick else 6
     n = plan.paired_n
-    runs: dict[str, list[float]] = {"ours": [], "raw": []}
     reset(raw, raw_dsn)
     reset(ours, ours_dsn)
-    for i in range(pairs):
-        order = [("raw", raw, raw_dsn), ("ours", ours, ours_dsn)]
-        for key, system, dsn in order if i % 2 == 0 else order[::-1]:
-            [seconds] = system.call("enqueue", dsn, n=n, producers=1, runs=1)["runs"]
-            runs[key].append(n / seconds)
+    send = {"ours": ours_driver.sender(ours_dsn), "raw": raw_driver.sender(raw_dsn)}
+    for key in send:
+        for seq in range(50):  # warm-up: connections, prepared statements, caches
+            send[key](-seq - 1)
+    per_call: dict[str, list[float]] = {"ours": [], "raw": []}
+    rates: dict[str, list[float]] = {"ours": [], "raw": []}
+    for _ in range(blocks):
+        spent = {"ours": 0.0, "raw": 0.0}
+        for seq in range(n):
+            for key in ("ours", "raw") if seq % 4 in (0, 3) else ("raw", "ours"):
+                t0 = time.perf_counter()
+                send[key](seq)
+                took = time.perf_counter() - t0
+                spent[key] += took
+                per_call[key].append(took * 1000)
+        for key in rates:
+            rates[key].append(n / spent[key])
     reset(raw, raw_dsn)
     reset(ours, ours_dsn)
     return {
         "n": n,
-        "pairs": pairs,
-        "pgmq_jobs": stats(runs["ours"], digits=1),
-        "raw_pgmq": stats(runs["raw"], digits=1),
-        "ratio": stats([o / r for o, r in zip(runs["ours"], runs["raw"], strict=True)], digits=3),
+        "pairs": blocks,
+        "pgmq_jobs": stats(rates["ours"], digits=1),
+        "raw_pgmq": stats(rates["raw"], digits=1),
+        "call_ms_p50": {k: round(percentile(v, 50), 3) for k, v in per_call.items()},
+        "ratio": stats([o / r for o, r in zip(rates["ours"], rates["raw"], strict=True)], digits=3),
     }
 
 

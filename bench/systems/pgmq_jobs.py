@@ -68,6 +68,14 @@ def _connect(dsn: str) -> Any:
     return psycopg.connect(dsn, autocommit=True)
 
 
+def sender(dsn: str, queue: str = QUEUE, kind: str = "noop") -> Any:
+    """One job per transaction on a connection of its own: ``send(seq)``."""
+    from pgmq_jobs import client
+
+    conn = _connect(dsn)
+    return lambda seq: client.enqueue(conn, queue, du.payload(kind, seq))
+
+
 def setup(dsn: str) -> dict[str, Any]:
     from pgmq_jobs import client
     from pgmq_jobs.install import install
@@ -93,8 +101,7 @@ def main() -> None:
     elif args.command == "enqueue":
 
         def make(_i: int) -> Any:
-            conn = _connect(args.dsn)
-            return lambda seq: client.enqueue(conn, args.queue, du.payload(args.kind, seq))
+            return sender(args.dsn, args.queue, args.kind)
 
         runs = [du.run_producers(args.n, args.producers, make) for _ in range(args.runs)]
         du.emit({"runs": runs})
@@ -111,13 +118,7 @@ def main() -> None:
             runs.append(time.perf_counter() - t0)
         du.emit({"runs": runs})
     elif args.command == "latency":
-        conn = _connect(args.dsn)
-        du.latency_producer(
-            args.n,
-            args.gap_ms,
-            args.out,
-            lambda seq: client.enqueue(conn, args.queue, du.payload("lat", seq)),
-        )
+        du.latency_producer(args.n, args.gap_ms, args.out, sender(args.dsn, args.queue, "lat"))
         du.emit({"ok": True})
     else:
         du.fail(f"unknown command {args.command}")

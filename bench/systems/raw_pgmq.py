@@ -52,6 +52,16 @@ def setup(dsn: str) -> dict[str, Any]:
     return {"pgmq": f"{source} {version}"}
 
 
+def sender(dsn: str, queue: str = QUEUE, kind: str = "noop") -> Any:
+    """One job per transaction on a connection of its own: ``send(seq)``."""
+    from psycopg.types.json import Jsonb
+
+    conn = _connect(dsn)
+    return lambda seq: conn.execute(
+        "select pgmq.send(%s, %s)", (queue, Jsonb(du.payload(kind, seq)))
+    )
+
+
 def work(dsn: str, queue: str, drain: bool, max_seconds: float) -> dict[str, Any]:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
@@ -85,8 +95,6 @@ def work(dsn: str, queue: str, drain: bool, max_seconds: float) -> dict[str, Any
 
 
 def main() -> None:
-    from psycopg.types.json import Jsonb
-
     args = du.parser().parse_args()
     q = args.queue
     if args.command == "setup":
@@ -94,10 +102,7 @@ def main() -> None:
     elif args.command == "enqueue":
 
         def make(_i: int) -> Any:
-            conn = _connect(args.dsn)
-            return lambda seq: conn.execute(
-                "select pgmq.send(%s, %s)", (q, Jsonb(du.payload(args.kind, seq)))
-            )
+            return sender(args.dsn, q, args.kind)
 
         du.emit(
             {"runs": [du.run_producers(args.n, args.producers, make) for _ in range(args.runs)]}
@@ -116,15 +121,7 @@ def main() -> None:
             runs.append(time.perf_counter() - t0)
         du.emit({"runs": runs})
     elif args.command == "latency":
-        conn = _connect(args.dsn)
-        du.latency_producer(
-            args.n,
-            args.gap_ms,
-            args.out,
-            lambda seq: conn.execute(
-                "select pgmq.send(%s, %s)", (q, Jsonb(du.payload("lat", seq)))
-            ),
-        )
+        du.latency_producer(args.n, args.gap_ms, args.out, sender(args.dsn, q, "lat"))
         du.emit({"ok": True})
     elif args.command in ("work", "drain"):
         du.emit(work(args.dsn, q, args.command == "drain", args.max_seconds))
