@@ -238,6 +238,55 @@ $$;
 
 -- pg_partman's maintenance (new partitions ahead, retention behind) runs from
 -- pg_cron as job pgmq_jobs_partman while any partitioned queue exists.
+-- pg_partman's maintenance of the partitioned queues' tables, as the
+-- pgmq_jobs_partman job runs it; returns how many partition sets failed.
+-- pg_cron runs a command under the default search_path ("$user", public), and
+-- pg_partman's functions pin none: an object planted in public with an exact
+-- signature, format(text, text) say, would beat pg_catalog's variadic one and
+-- run as the job's owner. Called from here, partman runs under this
+-- function's path. One partition set that fails (say, rows in its default
+-- partition that a new partition would cover) is reported and the others go on.
+create or replace function pgmq_jobs._partman_maintenance()
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    partman text := (
+        select n.nspname from pg_catalog.pg_extension as e
+        join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
+        where e.extname = 'pg_partman'
+    );
+    parents text[];
+    parent text;
+    failed integer := 0;
+begin
+    if partman is null then
+        return 0;
+    end if;
+    execute format(
+        'select array_agg(c.parent_table order by c.parent_table) from %I.part_config as c'
+        ' where c.parent_table = any($1)',
+        partman
+    ) into parents using array(
+        select t.parent
+        from pgmq_jobs.queue_settings as s
+        cross join lateral (values ('pgmq.q_' || s.queue), ('pgmq.a_' || s.queue)) as t (parent)
+        where s.partitioned
+    );
+    foreach parent in array coalesce(parents, '{}') loop
+        begin
+            execute format('select %I.run_maintenance(p_parent_table => $1)', partman) using parent;
+        exception when others then
+            failed := failed + 1;
+            raise warning 'pg_partman maintenance of % failed: %', parent, sqlerrm;
+        end;
+    end loop;
+    return failed;
+end
+$$;
+
 create or replace function pgmq_jobs._sync_partman_job()
 returns void
 language plpgsql
@@ -254,7 +303,7 @@ begin
     if partman is not null and pgmq_jobs._cron_ready()
         and exists (select from pgmq_jobs.queue_settings as qs where qs.partitioned) then
         perform pgmq_jobs._cron_schedule(
-            'pgmq_jobs_partman', '*/5 * * * *', format('call %I.run_maintenance_proc()', partman)
+            'pgmq_jobs_partman', '*/5 * * * *', 'select pgmq_jobs._partman_maintenance()'
         );
     elsif not exists (select from pgmq_jobs.queue_settings as qs where qs.partitioned) then
         perform pgmq_jobs._cron_unschedule('pgmq_jobs_partman');

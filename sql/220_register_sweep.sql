@@ -1,6 +1,8 @@
 -- 220_register_sweep.sql: register sweep() as the pg_cron job
 -- pgmq_jobs_sweep (every minute) where pg_cron is installed in this
--- database. pg_cron upserts by name, so re-running never duplicates it.
+-- database, and bring pg_partman's maintenance job up to date (an earlier
+-- version had pg_cron call partman directly). pg_cron upserts by name, so
+-- re-running never duplicates either.
 
 do $register$
 begin
@@ -12,6 +14,7 @@ begin
         ) then
             perform cron.schedule('pgmq_jobs_sweep', '* * * * *', 'select pgmq_jobs.sweep()');
         end if;
+        perform pgmq_jobs._sync_partman_job();
     else
         raise notice 'pg_cron is not installed in this database: run `pgmq-jobs sweep` (or select pgmq_jobs.sweep()) every minute';
     end if;

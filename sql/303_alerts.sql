@@ -205,7 +205,7 @@ select
     0::double precision,
     null::timestamptz,
     format('partitioned queue %s has %s job(s) in its default partition: pg_partman''s maintenance'
-        ' has fallen behind (run partman.run_maintenance_proc, or check its pg_cron job)',
+        ' has fallen behind (run pgmq_jobs._partman_maintenance(), or check pg_cron job pgmq_jobs_partman)',
         p.queue, p.jobs),
     jsonb_build_object('table', format('pgmq.q_%s_default', p.queue), 'jobs', p.jobs)
 from pgmq_jobs._default_partition_jobs() as p;

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 import pgmq_jobs.client as jobs
+from pgmq_jobs.install import install
 
 Connection = psycopg.Connection[Any]
 
@@ -64,8 +65,16 @@ def test_maintenance_job_is_registered_while_partitioned_queues_exist(
 
     jobs.create_queue(conn, queue_name, partitioned=True)
     jobs.create_queue(conn, f"{queue_name}_b", partitioned=True)
-    assert partman_jobs() == [("*/5 * * * *", "call partman.run_maintenance_proc()")]
+    assert partman_jobs() == [("*/5 * * * *", "select pgmq_jobs._partman_maintenance()")]
     conn.execute(partman_jobs()[0][1])  # what pg_cron runs
+    # An install over an earlier version's job (pg_cron calling partman directly, under
+    # the default search_path) brings it up to date.
+    conn.execute(
+        "update cron.job set command = 'call partman.run_maintenance_proc()'"
+        " where jobname = 'pgmq_jobs_partman'"
+    )
+    install(conn.info.dsn)
+    assert partman_jobs() == [("*/5 * * * *", "select pgmq_jobs._partman_maintenance()")]
     jobs.drop_queue(conn, queue_name)
     assert len(partman_jobs()) == 1  # still needed by the other one
     jobs.drop_queue(conn, f"{queue_name}_b")
@@ -120,3 +129,29 @@ def test_partitioned_queue_without_pg_partman_is_refused(fresh_db: Any) -> None:
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="pg_partman"):
             jobs.create_queue(c, "pq", partitioned=True)
         assert jobs.create_queue(c, "plainq") is True
+
+
+def test_maintenance_reports_a_failing_partition_set_and_goes_on(fresh_db: Any) -> None:
+    with psycopg.connect(fresh_db(), autocommit=True) as c:
+        # "broken": jobs beyond its premade partitions sit in its default partition, so
+        # pg_partman cannot make the partitions that would cover them.
+        jobs.create_queue(c, "broken", partitioned=True, partition_interval="10")
+        jobs.enqueue_batch(c, "broken", [{"i": i} for i in range(80)])
+        # "fine": near the end of its premade partitions, with nothing in its default one.
+        jobs.create_queue(c, "fine", partitioned=True, partition_interval="10")
+        jobs.enqueue_batch(c, "fine", [{"i": i} for i in range(35)])
+
+        def partitions(queue: str) -> int:
+            row = c.execute(
+                "select count(*) from pg_inherits where inhparent = %s::regclass",
+                (f"pgmq.q_{queue}",),
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        before = partitions("fine")
+        warnings: list[str] = []
+        c.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
+        [(failed,)] = c.execute("select pgmq_jobs._partman_maintenance()").fetchall()
+        assert failed >= 1
+        assert any(w.startswith("pg_partman maintenance of pgmq.q_broken failed") for w in warnings)
+        assert partitions("fine") > before

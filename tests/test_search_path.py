@@ -466,3 +466,25 @@ def test_admin_cannot_escalate_through_a_handler(attack: Attack, conn: Connectio
                 jobs.process(admin, attack.handled)
     row = conn.execute("select rolsuper from pg_roles where rolname = %s", (attack.role,))
     assert row.fetchone() == (False,)
+
+
+def test_partman_maintenance_run_by_pg_cron_ignores_planted_objects(
+    attack: Attack, conn: Connection
+) -> None:
+    # pg_partman's own functions pin no search_path and call format(text, text) and the
+    # like: run as pg_cron runs the job (superuser, "$user", public), an exact match
+    # planted in public would beat pg_catalog's variadic format().
+    partitioned = f"{attack.queue}_p"
+    jobs.create_queue(conn, partitioned, partitioned=True)
+    try:
+        [(command,)] = conn.execute(
+            "select command from cron.job where jobname = 'pgmq_jobs_partman'"
+        ).fetchall()
+        with psycopg.connect(conn.info.dsn, autocommit=True) as owner:
+            owner.add_notice_handler(lambda d: attack.notices.append(d.message_primary or ""))
+            owner.execute('set search_path = "$user", public')
+            owner.execute(command)
+        # (Other tests' partitioned queues may fail their maintenance with a warning.)
+        assert [n for n in attack.ran(conn) if "PLANTED" in n or n.startswith("public.")] == []
+    finally:
+        jobs.drop_queue(conn, partitioned)

@@ -1261,6 +1261,55 @@ $$;
 
 -- pg_partman's maintenance (new partitions ahead, retention behind) runs from
 -- pg_cron as job pgmq_jobs_partman while any partitioned queue exists.
+-- pg_partman's maintenance of the partitioned queues' tables, as the
+-- pgmq_jobs_partman job runs it; returns how many partition sets failed.
+-- pg_cron runs a command under the default search_path ("$user", public), and
+-- pg_partman's functions pin none: an object planted in public with an exact
+-- signature, format(text, text) say, would beat pg_catalog's variadic one and
+-- run as the job's owner. Called from here, partman runs under this
+-- function's path. One partition set that fails (say, rows in its default
+-- partition that a new partition would cover) is reported and the others go on.
+create or replace function pgmq_jobs._partman_maintenance()
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    partman text := (
+        select n.nspname from pg_catalog.pg_extension as e
+        join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
+        where e.extname = 'pg_partman'
+    );
+    parents text[];
+    parent text;
+    failed integer := 0;
+begin
+    if partman is null then
+        return 0;
+    end if;
+    execute format(
+        'select array_agg(c.parent_table order by c.parent_table) from %I.part_config as c'
+        ' where c.parent_table = any($1)',
+        partman
+    ) into parents using array(
+        select t.parent
+        from pgmq_jobs.queue_settings as s
+        cross join lateral (values ('pgmq.q_' || s.queue), ('pgmq.a_' || s.queue)) as t (parent)
+        where s.partitioned
+    );
+    foreach parent in array coalesce(parents, '{}') loop
+        begin
+            execute format('select %I.run_maintenance(p_parent_table => $1)', partman) using parent;
+        exception when others then
+            failed := failed + 1;
+            raise warning 'pg_partman maintenance of % failed: %', parent, sqlerrm;
+        end;
+    end loop;
+    return failed;
+end
+$$;
+
 create or replace function pgmq_jobs._sync_partman_job()
 returns void
 language plpgsql
@@ -1277,7 +1326,7 @@ begin
     if partman is not null and pgmq_jobs._cron_ready()
         and exists (select from pgmq_jobs.queue_settings as qs where qs.partitioned) then
         perform pgmq_jobs._cron_schedule(
-            'pgmq_jobs_partman', '*/5 * * * *', format('call %I.run_maintenance_proc()', partman)
+            'pgmq_jobs_partman', '*/5 * * * *', 'select pgmq_jobs._partman_maintenance()'
         );
     elsif not exists (select from pgmq_jobs.queue_settings as qs where qs.partitioned) then
         perform pgmq_jobs._cron_unschedule('pgmq_jobs_partman');
@@ -3586,7 +3635,9 @@ pgmq_jobs.drain(''queue'', 55)); one drainer per queue at a time.';
 -- ======================================================================
 -- 220_register_sweep.sql: register sweep() as the pg_cron job
 -- pgmq_jobs_sweep (every minute) where pg_cron is installed in this
--- database. pg_cron upserts by name, so re-running never duplicates it.
+-- database, and bring pg_partman's maintenance job up to date (an earlier
+-- version had pg_cron call partman directly). pg_cron upserts by name, so
+-- re-running never duplicates either.
 
 do $register$
 begin
@@ -3598,6 +3649,7 @@ begin
         ) then
             perform cron.schedule('pgmq_jobs_sweep', '* * * * *', 'select pgmq_jobs.sweep()');
         end if;
+        perform pgmq_jobs._sync_partman_job();
     else
         raise notice 'pg_cron is not installed in this database: run `pgmq-jobs sweep` (or select pgmq_jobs.sweep()) every minute';
     end if;
@@ -4434,7 +4486,7 @@ select
     0::double precision,
     null::timestamptz,
     format('partitioned queue %s has %s job(s) in its default partition: pg_partman''s maintenance'
-        ' has fallen behind (run partman.run_maintenance_proc, or check its pg_cron job)',
+        ' has fallen behind (run pgmq_jobs._partman_maintenance(), or check pg_cron job pgmq_jobs_partman)',
         p.queue, p.jobs),
     jsonb_build_object('table', format('pgmq.q_%s_default', p.queue), 'jobs', p.jobs)
 from pgmq_jobs._default_partition_jobs() as p;
