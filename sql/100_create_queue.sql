@@ -86,9 +86,7 @@ begin
         -- partition. And claim needs the vt index that create_partitioned omits.
         execute format(
             'update %I.part_config set retention = null where parent_table = %L',
-            (select n.nspname from pg_catalog.pg_extension as e
-                join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
-                where e.extname = 'pg_partman'),
+            pgmq_jobs._partman_schema(),
             'pgmq.q_' || queue
         );
         execute format('create index if not exists %I on pgmq.%I (vt)', 'q_' || queue || '_vt_idx', 'q_' || queue);

@@ -1265,6 +1265,19 @@ $$;
 
 -- pg_partman's maintenance (new partitions ahead, retention behind) runs from
 -- pg_cron as job pgmq_jobs_partman while any partitioned queue exists.
+-- The schema pg_partman is installed in (partman on Debian, extensions on
+-- Supabase); null without it.
+create or replace function pgmq_jobs._partman_schema()
+returns text
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select n.nspname::text from pg_catalog.pg_extension as e
+    join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
+    where e.extname = 'pg_partman'
+$$;
+
 -- pg_partman's maintenance of the partitioned queues' tables, as the
 -- pgmq_jobs_partman job runs it; returns how many partition sets failed.
 -- pg_cron runs a command under the default search_path ("$user", public), and
@@ -1280,11 +1293,7 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    partman text := (
-        select n.nspname from pg_catalog.pg_extension as e
-        join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
-        where e.extname = 'pg_partman'
-    );
+    partman text := pgmq_jobs._partman_schema();
     parents text[];
     parent text;
     failed integer := 0;
@@ -1321,11 +1330,7 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    partman text := (
-        select n.nspname from pg_catalog.pg_extension as e
-        join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
-        where e.extname = 'pg_partman'
-    );
+    partman text := pgmq_jobs._partman_schema();
 begin
     if partman is not null and pgmq_jobs._cron_ready()
         and exists (select from pgmq_jobs.queue_settings as qs where qs.partitioned) then
@@ -1628,9 +1633,7 @@ begin
         -- partition. And claim needs the vt index that create_partitioned omits.
         execute format(
             'update %I.part_config set retention = null where parent_table = %L',
-            (select n.nspname from pg_catalog.pg_extension as e
-                join pg_catalog.pg_namespace as n on n.oid = e.extnamespace
-                where e.extname = 'pg_partman'),
+            pgmq_jobs._partman_schema(),
             'pgmq.q_' || queue
         );
         execute format('create index if not exists %I on pgmq.%I (vt)', 'q_' || queue || '_vt_idx', 'q_' || queue);
