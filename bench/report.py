@@ -224,7 +224,18 @@ def targets(results: dict[str, Any]) -> list[str]:
         f"{fmt_num(b_j)} jobs/s",
         None if b_j is None else b_j >= 10_000,
     )
-    add("batch enqueue ≥ 0.8× raw send_batch", f"{r}×", None if r is None else r >= 0.8)
+    pb = dig(results, "paired_enqueue", "batch")
+    if isinstance(pb, dict) and isinstance(pb.get("ratio"), dict):
+        pbr = pb["ratio"]
+        add(
+            "batch enqueue ≥ 0.8× raw send_batch",
+            f"{pbr['median']}× ({pbr['min']}–{pbr['max']}): median of {pb['blocks']} blocks of"
+            f" {pb['n']:,} jobs of each, interleaved batch by batch in one process; the systems'"
+            f" own runs above: {r}×",
+            pbr["median"] >= 0.8,
+        )
+    else:
+        add("batch enqueue ≥ 0.8× raw send_batch", f"{r}×", None if r is None else r >= 0.8)
     w_j = median((proc(j, "one_default") or {}).get("jobs_per_s"))
     w_r = median((proc(raw, "one_default") or {}).get("jobs_per_s"))
     add(

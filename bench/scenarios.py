@@ -154,7 +154,44 @@ def paired_enqueue(
         "raw_pgmq": stats(rates["raw"], digits=1),
         "call_ms_p50": {k: round(percentile(v, 50), 3) for k, v in per_call.items()},
         "ratio": stats([o / r for o, r in zip(rates["ours"], rates["raw"], strict=True)], digits=3),
+        "batch": _paired_batches(ours, ours_dsn, raw, raw_dsn, plan, blocks),
         "producers": _paired_producers(ours, ours_dsn, raw, raw_dsn, plan, blocks // 2 or 1),
+    }
+
+
+def _paired_batches(
+    ours: System, ours_dsn: str, raw: System, raw_dsn: str, plan: Plan, blocks: int
+) -> dict[str, Any]:
+    """Batch enqueue (each system's batch API, ``plan.batch_size`` a call) interleaved batch
+    by batch in one process, ABBA; per block of ``plan.batch_n`` jobs of each, the ratio of
+    pgmq-jobs' rate to raw PGMQ's."""
+    from bench.systems import pgmq_jobs as ours_driver
+    from bench.systems import raw_pgmq as raw_driver
+
+    reset(raw, raw_dsn)
+    reset(ours, ours_dsn)
+    send = {"ours": ours_driver.batch_sender(ours_dsn), "raw": raw_driver.batch_sender(raw_dsn)}
+    for key in send:
+        send[key](0, plan.batch_size)  # warm-up
+    size, rates = plan.batch_size, {"ours": [], "raw": []}
+    for _ in range(blocks):
+        spent = {"ours": 0.0, "raw": 0.0}
+        for i, start in enumerate(range(0, plan.batch_n, size)):
+            for key in ("ours", "raw") if i % 4 in (0, 3) else ("raw", "ours"):
+                t0 = time.perf_counter()
+                send[key](start, min(size, plan.batch_n - start))
+                spent[key] += time.perf_counter() - t0
+        for key in rates:
+            rates[key].append(plan.batch_n / spent[key])
+        reset(raw, raw_dsn)
+        reset(ours, ours_dsn)
+    return {
+        "n": plan.batch_n,
+        "batch_size": size,
+        "blocks": blocks,
+        "pgmq_jobs": stats(rates["ours"], digits=1),
+        "raw_pgmq": stats(rates["raw"], digits=1),
+        "ratio": stats([o / r for o, r in zip(rates["ours"], rates["raw"], strict=True)], digits=3),
     }
 
 

@@ -82,15 +82,19 @@ begin
     if coalesce(delay, interval '0') = interval '0' then
         perform pgmq_jobs._wake(queue, s.notify);
     end if;
-    return query
-    select pgmq.send_batch(
-        queue,
-        payloads,
-        case when max_attempts is null then null
-            else array_fill(jsonb_build_object('max_attempts', max_attempts),
-                array[cardinality(payloads)]) end,
-        clock_timestamp() + coalesce(delay, interval '0')
-    );
+    -- The insert PGMQ's send_batch makes, without its layers of calls (as in
+    -- enqueue); ids are drawn in input order, and returned in it.
+    return query execute format(
+        $sql$
+        insert into pgmq.%I (vt, message, headers)
+        select $1, p.item, $2 from unnest($3) with ordinality as p (item, n)
+        order by p.n
+        returning msg_id
+        $sql$,
+        'q_' || queue
+    ) using clock_timestamp() + coalesce(delay, interval '0'),
+        case when max_attempts is not null then jsonb_build_object('max_attempts', max_attempts) end,
+        payloads;
 end
 $$;
 

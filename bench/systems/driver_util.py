@@ -94,6 +94,18 @@ def run_producers(n: int, producers: int, make: Callable[[int], Callable[[int], 
     return seconds
 
 
+def run_batches(args: Any, send: Callable[[int, int], Any]) -> list[float]:
+    """``args.runs`` runs of ``args.n`` jobs in batches of ``args.batch`` through
+    ``send(start, count)``; the seconds of each run."""
+    runs = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        for start in range(0, args.n, args.batch):
+            send(start, min(args.batch, args.n - start))
+        runs.append(time.perf_counter() - t0)
+    return runs
+
+
 def latency_producer(n: int, gap_ms: float, out: str, send_one: Callable[[int], None]) -> None:
     """Enqueue ``n`` ``lat`` jobs one at a time, ``gap_ms`` apart, writing "seq commit_time"
     lines to ``out`` (time.time() right after the commit returned). Warm-up jobs get

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -76,6 +75,16 @@ def sender(dsn: str, queue: str = QUEUE, kind: str = "noop") -> Any:
     return lambda seq: client.enqueue(conn, queue, du.payload(kind, seq))
 
 
+def batch_sender(dsn: str, queue: str = QUEUE, kind: str = "noop") -> Any:
+    """Jobs ``start .. start + count - 1`` in one ``enqueue_batch``: ``send(start, count)``."""
+    from pgmq_jobs import client
+
+    conn = _connect(dsn)
+    return lambda start, count: client.enqueue_batch(
+        conn, queue, [du.payload(kind, s) for s in range(start, start + count)]
+    )
+
+
 def setup(dsn: str) -> dict[str, Any]:
     from pgmq_jobs import client
     from pgmq_jobs.install import install
@@ -93,7 +102,6 @@ def setup(dsn: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    from pgmq_jobs import client
 
     args = du.parser().parse_args()
     if args.command == "setup":
@@ -106,17 +114,7 @@ def main() -> None:
         runs = [du.run_producers(args.n, args.producers, make) for _ in range(args.runs)]
         du.emit({"runs": runs})
     elif args.command in ("batch", "fill"):
-        conn = _connect(args.dsn)
-        runs = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            for start in range(0, args.n, args.batch):
-                items = [
-                    du.payload(args.kind, s) for s in range(start, min(args.n, start + args.batch))
-                ]
-                client.enqueue_batch(conn, args.queue, items)
-            runs.append(time.perf_counter() - t0)
-        du.emit({"runs": runs})
+        du.emit({"runs": du.run_batches(args, batch_sender(args.dsn, args.queue, args.kind))})
     elif args.command == "latency":
         du.latency_producer(args.n, args.gap_ms, args.out, sender(args.dsn, args.queue, "lat"))
         du.emit({"ok": True})

@@ -62,6 +62,17 @@ def sender(dsn: str, queue: str = QUEUE, kind: str = "noop") -> Any:
     )
 
 
+def batch_sender(dsn: str, queue: str = QUEUE, kind: str = "noop") -> Any:
+    """Jobs ``start .. start + count - 1`` in one ``send_batch``: ``send(start, count)``."""
+    conn = _connect(dsn)
+
+    def send(start: int, count: int) -> None:
+        items = [json.dumps(du.payload(kind, s)) for s in range(start, start + count)]
+        conn.execute("select pgmq.send_batch(%s, %s::jsonb[])", (queue, items)).fetchall()
+
+    return send
+
+
 def work(dsn: str, queue: str, drain: bool, max_seconds: float) -> dict[str, Any]:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
@@ -108,18 +119,7 @@ def main() -> None:
             {"runs": [du.run_producers(args.n, args.producers, make) for _ in range(args.runs)]}
         )
     elif args.command in ("batch", "fill"):
-        conn = _connect(args.dsn)
-        runs = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            for start in range(0, args.n, args.batch):
-                items = [
-                    json.dumps(du.payload(args.kind, s))
-                    for s in range(start, min(args.n, start + args.batch))
-                ]
-                conn.execute("select pgmq.send_batch(%s, %s::jsonb[])", (q, items)).fetchall()
-            runs.append(time.perf_counter() - t0)
-        du.emit({"runs": runs})
+        du.emit({"runs": du.run_batches(args, batch_sender(args.dsn, q, args.kind))})
     elif args.command == "latency":
         du.latency_producer(args.n, args.gap_ms, args.out, sender(args.dsn, q, "lat"))
         du.emit({"ok": True})
