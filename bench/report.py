@@ -128,8 +128,17 @@ def main_table(results: dict[str, Any]) -> list[str]:
     row("… 1 worker process, concurrency 10 (jobs/s)", processing("one_c10"))
     row("… 4 worker processes, concurrency 10 each (jobs/s)", processing("four_c10"))
     row(
+        "… same, steady state (first finished job → empty)",
+        processing("four_c10", "steady_jobs_per_s"),
+    )
+    row(
         "Worker start → first job finished (s, 1 process)",
         processing("one_default", "startup_s"),
+        2,
+    )
+    row(
+        "Worker start → first job finished (s, 4 processes started together)",
+        processing("four_c10", "startup_s"),
         2,
     )
     row("Pickup latency p50 (ms)", stat("latency", "p50_ms"), 2)
