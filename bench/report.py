@@ -264,6 +264,8 @@ def targets(results: dict[str, Any]) -> list[str]:
         ("four_c10", "4 processes"),
     ):
         mine = median((proc(j, config) or {}).get("jobs_per_s"))
+        if isinstance(dig(j, "processing"), dict) and dig(j, "processing", config) is None:
+            continue  # not run (--quick leaves out concurrency 10 in one process)
         best_name, best = None, None
         for key, e in sy.items():
             if key in ("pgmq_jobs", "raw_pgmq") or "error" in e:
