@@ -60,7 +60,7 @@ begin
             raise exception 'partition_interval and retention_interval must both be job counts or both time intervals'
                 using errcode = '22023';
         end if;
-        if not exists (select from pg_catalog.pg_extension where extname = 'pg_partman') then
+        if pgmq_jobs._partman_schema() is null then
             raise exception 'partitioned queues need the pg_partman extension, which is not installed here'
                 using errcode = '55000',
                 hint = 'create extension pg_partman (Debian: postgresql-15-partman), then re-run pgmq-jobs install.';
