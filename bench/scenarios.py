@@ -145,16 +145,10 @@ def paired_enqueue(
     per_call: dict[str, list[float]] = {"ours": [], "raw": []}
     rates: dict[str, list[float]] = {"ours": [], "raw": []}
     for _ in range(blocks):
-        spent = {"ours": 0.0, "raw": 0.0}
-        for seq in range(n):
-            for key in ("ours", "raw") if seq % 4 in (0, 3) else ("raw", "ours"):
-                t0 = time.perf_counter()
-                send[key](seq)
-                took = time.perf_counter() - t0
-                spent[key] += took
-                per_call[key].append(took * 1000)
+        spent, calls = _interleaved(send, [(seq,) for seq in range(n)])
         for key in rates:
             rates[key].append(n / spent[key])
+            per_call[key] += calls[key]
     reset(raw, raw_dsn)
     reset(ours, ours_dsn)
     return {
@@ -172,6 +166,23 @@ def paired_enqueue(
     }
 
 
+def _interleaved(
+    send: dict[str, Any], steps: list[tuple[Any, ...]]
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """``send[key](*step)`` of both systems for every step, which one goes first alternating
+    (ABBA): the seconds each system spent, and each of its calls in ms."""
+    spent = {"ours": 0.0, "raw": 0.0}
+    calls: dict[str, list[float]] = {"ours": [], "raw": []}
+    for i, step in enumerate(steps):
+        for key in ("ours", "raw") if i % 4 in (0, 3) else ("raw", "ours"):
+            t0 = time.perf_counter()
+            send[key](*step)
+            took = time.perf_counter() - t0
+            spent[key] += took
+            calls[key].append(took * 1000)
+    return spent, calls
+
+
 def _paired_batches(
     ours: System, ours_dsn: str, raw: System, raw_dsn: str, plan: Plan, blocks: int
 ) -> dict[str, Any]:
@@ -187,13 +198,9 @@ def _paired_batches(
     for key in send:
         send[key](0, plan.batch_size)  # warm-up
     size, rates = plan.batch_size, {"ours": [], "raw": []}
+    steps = [(start, min(size, plan.batch_n - start)) for start in range(0, plan.batch_n, size)]
     for _ in range(blocks):
-        spent = {"ours": 0.0, "raw": 0.0}
-        for i, start in enumerate(range(0, plan.batch_n, size)):
-            for key in ("ours", "raw") if i % 4 in (0, 3) else ("raw", "ours"):
-                t0 = time.perf_counter()
-                send[key](start, min(size, plan.batch_n - start))
-                spent[key] += time.perf_counter() - t0
+        spent, _calls = _interleaved(send, steps)
         for key in rates:
             rates[key].append(plan.batch_n / spent[key])
         reset(raw, raw_dsn)
