@@ -107,6 +107,29 @@ def test_it_is_a_streaming_hot_standby(
         assert replica.execute("select pg_is_in_recovery()").fetchone() == (True,)
 
 
+def test_wait_replayed_covers_commits_still_in_the_wal_buffers(
+    standby: EmbeddedCluster, db_dsn: str, replica_dsn: str
+) -> None:
+    # The test server runs with synchronous_commit off: each commit below can still be in
+    # the primary's WAL buffers when wait_replayed asks for its position. Every one must be
+    # visible on the standby once the wait returns (a wait for the *write* position, as
+    # pg_current_wal_lsn() gives, returned early and failed here most rounds).
+    table = f"replay_probe_{os.getpid()}"
+    with (
+        psycopg.connect(db_dsn, autocommit=True) as primary,
+        psycopg.connect(replica_dsn, autocommit=True) as replica,
+    ):
+        primary.execute(f"create table public.{table} (n integer)")
+        try:
+            for n in range(1, 21):
+                primary.execute(f"insert into public.{table} values (%s)", (n,))
+                standby.wait_replayed(db_dsn)
+                row = replica.execute(f"select max(n) from public.{table}").fetchone()
+                assert row == (n,), f"round {n}: the standby saw {row}"
+        finally:
+            primary.execute(f"drop table public.{table}")
+
+
 def test_queues_dlq_schedules_and_workers_on_the_standby(
     replicated_queue: str, replica_dsn: str, db_dsn: str
 ) -> None:

@@ -462,9 +462,15 @@ class EmbeddedCluster:
         return bool(row and row[0])
 
     def wait_replayed(self, primary_dsn: str, timeout: float = 30) -> None:
-        """Wait until this standby has replayed the primary's WAL up to its current position."""
+        """Wait until this standby has replayed everything committed on the primary so far.
+
+        The target is the WAL *insert* position: with synchronous_commit off a commit record
+        can sit in the primary's WAL buffers for up to wal_writer_delay, behind the write
+        position that pg_current_wal_lsn() reports, and a wait for that would return before
+        the commit reaches the standby.
+        """
         with psycopg.connect(primary_dsn, autocommit=True, connect_timeout=5) as conn:
-            row = conn.execute("select pg_current_wal_lsn()::text").fetchone()
+            row = conn.execute("select pg_current_wal_insert_lsn()::text").fetchone()
         assert row is not None
         target = row[0]
         deadline = time.monotonic() + timeout
