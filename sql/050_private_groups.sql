@@ -110,10 +110,10 @@ begin
     execute format(
         $sql$
         select count(*) from pgmq.%I as q
-        where q.vt > clock_timestamp() and q.read_ct > 0 and %2$s
+        where q.vt > $1 and q.read_ct > 0 and %2$s
         $sql$,
         'q_' || queue, pgmq_jobs._sql_open_delivery('q')
-    ) into n;
+    ) into n using clock_timestamp();
     return n;
 end
 $$;

@@ -2,7 +2,10 @@
 --
 -- An index walk over the queue's vt index: only rows with vt <= now are
 -- visited, however many delayed or retry-scheduled jobs wait behind them
--- (PGMQ's read orders by msg_id instead and scans those). Deliveries whose
+-- (PGMQ's read orders by msg_id instead and scans those). "now" is a parameter,
+-- taken from the clock before each pass: compared with clock_timestamp()
+-- itself (volatile, so never an index condition) the walk would read every
+-- waiting job of a queue with none ready. Deliveries whose
 -- attempts are used up (their worker died on the last one) are routed to the
 -- dead-letter queue in the same statement instead of being returned.
 
@@ -62,7 +65,7 @@ begin
         set
             vt = case
                 when q.read_ct < coalesce((q.headers ->> 'max_attempts')::integer, $3)
-                    then clock_timestamp() + $2
+                    then $5 + $2
                 else q.vt
             end,
             read_ct = q.read_ct + 1,
@@ -79,7 +82,7 @@ begin
         where q.msg_id = any(array(
             select r.msg_id
             from pgmq.%1$I as r
-            where r.vt <= clock_timestamp()
+            where r.vt <= $5
             order by r.vt
             limit $1
             for update skip locked
@@ -100,7 +103,7 @@ begin
     for pass in 1..10 loop
         exhausted_ids := '{}';
         exhausted_attempts := '{}';
-        for r in execute stmt using wanted, vt, s.max_attempts, worker loop
+        for r in execute stmt using wanted, vt, s.max_attempts, worker, clock_timestamp() loop
             if r.attempt > r.max_attempts then
                 exhausted_ids := exhausted_ids || r.job_id;
                 exhausted_attempts := exhausted_attempts || (r.attempt - 1);

@@ -45,14 +45,18 @@ begin
         -- 1. Deliveries past their attempts whose visibility timeout ran out
         --    (their worker died on the last attempt): to the DLQ, reason expired.
         --    The partial index on (vt) where read_ct > 0 keeps this a walk over
-        --    delivered jobs only, whatever waits in the queue.
+        --    delivered jobs only, whatever waits in the queue, and over those
+        --    whose vt has passed only: every cut-off time in this function is
+        --    a parameter taken from the clock, since a comparison with
+        --    clock_timestamp() itself (volatile) is never an index condition
+        --    and would read every entry behind the cut-off.
         execute format(
             $sql$
             select coalesce(array_agg(x.msg_id), '{}'), coalesce(array_agg(x.read_ct), '{}')
             from (
                 select q.msg_id, q.read_ct
                 from pgmq.%I as q
-                where q.vt <= clock_timestamp() and q.read_ct > 0
+                where q.vt <= $3 and q.read_ct > 0
                     and q.read_ct >= coalesce((q.headers ->> 'max_attempts')::integer, $1)
                 order by q.vt
                 limit $2
@@ -60,7 +64,7 @@ begin
             ) as x
             $sql$,
             'q_' || s.queue
-        ) into ids, attempts using s.max_attempts, max_rows;
+        ) into ids, attempts using s.max_attempts, max_rows, clock_timestamp();
         if cardinality(ids) > 0 then
             expired := expired + pgmq_jobs._route_expired(s.queue, ids, attempts);
         end if;
@@ -71,13 +75,13 @@ begin
             delete from pgmq.%1$I as a
             where a.msg_id in (
                 select a2.msg_id from pgmq.%1$I as a2
-                where a2.archived_at < clock_timestamp() - $1
+                where a2.archived_at < $1
                 order by a2.archived_at
                 limit $2
             )
             $sql$,
             'a_' || s.queue
-        ) using s.keep_completed, max_rows;
+        ) using clock_timestamp() - s.keep_completed, max_rows;
         get diagnostics n = row_count;
         archived := archived + n;
 
@@ -88,19 +92,21 @@ begin
                 delete from pgmq.%1$I as d
                 where d.msg_id in (
                     select d2.msg_id from pgmq.%1$I as d2
-                    where d2.vt < clock_timestamp() - $1
+                    where d2.vt < $1
                     order by d2.vt
                     limit $2
                 )
                 $sql$,
                 'q_' || s.queue || '_dlq'
-            ) using s.dead_letter_retention, max_rows;
+            ) using clock_timestamp() - s.dead_letter_retention, max_rows;
             get diagnostics n = row_count;
             dead_purged := dead_purged + n;
         end if;
 
         -- 3. This minute's gauges. Counts stop at count_cap so a sweep costs
-        --    the same on a queue of a million; in_flight walks the small
+        --    the same on a queue of a million (ordered by vt, so that they
+        --    walk the vt index and stop at the cap rather than scan the table
+        --    for rows on the wrong side of the time); in_flight walks the small
         --    partial index of delivered jobs. The time is a parameter ($3), not
         --    clock_timestamp(): planned with its value, a count of future jobs
         --    walks the vt index instead of scanning a queue that has none.
@@ -112,18 +118,21 @@ begin
             select
                 %3$L, $1,
                 (select count(*) from (
-                    select from pgmq.%1$I as q where q.vt <= $3 limit $2) as c),
+                    select from pgmq.%1$I as q where q.vt <= $3 order by q.vt limit $2) as c),
                 f.in_flight,
                 greatest(f.future - f.in_flight, 0),
                 (select count(*) from (select from pgmq.%2$I limit $2) as c),
                 (select case when sq.is_called then sq.last_value else 0 end from %4$s as sq)
             from (
+                -- offset 0 keeps f a subquery: pulled up, each use of
+                -- in_flight would count it again.
                 select
                     (select count(*) from (
-                        select from pgmq.%1$I as q where q.vt > $3 limit $2) as c
+                        select from pgmq.%1$I as q where q.vt > $3 order by q.vt limit $2) as c
                     ) as future,
                     (select count(*) from pgmq.%1$I as q
                         where q.vt > $3 and q.read_ct > 0 and %5$s) as in_flight
+                offset 0
             ) as f
             on conflict (queue, minute) do update set
                 ready = excluded.ready,
@@ -169,7 +178,7 @@ begin
     delete from pgmq_jobs.dedupe_keys as k
     where (k.queue, k.dedupe_key) in (
         select k2.queue, k2.dedupe_key from pgmq_jobs.dedupe_keys as k2
-        where k2.keep_until < clock_timestamp()
+        where k2.keep_until < started
         order by k2.keep_until
         limit max_rows
     );

@@ -11,6 +11,8 @@
 -- replaced by an estimate from the table's live-tuple statistics
 -- (pg_stat_user_tables.n_live_tup, current to about a second) and flagged
 -- (ready_estimated covers ready and delayed, derived from the same counts).
+-- The counts are ordered by vt so that they walk the vt index and stop at the
+-- cap, rather than scan the table past rows on the other side of the time.
 -- in_flight walks the small partial index of delivered jobs; oldest_ready_at is
 -- the first entry of the vt index; enqueued_total is the msg_id sequence.
 create or replace function pgmq_jobs._queue_gauges(queue text, cap integer)
@@ -42,8 +44,10 @@ begin
     execute format(
         $sql$
         select
-            (select count(*) from (select from pgmq.%1$I as q where q.vt <= $2 limit $1) as c),
-            (select count(*) from (select from pgmq.%1$I as q where q.vt > $2 limit $1) as c),
+            (select count(*) from (
+                select from pgmq.%1$I as q where q.vt <= $2 order by q.vt limit $1) as c),
+            (select count(*) from (
+                select from pgmq.%1$I as q where q.vt > $2 order by q.vt limit $1) as c),
             (select count(*) from (
                 select from pgmq.%1$I as q
                 where q.vt > $2 and q.read_ct > 0 and pgmq_jobs._open_delivery(q.headers, q.read_ct)
@@ -94,9 +98,9 @@ begin
     end if;
     if kind = 'ready' then
         execute format(
-            'select q.vt from pgmq.%I as q where q.vt <= clock_timestamp() order by q.vt offset $1 limit 1',
+            'select q.vt from pgmq.%I as q where q.vt <= $2 order by q.vt offset $1 limit 1',
             'q_' || queue
-        ) into found_at using n - 1;
+        ) into found_at using n - 1, clock_timestamp();
     elsif kind = 'dead' then
         execute format(
             'select d.vt from pgmq.%I as d order by d.vt offset $1 limit 1', 'q_' || queue || '_dlq'

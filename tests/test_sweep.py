@@ -86,22 +86,6 @@ def test_sweep_is_bounded_per_run(conn: Connection) -> None:
     assert len(jobs.dead_letters(conn, "boundq")) == 5
 
 
-def test_sweep_finds_stalled_jobs_through_the_delivered_index(conn: Connection) -> None:
-    jobs.create_queue(conn, "planq", max_attempts=1)
-    jobs.enqueue_batch(conn, "planq", [{"i": i} for i in range(2000)])
-    conn.execute("analyze pgmq.q_planq")
-    plan = "\n".join(
-        r[0]
-        for r in conn.execute(
-            "explain select q.msg_id from pgmq.q_planq as q"
-            " where q.vt <= clock_timestamp() and q.read_ct > 0"
-            " and q.read_ct >= coalesce((q.headers ->> 'max_attempts')::integer, 1)"
-            " order by q.vt limit 100 for update skip locked"
-        )
-    )
-    assert "q_planq_delivered_vt" in plan, plan
-
-
 def test_retention_removes_only_what_is_old_enough(conn: Connection) -> None:
     jobs.create_queue(conn, "retq", max_attempts=1, keep_completed=3600, dead_letter_retention=7200)
     jobs.enqueue_batch(conn, "retq", [{"i": i} for i in range(4)])

@@ -1534,10 +1534,10 @@ begin
     execute format(
         $sql$
         select count(*) from pgmq.%I as q
-        where q.vt > clock_timestamp() and q.read_ct > 0 and %2$s
+        where q.vt > $1 and q.read_ct > 0 and %2$s
         $sql$,
         'q_' || queue, pgmq_jobs._sql_open_delivery('q')
-    ) into n;
+    ) into n using clock_timestamp();
     return n;
 end
 $$;
@@ -2176,7 +2176,10 @@ group rules per item; a duplicate yields the earlier job''s id in its place.';
 --
 -- An index walk over the queue's vt index: only rows with vt <= now are
 -- visited, however many delayed or retry-scheduled jobs wait behind them
--- (PGMQ's read orders by msg_id instead and scans those). Deliveries whose
+-- (PGMQ's read orders by msg_id instead and scans those). "now" is a parameter,
+-- taken from the clock before each pass: compared with clock_timestamp()
+-- itself (volatile, so never an index condition) the walk would read every
+-- waiting job of a queue with none ready. Deliveries whose
 -- attempts are used up (their worker died on the last one) are routed to the
 -- dead-letter queue in the same statement instead of being returned.
 
@@ -2236,7 +2239,7 @@ begin
         set
             vt = case
                 when q.read_ct < coalesce((q.headers ->> 'max_attempts')::integer, $3)
-                    then clock_timestamp() + $2
+                    then $5 + $2
                 else q.vt
             end,
             read_ct = q.read_ct + 1,
@@ -2253,7 +2256,7 @@ begin
         where q.msg_id = any(array(
             select r.msg_id
             from pgmq.%1$I as r
-            where r.vt <= clock_timestamp()
+            where r.vt <= $5
             order by r.vt
             limit $1
             for update skip locked
@@ -2274,7 +2277,7 @@ begin
     for pass in 1..10 loop
         exhausted_ids := '{}';
         exhausted_attempts := '{}';
-        for r in execute stmt using wanted, vt, s.max_attempts, worker loop
+        for r in execute stmt using wanted, vt, s.max_attempts, worker, clock_timestamp() loop
             if r.attempt > r.max_attempts then
                 exhausted_ids := exhausted_ids || r.job_id;
                 exhausted_attempts := exhausted_attempts || (r.attempt - 1);
@@ -3327,14 +3330,18 @@ begin
         -- 1. Deliveries past their attempts whose visibility timeout ran out
         --    (their worker died on the last attempt): to the DLQ, reason expired.
         --    The partial index on (vt) where read_ct > 0 keeps this a walk over
-        --    delivered jobs only, whatever waits in the queue.
+        --    delivered jobs only, whatever waits in the queue, and over those
+        --    whose vt has passed only: every cut-off time in this function is
+        --    a parameter taken from the clock, since a comparison with
+        --    clock_timestamp() itself (volatile) is never an index condition
+        --    and would read every entry behind the cut-off.
         execute format(
             $sql$
             select coalesce(array_agg(x.msg_id), '{}'), coalesce(array_agg(x.read_ct), '{}')
             from (
                 select q.msg_id, q.read_ct
                 from pgmq.%I as q
-                where q.vt <= clock_timestamp() and q.read_ct > 0
+                where q.vt <= $3 and q.read_ct > 0
                     and q.read_ct >= coalesce((q.headers ->> 'max_attempts')::integer, $1)
                 order by q.vt
                 limit $2
@@ -3342,7 +3349,7 @@ begin
             ) as x
             $sql$,
             'q_' || s.queue
-        ) into ids, attempts using s.max_attempts, max_rows;
+        ) into ids, attempts using s.max_attempts, max_rows, clock_timestamp();
         if cardinality(ids) > 0 then
             expired := expired + pgmq_jobs._route_expired(s.queue, ids, attempts);
         end if;
@@ -3353,13 +3360,13 @@ begin
             delete from pgmq.%1$I as a
             where a.msg_id in (
                 select a2.msg_id from pgmq.%1$I as a2
-                where a2.archived_at < clock_timestamp() - $1
+                where a2.archived_at < $1
                 order by a2.archived_at
                 limit $2
             )
             $sql$,
             'a_' || s.queue
-        ) using s.keep_completed, max_rows;
+        ) using clock_timestamp() - s.keep_completed, max_rows;
         get diagnostics n = row_count;
         archived := archived + n;
 
@@ -3370,19 +3377,21 @@ begin
                 delete from pgmq.%1$I as d
                 where d.msg_id in (
                     select d2.msg_id from pgmq.%1$I as d2
-                    where d2.vt < clock_timestamp() - $1
+                    where d2.vt < $1
                     order by d2.vt
                     limit $2
                 )
                 $sql$,
                 'q_' || s.queue || '_dlq'
-            ) using s.dead_letter_retention, max_rows;
+            ) using clock_timestamp() - s.dead_letter_retention, max_rows;
             get diagnostics n = row_count;
             dead_purged := dead_purged + n;
         end if;
 
         -- 3. This minute's gauges. Counts stop at count_cap so a sweep costs
-        --    the same on a queue of a million; in_flight walks the small
+        --    the same on a queue of a million (ordered by vt, so that they
+        --    walk the vt index and stop at the cap rather than scan the table
+        --    for rows on the wrong side of the time); in_flight walks the small
         --    partial index of delivered jobs. The time is a parameter ($3), not
         --    clock_timestamp(): planned with its value, a count of future jobs
         --    walks the vt index instead of scanning a queue that has none.
@@ -3394,18 +3403,21 @@ begin
             select
                 %3$L, $1,
                 (select count(*) from (
-                    select from pgmq.%1$I as q where q.vt <= $3 limit $2) as c),
+                    select from pgmq.%1$I as q where q.vt <= $3 order by q.vt limit $2) as c),
                 f.in_flight,
                 greatest(f.future - f.in_flight, 0),
                 (select count(*) from (select from pgmq.%2$I limit $2) as c),
                 (select case when sq.is_called then sq.last_value else 0 end from %4$s as sq)
             from (
+                -- offset 0 keeps f a subquery: pulled up, each use of
+                -- in_flight would count it again.
                 select
                     (select count(*) from (
-                        select from pgmq.%1$I as q where q.vt > $3 limit $2) as c
+                        select from pgmq.%1$I as q where q.vt > $3 order by q.vt limit $2) as c
                     ) as future,
                     (select count(*) from pgmq.%1$I as q
                         where q.vt > $3 and q.read_ct > 0 and %5$s) as in_flight
+                offset 0
             ) as f
             on conflict (queue, minute) do update set
                 ready = excluded.ready,
@@ -3451,7 +3463,7 @@ begin
     delete from pgmq_jobs.dedupe_keys as k
     where (k.queue, k.dedupe_key) in (
         select k2.queue, k2.dedupe_key from pgmq_jobs.dedupe_keys as k2
-        where k2.keep_until < clock_timestamp()
+        where k2.keep_until < started
         order by k2.keep_until
         limit max_rows
     );
@@ -3793,6 +3805,8 @@ installed) its next run';
 -- replaced by an estimate from the table's live-tuple statistics
 -- (pg_stat_user_tables.n_live_tup, current to about a second) and flagged
 -- (ready_estimated covers ready and delayed, derived from the same counts).
+-- The counts are ordered by vt so that they walk the vt index and stop at the
+-- cap, rather than scan the table past rows on the other side of the time.
 -- in_flight walks the small partial index of delivered jobs; oldest_ready_at is
 -- the first entry of the vt index; enqueued_total is the msg_id sequence.
 create or replace function pgmq_jobs._queue_gauges(queue text, cap integer)
@@ -3824,8 +3838,10 @@ begin
     execute format(
         $sql$
         select
-            (select count(*) from (select from pgmq.%1$I as q where q.vt <= $2 limit $1) as c),
-            (select count(*) from (select from pgmq.%1$I as q where q.vt > $2 limit $1) as c),
+            (select count(*) from (
+                select from pgmq.%1$I as q where q.vt <= $2 order by q.vt limit $1) as c),
+            (select count(*) from (
+                select from pgmq.%1$I as q where q.vt > $2 order by q.vt limit $1) as c),
             (select count(*) from (
                 select from pgmq.%1$I as q
                 where q.vt > $2 and q.read_ct > 0 and pgmq_jobs._open_delivery(q.headers, q.read_ct)
@@ -3876,9 +3892,9 @@ begin
     end if;
     if kind = 'ready' then
         execute format(
-            'select q.vt from pgmq.%I as q where q.vt <= clock_timestamp() order by q.vt offset $1 limit 1',
+            'select q.vt from pgmq.%I as q where q.vt <= $2 order by q.vt offset $1 limit 1',
             'q_' || queue
-        ) into found_at using n - 1;
+        ) into found_at using n - 1, clock_timestamp();
     elsif kind = 'dead' then
         execute format(
             'select d.vt from pgmq.%I as d order by d.vt offset $1 limit 1', 'q_' || queue || '_dlq'
