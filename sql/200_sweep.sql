@@ -106,8 +106,10 @@ begin
         -- 3. This minute's gauges. Counts stop at count_cap so a sweep costs
         --    the same on a queue of a million (ordered by vt, so that they
         --    walk the vt index and stop at the cap rather than scan the table
-        --    for rows on the wrong side of the time); in_flight walks the small
-        --    partial index of delivered jobs. The time is a parameter ($3), not
+        --    for rows on the wrong side of the time); in_flight walks the
+        --    partial index of delivered jobs, which also holds the failed ones
+        --    waiting for their retry, so it stops at the cap as well. The time
+        --    is a parameter ($3), not
         --    clock_timestamp(): planned with its value, a count of future jobs
         --    walks the vt index instead of scanning a queue that has none.
         execute format(
@@ -130,8 +132,10 @@ begin
                     (select count(*) from (
                         select from pgmq.%1$I as q where q.vt > $3 order by q.vt limit $2) as c
                     ) as future,
-                    (select count(*) from pgmq.%1$I as q
-                        where q.vt > $3 and q.read_ct > 0 and %5$s) as in_flight
+                    (select count(*) from (
+                        select from pgmq.%1$I as q
+                        where q.vt > $3 and q.read_ct > 0 and %5$s limit $2) as c
+                    ) as in_flight
                 offset 0
             ) as f
             on conflict (queue, minute) do update set

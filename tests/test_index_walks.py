@@ -135,7 +135,7 @@ def test_sweep_reads_fresh_completions_dead_letters_and_dedupe_keys_not_at_all(
     assert all(n <= FEW for n in walks.values()), walks
 
 
-def test_sweep_reads_jobs_in_flight_once_for_the_gauge_not_again_for_expiry(
+def test_sweep_counts_jobs_in_flight_up_to_the_cap_and_not_again_for_expiry(
     fresh: Connection,
 ) -> None:
     conn = fresh
@@ -144,11 +144,14 @@ def test_sweep_reads_jobs_in_flight_once_for_the_gauge_not_again_for_expiry(
     assert sum(len(jobs.claim(conn, "flightq", 1000)) for _ in range(N // 1000)) == N
     conn.execute("vacuum analyze pgmq.q_flightq")  # as autovacuum would: no dead index entries
     with counting(conn, "q_flightq") as read:
-        [summary] = conn.execute("select pgmq_jobs.sweep(count_cap => 1)").fetchone() or [{}]
-    assert summary["expired_to_dlq"] == 0
-    # count_cap=1: the ready and delayed gauges stop at one row each; the in_flight gauge
-    # counts all N; the search for expired deliveries reads none of them.
-    assert sum(read["q_flightq"]) <= N + FEW
+        [summary] = conn.execute("select pgmq_jobs.sweep(count_cap => 2)").fetchone() or [{}]
+        [in_flight] = conn.execute(
+            "select in_flight from pgmq_jobs.queue_history where queue = 'flightq'"
+        ).fetchone() or [None]
+    assert (summary["expired_to_dlq"], in_flight) == (0, 2)
+    # The gauges stop at the cap of 2; the search for expired deliveries reads none of the
+    # N jobs in flight (all of their visibility timeouts are ahead).
+    assert sum(read["q_flightq"]) <= FEW
 
 
 def test_sweep_looks_for_expired_deliveries_among_delivered_jobs_only(
