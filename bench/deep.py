@@ -232,7 +232,7 @@ def queue_stats(conn: psycopg.Connection[Any], plan: Plan) -> dict[str, Any]:
 def failure_sql(jobs_dsn: str, raw_dsn: str, plan: Plan) -> dict[str, Any]:
     """Per call: fail() (retry) vs complete() of one job, and fail_batch() vs complete() of
     100 at once; raw: set_vt(id, 0) vs archive(id)."""
-    n = 300 if plan.quick else 1000
+    n = 300 if plan.quick else 600
     out: dict[str, Any] = {"n": n}
     with connect(jobs_dsn) as jc, connect(raw_dsn) as rc:
         _create(jc, "failcost", retry_base=timedelta(milliseconds=1), jitter="none")

@@ -62,7 +62,7 @@ class Plan:
                 stalled=1_000, groups=1_000, group_jobs=5, dedupe_n=200, limit=50, cut_after=1.5,
             )  # fmt: skip
         return cls(
-            quick=False, runs=3, single_n=1_000, paired_n=2_000, producers_n=2_000, producers=8,
+            quick=False, runs=3, single_n=1_000, paired_n=1_000, producers_n=2_000, producers=8,
             batch_n=20_000, batch_size=1_000, process_n=20_000, process_runs=3,
             process_cap=12, lat_n=150, lat_runs=3, lat_gap_ms=10, fail_n=5_000,
             deep_n=1_000_000, delayed_n=100_000, shallow_n=20_000, measure_n=5_000,
