@@ -51,6 +51,13 @@ def counting(conn: Connection, *tables: str) -> Iterator[dict[str, tuple[int, in
         out[t] = (after[t][0] - before[t][0], after[t][1] - before[t][1])
 
 
+def capped_sweep(conn: Connection, count_cap: int) -> dict[str, Any]:
+    """sweep() with its gauges stopping at ``count_cap`` rows; its summary."""
+    row = conn.execute("select pgmq_jobs.sweep(count_cap => %s)", (count_cap,)).fetchone()
+    assert row is not None
+    return dict(row[0])
+
+
 @pytest.fixture
 def fresh(fresh_db: Callable[[], str]) -> Iterator[Connection]:
     """A database of its own: no pg_cron sweep, no other test's queues for sweep to visit."""
@@ -123,7 +130,7 @@ def test_sweep_reads_fresh_completions_dead_letters_and_dedupe_keys_not_at_all(
     conn.execute("analyze pgmq.a_walkq, pgmq.q_walkq_dlq, pgmq_jobs.dedupe_keys")
 
     with counting(conn, "a_walkq", "dedupe_keys", "q_walkq_dlq") as read:
-        [summary] = conn.execute("select pgmq_jobs.sweep(count_cap => 1)").fetchone() or [{}]
+        summary = capped_sweep(conn, 1)
     assert summary["skipped"] is False
     assert (summary["completed_deleted"], summary["dead_letters_deleted"]) == (0, 0)
     walks = {
@@ -144,7 +151,7 @@ def test_sweep_counts_jobs_in_flight_up_to_the_cap_and_not_again_for_expiry(
     assert sum(len(jobs.claim(conn, "flightq", 1000)) for _ in range(N // 1000)) == N
     conn.execute("vacuum analyze pgmq.q_flightq")  # as autovacuum would: no dead index entries
     with counting(conn, "q_flightq") as read:
-        [summary] = conn.execute("select pgmq_jobs.sweep(count_cap => 2)").fetchone() or [{}]
+        summary = capped_sweep(conn, 2)
         [in_flight] = conn.execute(
             "select in_flight from pgmq_jobs.queue_history where queue = 'flightq'"
         ).fetchone() or [None]
@@ -162,7 +169,7 @@ def test_sweep_looks_for_expired_deliveries_among_delivered_jobs_only(
     jobs.enqueue_batch(conn, "readyq", [{"i": i} for i in range(N)])
     conn.execute("analyze pgmq.q_readyq")
     with counting(conn, "q_readyq") as read:
-        [summary] = conn.execute("select pgmq_jobs.sweep(count_cap => 1)").fetchone() or [{}]
+        summary = capped_sweep(conn, 1)
     assert summary["expired_to_dlq"] == 0
     # N jobs ready, none ever delivered: the partial index of delivered jobs has no entry
     # to read, and the capped gauges read a row each.

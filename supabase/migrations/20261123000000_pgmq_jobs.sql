@@ -3331,10 +3331,10 @@ begin
         --    (their worker died on the last attempt): to the DLQ, reason expired.
         --    The partial index on (vt) where read_ct > 0 keeps this a walk over
         --    delivered jobs only, whatever waits in the queue, and over those
-        --    whose vt has passed only: every cut-off time in this function is
-        --    a parameter taken from the clock, since a comparison with
-        --    clock_timestamp() itself (volatile) is never an index condition
-        --    and would read every entry behind the cut-off.
+        --    whose vt has passed only: every cut-off on an indexed column in
+        --    this function is a parameter taken from the clock, since a
+        --    comparison with clock_timestamp() itself (volatile) is never an
+        --    index condition and would read every entry behind the cut-off.
         execute format(
             $sql$
             select coalesce(array_agg(x.msg_id), '{}'), coalesce(array_agg(x.read_ct), '{}')
@@ -3394,9 +3394,9 @@ begin
         --    for rows on the wrong side of the time); in_flight walks the
         --    partial index of delivered jobs, which also holds the failed ones
         --    waiting for their retry, so it stops at the cap as well. The time
-        --    is a parameter ($3), not
-        --    clock_timestamp(): planned with its value, a count of future jobs
-        --    walks the vt index instead of scanning a queue that has none.
+        --    is a parameter ($3), not clock_timestamp(): planned with its
+        --    value, a count of future jobs walks the vt index instead of
+        --    scanning a queue that has none.
         execute format(
             $sql$
             insert into pgmq_jobs.queue_history as h (
