@@ -1,0 +1,13 @@
+-- 0.1.0--0.2.0.sql: the upgrade step from release 0.1.0 to 0.2.0.
+--
+-- Runs once, on a database whose newest pgmq_jobs.schema_version is 0.1.0,
+-- inside the install transaction and under its lock, with search_path set to
+-- pg_catalog, pg_temp; the current sql/ files are re-applied right after it.
+-- It holds only what re-applying sql/ cannot do by itself: new columns of
+-- existing tables, drops of functions whose signature changed, changes to
+-- the tables, indexes and grants of queues created before the upgrade, and
+-- data moves. Every statement is written so that running the step twice
+-- changes nothing the second time.
+--
+-- Columns are added at the end of their table, and sql/000_schema.sql
+-- declares them last too, so an upgraded table equals a fresh one.
