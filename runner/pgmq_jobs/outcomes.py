@@ -1,9 +1,10 @@
 """What a handler can raise to choose its outcome, and the error text a failure reports.
 
 A handler that returns completes its job. Raising :class:`Retry` schedules the next attempt
-after a given delay, :class:`Permanent` sends the job straight to the dead-letter queue, and
-any other exception is an ordinary failure that the queue's backoff (in SQL) retries or
-dead-letters. The runner only reports; every decision stays in the database.
+after a given delay (or, without one, the queue's backoff), :class:`Permanent` sends the job
+straight to the dead-letter queue, and any other exception is an ordinary failure that the
+queue's backoff (in SQL) retries or dead-letters. The runner only reports; every decision
+stays in the database.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Retry(Exception):
     """
 
     def __init__(
-        self, message: str = "retry requested", *, after: timedelta | Seconds | None
+        self, message: str = "retry requested", *, after: timedelta | Seconds | None = None
     ) -> None:
         super().__init__(message)
         self.after = as_timedelta(after)

@@ -7,12 +7,20 @@
     @app.handler("emails", timeout=30)
     def send(payload: dict, ctx: pgmq_jobs.JobContext) -> None: ...
 
+    @app.handler("thumbnails")
+    async def thumbnail(payload: dict, ctx: pgmq_jobs.JobContext) -> None: ...
+
+A ``def`` handler runs in the worker's thread pool; an ``async def`` one is awaited on the
+worker's event loop. Either is called as ``func(payload, ctx)``: a function that cannot be
+called so is refused when it is registered.
+
 ``pgmq-jobs worker --app mymodule:app --queue emails`` then runs it.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -30,12 +38,14 @@ class Handler:
 
     ``timeout`` (seconds): the worker stops waiting and reports a failure after it.
     ``visibility_timeout`` (seconds): lease per claim; None uses the queue's setting.
+    ``is_async``: ``func`` is a coroutine function, awaited on the worker's event loop.
     """
 
     queue: str
     func: HandlerFunc
     timeout: float | None = None
     visibility_timeout: float | None = None
+    is_async: bool = False
 
     @property
     def name(self) -> str:
@@ -46,8 +56,11 @@ class Handler:
 class JobContext:
     """What a handler knows about the delivery it runs.
 
-    ``cancelled`` is set when the worker gave up waiting (timeout): a cooperative handler
-    can check it and stop early; its result is ignored either way.
+    ``cancelled`` is set when the worker gave up waiting (timeout), or when the delivery is
+    no longer this worker's (its lease could not be extended: the job was redelivered or
+    settled elsewhere). A cooperative handler can check it (``ctx.cancelled.is_set()``, in
+    an ``async def`` too) and stop early; its result is ignored after a timeout and stale
+    after a lost lease. An ``async def`` handler is also cancelled at its timeout.
     """
 
     queue: str
@@ -107,10 +120,18 @@ class Registry:
         timeout: float | timedelta | None = None,
         visibility_timeout: float | timedelta | None = None,
     ) -> Handler:
-        """Register ``func`` for ``queue`` (an error if the queue already has one)."""
+        """Register ``func`` for ``queue`` (an error if the queue already has one, or if
+        ``func`` cannot be called as ``func(payload, ctx)``)."""
         if queue in self.handlers:
             raise ValueError(f"queue {queue!r} already has a handler: {self.handlers[queue].name}")
-        handler = Handler(queue, func, _seconds(timeout), _seconds(visibility_timeout))
+        check_signature(queue, func)
+        handler = Handler(
+            queue,
+            func,
+            _seconds(timeout),
+            _seconds(visibility_timeout),
+            is_async=is_coroutine_function(func),
+        )
         self.handlers[queue] = handler
         return handler
 
@@ -130,6 +151,37 @@ class Registry:
             known = ", ".join(sorted(self.handlers)) or "none"
             raise LookupError(f"no handler for queue(s) {', '.join(missing)} (registered: {known})")
         return {q: self.handlers[q] for q in queues}
+
+
+def check_signature(queue: str, func: Any) -> None:
+    """TypeError, saying why, unless ``func`` can be called as ``func(payload, ctx)``."""
+    if not callable(func):
+        raise TypeError(
+            f"the handler of queue {queue!r} must be callable as func(payload, ctx), "
+            f"got an object of type {type(func).__name__}"
+        )
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return  # no signature to inspect (some builtins): trust the caller
+    try:
+        signature.bind(None, None)
+    except TypeError as exc:
+        name = getattr(func, "__qualname__", repr(func))
+        raise TypeError(
+            f"the handler of queue {queue!r}, {name}{signature}, cannot be called as "
+            f"func(payload, ctx) ({exc}): a handler takes the payload and the job's context "
+            "as two positional arguments, and any other parameter needs a default"
+        ) from None
+
+
+def is_coroutine_function(func: Any) -> bool:
+    """``func`` is an ``async def`` (or an object whose ``__call__`` is one, or a partial of
+    one): calling it makes a coroutine that must be awaited."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004 - the method itself, not callable()
+    return call is not None and inspect.iscoroutinefunction(call)
 
 
 def _seconds(value: float | timedelta | None) -> float | None:
