@@ -22,7 +22,8 @@ $revoke$;
 
 grant execute on function
     pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text),
-    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[])
+    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[]),
+    pgmq_jobs.schema_info()
 to pgmq_jobs_producer;
 
 grant execute on function
@@ -33,7 +34,8 @@ grant execute on function
     pgmq_jobs.extend(text, bigint, integer, interval),
     pgmq_jobs.release(text, bigint[], integer[]),
     pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean),
-    pgmq_jobs.wait_for_jobs(text, text[], boolean)
+    pgmq_jobs.wait_for_jobs(text, text[], boolean),
+    pgmq_jobs.schema_info()
 to pgmq_jobs_worker;
 
 -- The admin may call every public (non-underscore) function and read every view.

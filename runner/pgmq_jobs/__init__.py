@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pgmq_jobs.outcomes import Permanent, Retry
 from pgmq_jobs.registry import JobContext, Registry
+from pgmq_jobs.versions import PACKAGE_VERSION
 from pgmq_jobs.worker import Summary, Worker, WorkerOptions
 
-__version__ = "0.1.0"
+__version__ = PACKAGE_VERSION
 
 __all__ = [
     "JobContext",

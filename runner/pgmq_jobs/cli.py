@@ -32,9 +32,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from pgmq_jobs.install import install
+    from pgmq_jobs.install import install, status
 
-    report = install(args.dsn, with_plpython=args.with_plpython)
+    dsn = cli_jobs.resolve_dsn(args)
+    if args.check:
+        found = status(dsn)
+        print(found.summary())
+        return 0 if found.up_to_date else 1
+    report = install(dsn, with_plpython=args.with_plpython)
     print(report.summary())
     return 0
 
@@ -51,8 +56,25 @@ def add_dev_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def add_install_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("install", help="install PGMQ (if missing) and pgmq-jobs into a database")
-    p.add_argument("--dsn", required=True, help="postgresql://user@host:port/dbname")
+    p = sub.add_parser(
+        "install",
+        help="install PGMQ (if missing) and pgmq-jobs into a database, or upgrade it",
+        description="Install pgmq-jobs into a database, or upgrade a database of an earlier "
+        "release (every step of sql/upgrades/ in order, in one transaction). A database of "
+        "this release is left unchanged; one of a newer release is refused.",
+        epilog="example: pgmq-jobs install --dsn postgresql://postgres@localhost/app\n"
+        "         pgmq-jobs install --check   # installed vs package release, changes nothing",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--dsn", default=None, help="database URL (default: $PGMQ_JOBS_DSN or $DATABASE_URL)"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="report the installed and the package's release and what an install would "
+        "apply; change nothing (exit 0 when they are the same release, else 1)",
+    )
     p.add_argument(
         "--with-plpython",
         action="store_true",

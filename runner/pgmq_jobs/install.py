@@ -1,7 +1,19 @@
-"""Install PGMQ (if missing), pg_cron (where allowed) and pgmq-jobs' ``sql/`` into a database.
+"""Install PGMQ (if missing), pg_cron (where allowed) and pgmq-jobs' ``sql/`` into a database,
+or upgrade a database of an earlier release.
 
-Idempotent: every ``sql/`` file is written to be re-run, an existing ``pgmq`` schema is used
-as it is, and a transaction-level advisory lock serialises concurrent installs.
+By the database's release (the newest of ``pgmq_jobs.schema_version``):
+
+- none: a fresh install applies every ``sql/`` file;
+- older: every upgrade step from it to this package's release (``sql/upgrades/``) runs in
+  order, then the ``sql/`` files are applied again;
+- the same: nothing changes (unless pg_cron was created by this call: then the ``sql/`` files
+  are applied again so that the project's pg_cron jobs are registered);
+- newer: refused, naming both releases, and nothing changes.
+
+All in one transaction under a transaction-level advisory lock (concurrent installs
+serialise), with ``search_path`` set to ``pg_catalog, pg_temp``: an object planted in a
+schema of the caller's path never runs during install. An existing ``pgmq`` schema is used
+as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +27,15 @@ from typing import TYPE_CHECKING, Any, LiteralString, cast
 import psycopg
 
 from pgmq_jobs.paths import pgmq_sql_path, pgmq_sql_version, sql_dir
+from pgmq_jobs.versions import (
+    PACKAGE_VERSION,
+    Step,
+    VersionError,
+    installed_version,
+    parse,
+    upgrade_path,
+    upgrade_steps,
+)
 
 if TYPE_CHECKING:
     from pgmq_jobs.plpython import PlpythonResult
@@ -31,11 +52,19 @@ PG_CRON_ABSENT_NOTE = (
 Connection = psycopg.Connection[Any]
 
 
+# The path install, upgrades and the Supabase migrations run under (DESIGN.md, Security model).
+PINNED_SEARCH_PATH = "pg_catalog, pg_temp"
+
+
 class InstallError(RuntimeError):
-    """Applying one of the SQL sources failed; ``source`` names it."""
+    """Applying one of the SQL sources failed, or the database is of a newer release;
+    ``source`` names the part."""
 
     def __init__(self, source: str, error: Exception) -> None:
-        super().__init__(f"installing {source} failed: {error}")
+        if isinstance(error, VersionError):
+            super().__init__(str(error))
+        else:
+            super().__init__(f"installing {source} failed: {error}")
         self.source = source
 
 
@@ -51,10 +80,28 @@ class InstallReport:
     notes: list[str] = field(default_factory=list)
     # None: not asked for (--with-plpython); else whether pgmq_jobs_plpy was installed.
     plpython: bool | None = None
+    # "installed" | "upgraded" | "unchanged" | "reapplied"
+    action: str = "installed"
+    previous_version: str | None = None
+    version: str = PACKAGE_VERSION
+    steps: list[str] = field(default_factory=list)
+
+    def schema_line(self) -> str:
+        if self.action == "installed":
+            return f"pgmq-jobs: {self.version} installed"
+        if self.action == "upgraded":
+            return (
+                f"pgmq-jobs: upgraded {self.previous_version} -> {self.version} "
+                f"(steps: {', '.join(self.steps)})"
+            )
+        if self.action == "reapplied":
+            return f"pgmq-jobs: {self.version} already installed; sql files applied again"
+        return f"pgmq-jobs: {self.version} already installed; nothing changed"
 
     def summary(self) -> str:
         version = f" {self.pgmq_version}" if self.pgmq_version else ""
         lines = [
+            self.schema_line(),
             f"pgmq: {self.pgmq_source}{version}",
             "pg_cron: "
             + ("yes (created now)" if self.pg_cron_created else "yes" if self.pg_cron else "no"),
@@ -153,10 +200,50 @@ def _connection(target: str | Connection) -> Iterator[Connection]:
         yield target
 
 
+def upgrades_dir(directory: Path | None = None) -> Path:
+    """``sql/upgrades`` beside the ``sql/`` files in use."""
+    return (directory if directory is not None else sql_dir()) / "upgrades"
+
+
+@contextmanager
+def _pinned_search_path(conn: Connection) -> Iterator[None]:
+    """``search_path`` = :data:`PINNED_SEARCH_PATH` inside, the caller's again afterwards."""
+    row = conn.execute("select pg_catalog.current_setting('search_path')").fetchone()
+    previous = str(row[0]) if row else ""
+    conn.execute("select pg_catalog.set_config('search_path', %s, true)", (PINNED_SEARCH_PATH,))
+    try:
+        yield
+    finally:
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            conn.execute("select pg_catalog.set_config('search_path', %s, true)", (previous,))
+
+
+def _apply(conn: Connection, source: str, path: Path) -> None:
+    try:
+        _execute_script(conn, path.read_text(encoding="utf-8"))
+    except psycopg.Error as exc:
+        raise InstallError(source, exc) from exc
+
+
+def _plan(
+    installed: str | None, directory: Path | None, cron_created: bool
+) -> tuple[str, list[Step]]:
+    """(action, upgrade steps) for a database of release ``installed``."""
+    if installed is None:
+        return "installed", []
+    try:
+        steps = upgrade_path(installed, PACKAGE_VERSION, upgrade_steps(upgrades_dir(directory)))
+    except VersionError as exc:
+        raise InstallError("pgmq_jobs.schema_version", exc) from exc
+    if steps:
+        return "upgraded", steps
+    return ("reapplied" if cron_created else "unchanged"), []
+
+
 def install(
     target: str | Connection, directory: Path | None = None, with_plpython: bool = False
 ) -> InstallReport:
-    """Install into the database at ``target`` (a DSN or an open psycopg connection).
+    """Install into (or upgrade) the database at ``target`` (a DSN or an open connection).
 
     Everything happens in one transaction (a savepoint if ``target`` is already inside one).
     ``with_plpython``: afterwards, where the server offers plpython3u, create it and the
@@ -164,18 +251,22 @@ def install(
     """
     files = sql_files(directory)
     plpy_result: PlpythonResult | None = None
-    with _connection(target) as conn, conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
+    applied: list[str] = []
+    with _connection(target) as conn, conn.transaction(), _pinned_search_path(conn):
+        conn.execute("select pg_catalog.pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
         try:
             source, version = _ensure_pgmq(conn)
         except psycopg.Error as exc:
             raise InstallError("PGMQ", exc) from exc
         cron_present, cron_created = _ensure_pg_cron(conn)
-        for path in files:
-            try:
-                _execute_script(conn, path.read_text(encoding="utf-8"))
-            except psycopg.Error as exc:
-                raise InstallError(f"sql/{path.name}", exc) from exc
+        previous = installed_version(conn)
+        action, steps = _plan(previous, directory, cron_created)
+        for step in steps:
+            _apply(conn, f"sql/upgrades/{step.path.name}", step.path)
+        if action != "unchanged":
+            for path in files:
+                _apply(conn, f"sql/{path.name}", path)
+            applied = [p.name for p in files]
         if with_plpython:
             from pgmq_jobs.plpython import install_plpython
 
@@ -188,8 +279,11 @@ def install(
         pgmq_version=version,
         pg_cron=cron_present,
         pg_cron_created=cron_created,
-        files=[p.name for p in files],
+        files=applied,
         plpython=plpy_result.installed if plpy_result is not None else None,
+        action=action,
+        previous_version=previous,
+        steps=[step.name for step in steps],
     )
     if not cron_present:
         report.notes.append(PG_CRON_ABSENT_NOTE)
@@ -198,3 +292,51 @@ def install(
     if plpy_result is not None:
         report.notes.extend(plpy_result.notes)
     return report
+
+
+@dataclass
+class InstallStatus:
+    """What :func:`status` read: the database's release against this package's."""
+
+    installed: str | None
+    package: str
+    pending: list[str]
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.installed is not None and parse(self.installed) == parse(self.package)
+
+    def summary(self) -> str:
+        lines = [
+            f"installed: {self.installed or 'none'}",
+            f"package: {self.package}",
+        ]
+        if self.installed is None:
+            lines.append("status: not installed; `pgmq-jobs install` installs it")
+        elif self.up_to_date:
+            lines.append("status: up to date")
+        elif parse(self.installed) > parse(self.package):
+            lines.append(
+                f"status: the database is of a newer release ({self.installed}) than this "
+                f"package ({self.package}); upgrade the package"
+            )
+        else:
+            lines.append(
+                f"status: upgrade pending; `pgmq-jobs install` applies "
+                f"{', '.join(self.pending) or '(no step found)'}"
+            )
+        return "\n".join(lines)
+
+
+def status(target: str | Connection, directory: Path | None = None) -> InstallStatus:
+    """The database's release and the steps an install would apply; changes nothing."""
+    with _connection(target) as conn, conn.transaction(force_rollback=True):
+        installed = installed_version(conn)
+    pending: list[str] = []
+    if installed is not None and parse(installed) < parse(PACKAGE_VERSION):
+        steps = upgrade_steps(upgrades_dir(directory))
+        try:
+            pending = [s.name for s in upgrade_path(installed, PACKAGE_VERSION, steps)]
+        except VersionError:
+            pending = []
+    return InstallStatus(installed=installed, package=PACKAGE_VERSION, pending=pending)
