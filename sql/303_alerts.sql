@@ -2,6 +2,13 @@
 -- health from queue_stats and workers, database health from the statistics
 -- views. Thresholds come from alert_thresholds (set_alert_threshold).
 
+-- Every operator and function below is schema-qualified (operator(pg_catalog.=),
+-- pg_catalog.format(...)): a view is bound when it is created, under the
+-- search_path of that session, and an exact-match overload planted in any
+-- schema of that path would otherwise be bound into it for good and run with
+-- the view owner's rights (issue 18, finding 2). sqlfluff misreads
+-- operator(pg_catalog.>=), hence the LT01 exemption.
+-- noqa: disable=LT01
 create or replace view pgmq_jobs.alerts as
 with stats as (
     select s.* from pgmq_jobs.queue_stats as s
@@ -14,7 +21,7 @@ limits as (
         coalesce(o.threshold, d.threshold) as threshold
     from pgmq_jobs.alert_thresholds as d
     cross join pgmq_jobs.queue_settings as qs
-    left join pgmq_jobs.alert_thresholds as o on d.alert = o.alert and qs.queue = o.queue
+    left join pgmq_jobs.alert_thresholds as o on d.alert operator(pg_catalog.=) o.alert and qs.queue operator(pg_catalog.=) o.queue
     where d.queue is null
 ),
 
@@ -26,20 +33,23 @@ defaults as (
 stalled as (
     select
         qn.queue,
-        count(*) as n,
-        min(wk.last_seen_at + wk.heartbeat_interval * 3) as since,
-        jsonb_agg(wk.worker_id order by wk.worker_id) as workers
+        pg_catalog.count(*) as n,
+        pg_catalog.min(wk.last_seen_at operator(pg_catalog.+) (wk.heartbeat_interval operator(pg_catalog.*) 3)) as since,
+        pg_catalog.jsonb_agg(wk.worker_id order by wk.worker_id) as workers
     from pgmq_jobs.workers as wk
-    cross join lateral unnest(wk.queues) as qn (queue)
-    where wk.status = 'stale'
-        or (wk.status = 'gone' and wk.stopped_at is null and wk.last_seen_at > statement_timestamp() - interval '1 hour')
+    cross join lateral pg_catalog.unnest(wk.queues) as qn (queue)
+    where wk.status operator(pg_catalog.=) 'stale'
+        or (
+            wk.status operator(pg_catalog.=) 'gone' and wk.stopped_at is null
+            and wk.last_seen_at operator(pg_catalog.>) (pg_catalog.statement_timestamp() operator(pg_catalog.-) interval '1 hour')
+        )
     group by qn.queue
 ),
 
 holders as (
     select
         h.*,
-        count(*) over () as sessions
+        pg_catalog.count(*) over () as sessions
     from pgmq_jobs._xmin_holders() as h
     order by h.xact_start
     limit 1
@@ -51,15 +61,15 @@ select
     s.ready::double precision as value,
     l.threshold,
     coalesce(
-        case when l.threshold < 1000000 then pgmq_jobs._nth_at(s.queue, 'ready', floor(l.threshold)::bigint + 1) end,
-        s.measured_at - s.oldest_ready_age
+        case when l.threshold operator(pg_catalog.<) 1000000 then pgmq_jobs._nth_at(s.queue, 'ready', pg_catalog.floor(l.threshold)::bigint operator(pg_catalog.+) 1) end,
+        s.measured_at operator(pg_catalog.-) s.oldest_ready_age
     ) as since,
-    format('queue %s has %s%s jobs ready (threshold %s)', s.queue,
+    pg_catalog.format('queue %s has %s%s jobs ready (threshold %s)', s.queue,
         case when s.ready_estimated then 'about ' else '' end, s.ready, l.threshold) as message,
-    jsonb_build_object('ready', s.ready, 'estimated', s.ready_estimated, 'in_flight', s.in_flight) as details
+    pg_catalog.jsonb_build_object('ready', s.ready, 'estimated', s.ready_estimated, 'in_flight', s.in_flight) as details
 from stats as s
-inner join limits as l on s.queue = l.queue and l.alert = 'queue_depth'
-where s.ready > l.threshold
+inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'queue_depth'
+where s.ready operator(pg_catalog.>) l.threshold
 
 union all
 
@@ -68,13 +78,13 @@ select
     s.queue,
     s.dead::double precision,
     l.threshold,
-    case when l.threshold < 1000000 then pgmq_jobs._nth_at(s.queue, 'dead', floor(l.threshold)::bigint + 1) end,
-    format('queue %s has %s%s dead letters (threshold %s)', s.queue,
+    case when l.threshold operator(pg_catalog.<) 1000000 then pgmq_jobs._nth_at(s.queue, 'dead', pg_catalog.floor(l.threshold)::bigint operator(pg_catalog.+) 1) end,
+    pg_catalog.format('queue %s has %s%s dead letters (threshold %s)', s.queue,
         case when s.dead_estimated then 'about ' else '' end, s.dead, l.threshold),
-    jsonb_build_object('dead', s.dead, 'estimated', s.dead_estimated, 'dead_lettered_1h', s.dead_lettered_1h)
+    pg_catalog.jsonb_build_object('dead', s.dead, 'estimated', s.dead_estimated, 'dead_lettered_1h', s.dead_lettered_1h)
 from stats as s
-inner join limits as l on s.queue = l.queue and l.alert = 'dead_letters'
-where s.dead > l.threshold
+inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'dead_letters'
+where s.dead operator(pg_catalog.>) l.threshold
 
 union all
 
@@ -83,17 +93,17 @@ select
     s.queue,
     s.completed_rate_1m,
     l.threshold,
-    s.measured_at - s.oldest_ready_age + interval '1 minute',
-    format('queue %s completes %s jobs/s while %s jobs wait, the oldest for %s s (threshold %s jobs/s)',
-        s.queue, round(s.completed_rate_1m::numeric, 2), s.ready,
-        round(extract(epoch from s.oldest_ready_age)), l.threshold),
-    jsonb_build_object(
+    s.measured_at operator(pg_catalog.-) s.oldest_ready_age operator(pg_catalog.+) interval '1 minute',
+    pg_catalog.format('queue %s completes %s jobs/s while %s jobs wait, the oldest for %s s (threshold %s jobs/s)',
+        s.queue, pg_catalog.round(s.completed_rate_1m::numeric, 2), s.ready,
+        pg_catalog.round(extract(epoch from s.oldest_ready_age)), l.threshold),
+    pg_catalog.jsonb_build_object(
         'ready', s.ready, 'oldest_ready_seconds', extract(epoch from s.oldest_ready_age),
         'live_workers', s.live_workers
     )
 from stats as s
-inner join limits as l on s.queue = l.queue and l.alert = 'low_throughput'
-where s.ready > 0 and s.oldest_ready_age > interval '1 minute' and s.completed_rate_1m < l.threshold
+inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'low_throughput'
+where s.ready operator(pg_catalog.>) 0 and s.oldest_ready_age operator(pg_catalog.>) interval '1 minute' and s.completed_rate_1m operator(pg_catalog.<) l.threshold
 
 union all
 
@@ -102,13 +112,13 @@ select
     s.queue,
     extract(epoch from s.oldest_ready_age)::double precision,
     l.threshold,
-    s.measured_at - s.oldest_ready_age + make_interval(secs => l.threshold),
-    format('the oldest ready job of queue %s has waited %s s (threshold %s s)', s.queue,
-        round(extract(epoch from s.oldest_ready_age)), l.threshold),
-    jsonb_build_object('ready', s.ready, 'live_workers', s.live_workers)
+    s.measured_at operator(pg_catalog.-) s.oldest_ready_age operator(pg_catalog.+) pg_catalog.make_interval(secs => l.threshold),
+    pg_catalog.format('the oldest ready job of queue %s has waited %s s (threshold %s s)', s.queue,
+        pg_catalog.round(extract(epoch from s.oldest_ready_age)), l.threshold),
+    pg_catalog.jsonb_build_object('ready', s.ready, 'live_workers', s.live_workers)
 from stats as s
-inner join limits as l on s.queue = l.queue and l.alert = 'oldest_job_age'
-where extract(epoch from s.oldest_ready_age) > l.threshold
+inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'oldest_job_age'
+where extract(epoch from s.oldest_ready_age) operator(pg_catalog.>) l.threshold
 
 union all
 
@@ -118,83 +128,90 @@ select
     x.n::double precision,
     th.threshold,
     x.since,
-    format('%s worker(s) of queue %s stopped sending heartbeats: %s', x.n, x.queue,
-        (select string_agg(v, ', ') from jsonb_array_elements_text(x.workers) as v)),
-    jsonb_build_object('workers', x.workers)
+    pg_catalog.format('%s worker(s) of queue %s stopped sending heartbeats: %s', x.n, x.queue,
+        (select pg_catalog.string_agg(v, ', ') from pg_catalog.jsonb_array_elements_text(x.workers) as v)),
+    pg_catalog.jsonb_build_object('workers', x.workers)
 from stalled as x
 cross join lateral (
     select coalesce(
         (select t.threshold from pgmq_jobs.alert_thresholds as t
-            where t.alert = 'stalled_workers' and t.queue = x.queue),
+            where t.alert operator(pg_catalog.=) 'stalled_workers' and t.queue operator(pg_catalog.=) x.queue),
         (
             select d.threshold from defaults as d
-            where d.alert = 'stalled_workers'
+            where d.alert operator(pg_catalog.=) 'stalled_workers'
         )
     ) as threshold
 ) as th
-where x.n > th.threshold
+where x.n operator(pg_catalog.>) th.threshold
 
 union all
 
 select
     'xmin_horizon',
     null,
-    extract(epoch from statement_timestamp() - h.xact_start)::double precision,
+    extract(epoch from pg_catalog.statement_timestamp() operator(pg_catalog.-) h.xact_start)::double precision,
     d.threshold,
-    h.xact_start + make_interval(secs => d.threshold),
-    format('session %s (%s, %s) has held a transaction open for %s s, holding back vacuum',
+    h.xact_start operator(pg_catalog.+) pg_catalog.make_interval(secs => d.threshold),
+    pg_catalog.format('session %s (%s, %s) has held a transaction open for %s s, holding back vacuum',
         h.pid, coalesce(nullif(h.application_name, ''), h.usename), h.state,
-        round(extract(epoch from statement_timestamp() - h.xact_start))),
-    jsonb_build_object(
+        pg_catalog.round(extract(epoch from pg_catalog.statement_timestamp() operator(pg_catalog.-) h.xact_start))),
+    pg_catalog.jsonb_build_object(
         'pid', h.pid, 'user', h.usename, 'application_name', h.application_name, 'state', h.state,
         'xact_start', h.xact_start, 'xmin_age', h.xmin_age, 'sessions', h.sessions
     )
 from holders as h
-inner join defaults as d on d.alert = 'xmin_horizon'
-where extract(epoch from statement_timestamp() - h.xact_start) > d.threshold
+inner join defaults as d on d.alert operator(pg_catalog.=) 'xmin_horizon'
+where extract(epoch from pg_catalog.statement_timestamp() operator(pg_catalog.-) h.xact_start) operator(pg_catalog.>) d.threshold
 
 union all
 
 select
     'table_bloat',
     l.queue,
-    st.n_dead_tup::double precision / (st.n_live_tup + st.n_dead_tup),
+    st.n_dead_tup::double precision operator(pg_catalog./) (st.n_live_tup operator(pg_catalog.+) st.n_dead_tup),
     l.threshold,
     greatest(st.last_vacuum, st.last_autovacuum),
-    format('table pgmq.%s is %s%% dead tuples (%s dead, %s live; threshold %s%%)', st.relname,
-        round(100.0 * st.n_dead_tup / (st.n_live_tup + st.n_dead_tup)), st.n_dead_tup, st.n_live_tup,
-        round((100 * l.threshold)::numeric)),
-    jsonb_build_object(
-        'table', 'pgmq.' || st.relname, 'n_dead_tup', st.n_dead_tup, 'n_live_tup', st.n_live_tup,
+    pg_catalog.format('table pgmq.%s is %s%% dead tuples (%s dead, %s live; threshold %s%%)', st.relname,
+        pg_catalog.round((100.0 operator(pg_catalog.*) st.n_dead_tup) operator(pg_catalog./) (st.n_live_tup operator(pg_catalog.+) st.n_dead_tup)), st.n_dead_tup, st.n_live_tup,
+        pg_catalog.round((100 operator(pg_catalog.*) l.threshold)::numeric)),
+    pg_catalog.jsonb_build_object(
+        'table', 'pgmq.' operator(pg_catalog.||) st.relname, 'n_dead_tup', st.n_dead_tup, 'n_live_tup', st.n_live_tup,
         'last_autovacuum', st.last_autovacuum, 'last_vacuum', st.last_vacuum
     )
 from limits as l
 inner join pg_catalog.pg_stat_user_tables as st
-    on st.schemaname = 'pgmq' and st.relname in ('q_' || l.queue, 'q_' || l.queue || '_dlq')
-where l.alert = 'table_bloat'
-    and st.n_dead_tup >= 1000
-    and st.n_dead_tup::double precision / (st.n_live_tup + st.n_dead_tup) > l.threshold
+    on st.schemaname operator(pg_catalog.=) 'pgmq' and (
+        st.relname operator(pg_catalog.=) ('q_' operator(pg_catalog.||) l.queue)
+        or st.relname operator(pg_catalog.=) ('q_' operator(pg_catalog.||) l.queue operator(pg_catalog.||) '_dlq')
+    )
+where l.alert operator(pg_catalog.=) 'table_bloat'
+    and st.n_dead_tup operator(pg_catalog.>=) 1000
+    and (st.n_dead_tup::double precision operator(pg_catalog./) (st.n_live_tup operator(pg_catalog.+) st.n_dead_tup))
+    operator(pg_catalog.>) l.threshold
 
 union all
 
 select
     'wraparound',
     null,
-    age(db.datfrozenxid)::double precision / current_setting('autovacuum_freeze_max_age')::double precision,
+    pg_catalog.age(db.datfrozenxid)::double precision operator(pg_catalog./) pg_catalog.current_setting('autovacuum_freeze_max_age')::double precision,
     d.threshold,
     null::timestamptz,
-    format('database %s is %s transactions from its oldest unfrozen one, %s%% of autovacuum_freeze_max_age',
-        db.datname, age(db.datfrozenxid),
-        round(100.0 * age(db.datfrozenxid) / current_setting('autovacuum_freeze_max_age')::numeric)),
-    jsonb_build_object(
-        'database', db.datname, 'xid_age', age(db.datfrozenxid),
-        'autovacuum_freeze_max_age', current_setting('autovacuum_freeze_max_age')::bigint
+    pg_catalog.format('database %s is %s transactions from its oldest unfrozen one, %s%% of autovacuum_freeze_max_age',
+        db.datname, pg_catalog.age(db.datfrozenxid),
+        pg_catalog.round(
+            (100.0 operator(pg_catalog.*) pg_catalog.age(db.datfrozenxid))
+            operator(pg_catalog./) pg_catalog.current_setting('autovacuum_freeze_max_age')::numeric
+        )),
+    pg_catalog.jsonb_build_object(
+        'database', db.datname, 'xid_age', pg_catalog.age(db.datfrozenxid),
+        'autovacuum_freeze_max_age', pg_catalog.current_setting('autovacuum_freeze_max_age')::bigint
     )
 from pg_catalog.pg_database as db
-inner join defaults as d on d.alert = 'wraparound'
-where db.datname = current_database()
-    and age(db.datfrozenxid)::double precision
-    / current_setting('autovacuum_freeze_max_age')::double precision > d.threshold
+inner join defaults as d on d.alert operator(pg_catalog.=) 'wraparound'
+where db.datname operator(pg_catalog.=) pg_catalog.current_database()
+    and pg_catalog.age(db.datfrozenxid)::double precision
+    operator(pg_catalog./) pg_catalog.current_setting('autovacuum_freeze_max_age')::double precision operator(pg_catalog.>) d.threshold
 
 union all
 
@@ -204,11 +221,12 @@ select
     p.jobs::double precision,
     0::double precision,
     null::timestamptz,
-    format('partitioned queue %s has %s job(s) in its default partition: pg_partman''s maintenance'
+    pg_catalog.format('partitioned queue %s has %s job(s) in its default partition: pg_partman''s maintenance'
         ' has fallen behind (run pgmq_jobs._partman_maintenance(), or check pg_cron job pgmq_jobs_partman)',
         p.queue, p.jobs),
-    jsonb_build_object('table', format('pgmq.q_%s_default', p.queue), 'jobs', p.jobs)
+    pg_catalog.jsonb_build_object('table', pg_catalog.format('pgmq.q_%s_default', p.queue), 'jobs', p.jobs)
 from pgmq_jobs._default_partition_jobs() as p;
+-- noqa: enable=LT01
 
 comment on view pgmq_jobs.alerts is
 'Alert conditions firing now, one row each: alert, queue (null for the database), value,
