@@ -262,7 +262,7 @@ class Pushed:
 
     @property
     def migration(self) -> Path:
-        return self.workdir / "supabase" / "migrations" / migrations.MIGRATION_NAME
+        return self.workdir / "supabase" / "migrations" / migrations.current_release().filename
 
 
 @pytest.fixture
