@@ -38,11 +38,15 @@ begin
 end
 $$;
 
+-- A DO block is parsed under the installing session's search_path: every
+-- operator in it is schema-qualified (issue 18, finding 2; oid = regclass has
+-- no exact match in pg_catalog, so one planted in public would run here).
 do $trigger$
 begin
     if not exists (
         select from pg_catalog.pg_trigger
-        where tgname = 'audit_log_append_only' and tgrelid = 'pgmq_jobs.audit_log'::regclass
+        where tgname operator(pg_catalog.=) 'audit_log_append_only'
+            and tgrelid operator(pg_catalog.=) 'pgmq_jobs.audit_log'::pg_catalog.regclass
     ) then
         create trigger audit_log_append_only
         before update or delete or truncate on pgmq_jobs.audit_log

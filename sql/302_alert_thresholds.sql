@@ -6,13 +6,19 @@ create table if not exists pgmq_jobs.alert_thresholds (
     queue text,
     threshold double precision not null,
     updated_at timestamptz not null default pg_catalog.now(),
+    -- Constraints are bound when created, under that session's search_path: the
+    -- operators are schema-qualified so that nothing planted is bound into them
+    -- (issue 18, finding 2: float8 >= int4 has no exact match in pg_catalog).
+    -- sql/upgrades/0.1.0--0.2.0.sql re-creates both on existing databases.
     constraint alert_thresholds_alert_check check (
-        alert in (
-            'queue_depth', 'dead_letters', 'low_throughput', 'stalled_workers', 'oldest_job_age',
-            'xmin_horizon', 'table_bloat', 'wraparound'
+        alert operator(pg_catalog.=) any( -- noqa: LT01
+            array[
+                'queue_depth', 'dead_letters', 'low_throughput', 'stalled_workers', 'oldest_job_age',
+                'xmin_horizon', 'table_bloat', 'wraparound'
+            ]
         )
     ),
-    constraint alert_thresholds_threshold_check check (threshold >= 0)
+    constraint alert_thresholds_threshold_check check (threshold operator(pg_catalog.>=) 0::double precision) -- noqa: LT01
 );
 create unique index if not exists alert_thresholds_alert_queue_idx
 on pgmq_jobs.alert_thresholds (alert, coalesce(queue, ''));

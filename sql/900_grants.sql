@@ -1,5 +1,10 @@
 -- 900_grants.sql: privileges. Nothing for PUBLIC (nor Supabase's anon and
 -- authenticated roles); producer enqueues, worker runs jobs, admin does all.
+--
+-- The DO blocks are parsed under the installing session's search_path, so
+-- every operator and function in them is schema-qualified (issue 18,
+-- finding 2: oid = regnamespace and format(text, text) have no exact match in
+-- pg_catalog, and overloads planted in public ran here as the installer).
 
 revoke all on all functions in schema pgmq_jobs from public;
 revoke all on all procedures in schema pgmq_jobs from public;
@@ -10,11 +15,11 @@ declare
     r text;
 begin
     foreach r in array array['anon', 'authenticated'] loop
-        if exists (select from pg_catalog.pg_roles where rolname = r) then
-            execute format('revoke all on all functions in schema pgmq_jobs from %I', r);
-            execute format('revoke all on all procedures in schema pgmq_jobs from %I', r);
-            execute format('revoke all on all tables in schema pgmq_jobs from %I', r);
-            execute format('revoke all on schema pgmq_jobs from %I', r);
+        if exists (select from pg_catalog.pg_roles where rolname operator(pg_catalog.=) r) then
+            execute pg_catalog.format('revoke all on all functions in schema pgmq_jobs from %I', r);
+            execute pg_catalog.format('revoke all on all procedures in schema pgmq_jobs from %I', r);
+            execute pg_catalog.format('revoke all on all tables in schema pgmq_jobs from %I', r);
+            execute pg_catalog.format('revoke all on schema pgmq_jobs from %I', r);
         end if;
     end loop;
 end
@@ -41,14 +46,15 @@ to pgmq_jobs_worker;
 -- The admin may call every public (non-underscore) function and read every view.
 do $admin$
 declare
-    f regprocedure;
+    f pg_catalog.regprocedure;
 begin
     for f in
         select p.oid::regprocedure
         from pg_catalog.pg_proc as p
-        where p.pronamespace = 'pgmq_jobs'::regnamespace and p.proname !~ '^_'
+        where p.pronamespace operator(pg_catalog.=) 'pgmq_jobs'::pg_catalog.regnamespace
+            and p.proname operator(pg_catalog.!~) '^_'
     loop
-        execute format('grant execute on routine %s to pgmq_jobs_admin', f);
+        execute pg_catalog.format('grant execute on routine %s to pgmq_jobs_admin', f);
     end loop;
 end
 $admin$;
@@ -68,8 +74,8 @@ begin
         select distinct a.role_name from pgmq_jobs.enqueue_allowlist as a
         where pg_catalog.to_regrole(pg_catalog.quote_ident(a.role_name)) is not null
     loop
-        execute format('grant usage on schema pgmq_jobs to %I', r);
-        execute format('grant execute on function pgmq_jobs.enqueue_as_user(text, jsonb) to %I', r);
+        execute pg_catalog.format('grant usage on schema pgmq_jobs to %I', r);
+        execute pg_catalog.format('grant execute on function pgmq_jobs.enqueue_as_user(text, jsonb) to %I', r);
     end loop;
 end
 $allowed$;
