@@ -38,7 +38,8 @@ SUPABASE_ROLES = ("anon", "authenticated", "service_role")
 PRODUCER, WORKER, ADMIN = "pgmq_jobs_producer", "pgmq_jobs_worker", "pgmq_jobs_admin"
 MATRIX_ROLES = ("public", PRODUCER, WORKER, ADMIN, *SUPABASE_ROLES)
 
-PRODUCER_FUNCTIONS = {"enqueue", "enqueue_batch"}
+# schema_info: every client checks its release against the database's at start.
+PRODUCER_FUNCTIONS = {"enqueue", "enqueue_batch", "schema_info"}
 WORKER_FUNCTIONS = {
     "claim",
     "complete",
@@ -48,6 +49,7 @@ WORKER_FUNCTIONS = {
     "release",
     "heartbeat",
     "wait_for_jobs",
+    "schema_info",
 }
 # Private helpers the admin needs: the schedules view reads pg_cron through _cron_job.
 ADMIN_PRIVATE = {"_cron_job"}
