@@ -339,6 +339,20 @@ def targets(results: dict[str, Any]) -> list[str]:
         or None
     )
     add("≤ 2 connections per worker", f"{conns}", None if conns is None else conns <= 2)
+    up = dig(results, "upgrade")
+    if isinstance(up, dict) and "upgrade_seconds" in up:
+        add(
+            f"upgrade 0.1.0 → {up.get('version')} of {up['jobs']:,} jobs completes in seconds",
+            f"{up['upgrade_seconds']} s",
+            up["upgrade_seconds"] < 10,
+        )
+        worst = up.get("claim_ms_max_during")
+        add(
+            "upgrade blocks claim for well under a second (longest claim overlapping it)",
+            f"{worst} ms (median claim before: {up.get('claim_ms_median_before')} ms, "
+            f"{up.get('claims_during')} claims overlapped)",
+            None if worst is None else worst < 500,
+        )
 
     lines = ["| target | figure | |", "|---|---|---|"]
     lines += [f"| {n} | {fig} | {verdict(ok)} |" for n, fig, ok in rows]
@@ -405,6 +419,22 @@ def issue11_table(results: dict[str, Any]) -> list[str]:
         "",
         f"Filling the grouped queue through `enqueue_batch(…, group_keys => …)`: {g.get('fill_s')} s "
         f"({fmt_num(g.get('fill_jobs_per_s'))} jobs/s; each item goes through enqueue's group rules).",
+    ]
+
+
+def upgrade_lines(results: dict[str, Any]) -> list[str]:
+    up = dig(results, "upgrade")
+    if not isinstance(up, dict) or "upgrade_seconds" not in up:
+        return [f"Not measured{': ' + str(up) if up else ''}."]
+    return [
+        f"A database built from the shipped 0.1.0 migration, holding {up['jobs']:,} jobs in one "
+        f"queue ({up['delayed']:,} delayed, {up['in_flight']:,} in flight; queue table "
+        f"{up['table_size']}), upgraded by `pgmq-jobs install` ({', '.join(up['steps'])}) to "
+        f"{up['version']} while a worker connection claims and completes one job at a time: "
+        f"the upgrade took **{up['upgrade_seconds']} s**; the longest claim that overlapped it "
+        f"took **{up['claim_ms_max_during']} ms** ({up['claims_during']} claims overlapped; "
+        f"median claim before it {up['claim_ms_median_before']} ms). Claim errors: "
+        f"{len(up['claim_errors'])}."
     ]
 
 
@@ -593,6 +623,10 @@ def markdown(results: dict[str, Any], json_path: Path, png: Path | None) -> str:
         "### Deep queue (scenario 6): pgmq-jobs vs raw PGMQ on the same layouts",
         "",
         *deep_table(results),
+        "",
+        "### Upgrade of a deep database (issue 17; pgmq-jobs only)",
+        "",
+        *upgrade_lines(results),
         "",
         "### Unique jobs, ordered groups, concurrency limits (issue 11; pgmq-jobs only)",
         "",
