@@ -262,13 +262,25 @@ as $$
     end
 $$;
 
-do $aggregate$
-begin
-    if pg_catalog.to_regprocedure('pgmq_jobs._sum_buckets(bigint[])') is null then
-        create aggregate pgmq_jobs._sum_buckets(bigint[]) (
-            sfunc = pgmq_jobs._add_buckets,
-            stype = bigint[]
-        );
-    end if;
-end
-$aggregate$;
+-- The element-wise sum of many histograms, given as the jsonb_agg of their
+-- arrays (nulls and different lengths tolerated), for the sweep's fold. A
+-- function rather than an aggregate over _add_buckets: an aggregate cannot pin
+-- its search_path, and Supabase's security advisor reports every routine that
+-- does not (issue 18, finding 10; the upgrade drops 0.1.0's aggregate
+-- _sum_buckets(bigint[])).
+create or replace function pgmq_jobs._sum_buckets(histograms jsonb)
+returns bigint[]
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select array_agg(t.total order by t.i)
+    from (
+        select b.i, sum(b.n::bigint) as total
+        from jsonb_array_elements(histograms) as h (a)
+        cross join lateral jsonb_array_elements_text(
+            case when jsonb_typeof(h.a) = 'array' then h.a else '[]' end
+        ) with ordinality as b (n, i)
+        group by b.i
+    ) as t
+$$;

@@ -165,7 +165,7 @@ begin
     select
         m.queue, date_trunc('minute', m.at), sum(m.completed), sum(m.retried), sum(m.dead),
         sum(m.expired), sum(m.duration_count), sum(m.duration_ms_sum),
-        pgmq_jobs._sum_buckets(m.duration_buckets::bigint[])
+        pgmq_jobs._sum_buckets(jsonb_agg(m.duration_buckets))
     from moved as m
     group by m.queue, date_trunc('minute', m.at)
     on conflict (queue, minute) do update set

@@ -76,3 +76,8 @@ begin
     end loop;
 end
 $finding7$;
+
+-- Issue 18, finding 10: Supabase's security advisor reports every routine
+-- without a pinned search_path, and an aggregate cannot have one: the sweep
+-- now sums its histograms with the function pgmq_jobs._sum_buckets(jsonb).
+drop aggregate if exists pgmq_jobs._sum_buckets(bigint[]);
