@@ -1,4 +1,8 @@
-"""The worker: claim jobs, run their handlers in a small thread pool, report the outcomes.
+"""The worker: claim jobs, run their handlers, report the outcomes.
+
+``def`` handlers run in a small thread pool; ``async def`` handlers are awaited on one event
+loop in a thread of its own (:mod:`pgmq_jobs.async_runner`), started only when the worker
+has such handlers. One worker can run both kinds, each with up to ``concurrency`` at a time.
 
 One control thread (the caller of :meth:`Worker.run`) owns the only connection for
 ``claim``/``complete``/``fail``/``extend``/``heartbeat``; an optional listener thread owns a
@@ -17,8 +21,12 @@ The control loop, each time something happens (a handler finished, a NOTIFY, a t
 
 Timeouts: a thread cannot be killed. When a handler outlives its timeout the worker reports
 the failure (``TimeoutError: …``), sets ``ctx.cancelled``, gives the slot to a fresh thread
-and ignores the late result. Should a late ``complete`` ever reach the database it would
-be stale: the delivery's attempt number (its fencing token) no longer matches.
+and ignores the late result. An ``async def`` handler is reported the same way and its task
+is cancelled (at its deadline, by a timer on the loop; should a handler block the loop, the
+control thread reports it all the same). Should a late ``complete`` ever reach the database
+it would be stale: the delivery's attempt number (its fencing token) no longer matches.
+A delivery whose lease cannot be extended (``extend`` returns null: it was redelivered or
+settled elsewhere) is no longer ours: ``ctx.cancelled`` tells its handler so.
 
 Faults: when the database goes away the loop reconnects with capped exponential backoff
 while handlers keep running. Outcomes that could not be reported are kept and reported
@@ -30,8 +38,10 @@ the duplicate a no-op (counted as stale), so no outcome is applied twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
+import inspect
 import json
 import logging
 import os
@@ -50,6 +60,7 @@ from typing import Any
 
 import psycopg
 
+from pgmq_jobs.async_runner import EventLoopThread
 from pgmq_jobs.outcomes import Permanent, Retry, error_text, timeout_text
 from pgmq_jobs.registry import Handler, JobContext, Registry
 from pgmq_jobs.tracing import job_span, record_failure
@@ -291,6 +302,7 @@ class Worker:
         self._next_poll = INFINITY
         self._next_beat = 0.0
         self._pool: HandlerPool | None = None
+        self._event_loop: EventLoopThread[Delivery] | None = None
         self._listener: Listener | None = None
 
     # ------------------------------------------------------------ public API
@@ -332,7 +344,15 @@ class Worker:
     def _start(self) -> None:
         self._started = time.monotonic()
         self._next_poll = self._started + self.options.poll_interval
-        self._pool = HandlerPool(self.options.concurrency, self._execute)
+        if any(not h.is_async for h in self.handlers.values()):
+            self._pool = HandlerPool(self.options.concurrency, self._execute)
+        if any(h.is_async for h in self.handlers.values()):
+            self._event_loop = EventLoopThread(
+                self.options.concurrency,
+                self._execute_async,
+                name=f"pgmq-jobs-event-loop-{self.worker_id}",
+            )
+            self._event_loop.start()
         if self.options.listen:
             listen_dsn = self.options.listen_dsn or self.dsn
             self._listener = Listener(
@@ -383,6 +403,8 @@ class Worker:
             self._listener.stop()
         if self._pool is not None:
             self._pool.shutdown()
+        if self._event_loop is not None:
+            self._event_loop.shutdown()
         self._drop_connection()
 
     # ------------------------------------------------------------ the loop
@@ -483,8 +505,11 @@ class Worker:
         released to the queue (attempt not used up) instead of run."""
         self._claiming = False
         self._grace_end = now + self.options.grace
-        if give_back and self._pool is not None:
-            unstarted = self._pool.take_queued()
+        if give_back:
+            unstarted = [
+                *(self._pool.take_queued() if self._pool is not None else ()),
+                *(self._event_loop.take_queued() if self._event_loop is not None else ()),
+            ]
             for delivery in unstarted:
                 self._settle(Report(delivery, released=True))
             if unstarted:
@@ -631,8 +656,12 @@ class Worker:
         with self._lock:
             self._active[(queue, job_id, attempt)] = delivery
         self.summary.claimed += 1
-        assert self._pool is not None
-        self._pool.submit(delivery)
+        if delivery.handler.is_async:
+            assert self._event_loop is not None
+            self._event_loop.submit(delivery)
+        else:
+            assert self._pool is not None
+            self._pool.submit(delivery)
 
     def _snapshot(self) -> list[Delivery]:
         with self._lock:
@@ -648,32 +677,53 @@ class Worker:
             delivery.deadline = delivery.context.deadline = time.monotonic() + timeout
         report = self._run_handler(delivery)
         if not self._settle(report):
-            log.info(
-                "late result of job %d (attempt %d) of %s ignored: it had timed out",
-                delivery.job_id,
-                delivery.attempt,
-                delivery.queue,
-            )
+            _log_late_result(delivery)
+
+    async def _execute_async(self, delivery: Delivery) -> None:
+        """Await one ``async def`` handler on the event loop and settle its outcome; at its
+        timeout it is reported as a sync handler is, and cancelled."""
+        timeout = delivery.handler.timeout or self.options.timeout
+        timer: asyncio.TimerHandle | None = None
+        if timeout is not None:
+            delivery.deadline = delivery.context.deadline = time.monotonic() + timeout
+            timer = asyncio.get_running_loop().call_later(timeout, self._time_out, delivery)
+        try:
+            report = await self._run_async_handler(delivery)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if not self._settle(report):
+            _log_late_result(delivery)
 
     @staticmethod
     def _run_handler(delivery: Delivery) -> Report:
         started = time.perf_counter()
         with job_span(delivery.queue, delivery.job_id, delivery.attempt) as span:
             try:
-                delivery.handler.func(delivery.payload, delivery.context)
-            except Retry as exc:
-                record_failure(span, exc)
-                report = Report(delivery, error_text(exc), retry_after=exc.after)
-            except Permanent as exc:
-                record_failure(span, exc)
-                report = Report(delivery, error_text(exc), permanent=True)
+                result = delivery.handler.func(delivery.payload, delivery.context)
+                if result is not None and inspect.isawaitable(result):
+                    _refuse_awaitable(delivery.handler, result)
             except BaseException as exc:  # every failure is reported, even SystemExit
                 record_failure(span, exc)
-                report = Report(delivery, error_text(exc))
+                report = _failure(delivery, exc)
             else:
                 report = Report(delivery)
         # The handler's processing time: reported with a completion (queue_stats), and the
         # pace of the automatic prefetch, failed or not.
+        report.duration_ms = (time.perf_counter() - started) * 1000
+        return report
+
+    @staticmethod
+    async def _run_async_handler(delivery: Delivery) -> Report:
+        started = time.perf_counter()
+        with job_span(delivery.queue, delivery.job_id, delivery.attempt) as span:
+            try:
+                await delivery.handler.func(delivery.payload, delivery.context)
+            except BaseException as exc:  # CancelledError too: its outcome is a timeout's
+                record_failure(span, exc)
+                report = _failure(delivery, exc)
+            else:
+                report = Report(delivery)
         report.duration_ms = (time.perf_counter() - started) * 1000
         return report
 
@@ -691,22 +741,31 @@ class Worker:
 
     def _expire_overdue(self, now: float) -> None:
         for delivery in self._snapshot():
-            if delivery.deadline is None or now < delivery.deadline:
-                continue
-            timeout = delivery.handler.timeout or self.options.timeout or 0.0
-            if self._settle(
-                Report(delivery, timeout_text(timeout, delivery.job_id, delivery.attempt))
-            ):
-                delivery.context.cancelled.set()
-                log.warning(
-                    "job %d (attempt %d) of %s exceeded its %gs timeout; reported as failed",
-                    delivery.job_id,
-                    delivery.attempt,
-                    delivery.queue,
-                    timeout,
-                )
-                if delivery.thread is not None and self._pool is not None:
-                    self._pool.replace(delivery.thread)
+            if delivery.deadline is not None and now >= delivery.deadline:
+                self._time_out(delivery)
+
+    def _time_out(self, delivery: Delivery) -> None:
+        """Report ``delivery`` as timed out (unless it is settled already), set its
+        ``ctx.cancelled`` and free its slot: a fresh thread for a sync handler, a cancelled
+        task for an async one. Thread-safe: the control thread and the event loop call it."""
+        timeout = delivery.handler.timeout or self.options.timeout or 0.0
+        if not self._settle(
+            Report(delivery, timeout_text(timeout, delivery.job_id, delivery.attempt))
+        ):
+            return
+        delivery.context.cancelled.set()
+        log.warning(
+            "job %d (attempt %d) of %s exceeded its %gs timeout; reported as failed",
+            delivery.job_id,
+            delivery.attempt,
+            delivery.queue,
+            timeout,
+        )
+        if delivery.handler.is_async:
+            if self._event_loop is not None:
+                self._event_loop.cancel(delivery)
+        elif delivery.thread is not None and self._pool is not None:
+            self._pool.replace(delivery.thread)
 
     # ------------------------------------------------------------ reporting
 
@@ -841,6 +900,7 @@ class Worker:
             ).fetchone()
             if row is None or row[0] is None:
                 d.extend_at = INFINITY
+                d.context.cancelled.set()
                 log.warning(
                     "job %d (attempt %d) of %s is no longer ours", d.job_id, d.attempt, d.queue
                 )
@@ -867,6 +927,36 @@ class Worker:
             raise
         except psycopg.Error as exc:
             log.warning("heartbeat failed: %s", exc)
+
+
+def _failure(delivery: Delivery, exc: BaseException) -> Report:
+    """The report of a handler that raised ``exc``: Retry and Permanent choose the outcome,
+    anything else is an ordinary failed attempt."""
+    if isinstance(exc, Retry):
+        return Report(delivery, error_text(exc), retry_after=exc.after)
+    if isinstance(exc, Permanent):
+        return Report(delivery, error_text(exc), permanent=True)
+    return Report(delivery, error_text(exc))
+
+
+def _refuse_awaitable(handler: Handler, result: Any) -> None:
+    """A ``def`` handler returned an awaitable (a lambda or wrapper around an ``async def``):
+    it did not run, so the attempt must not count as done."""
+    if inspect.iscoroutine(result):
+        result.close()  # no "never awaited" warning: this error says it
+    raise TypeError(
+        f"handler {handler.name} of queue {handler.queue} returned {type(result).__name__} "
+        "instead of running it: register the async def itself, which the worker awaits"
+    )
+
+
+def _log_late_result(delivery: Delivery) -> None:
+    log.info(
+        "late result of job %d (attempt %d) of %s ignored: it had timed out",
+        delivery.job_id,
+        delivery.attempt,
+        delivery.queue,
+    )
 
 
 def _moving_average(last: float | None, value: float) -> float:
