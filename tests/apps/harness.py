@@ -43,9 +43,11 @@ def start_worker(
     *args: str,
     env: dict[str, str] | None = None,
     stdout: Any = subprocess.PIPE,
+    app: str = "apps.ledger_app:app",
 ) -> subprocess.Popen[str]:
-    """``pgmq-jobs worker`` for ``queues`` with the ledger app, as a child process."""
-    argv = [CLI, "worker", "--dsn", dsn, "--app", "apps.ledger_app:app"]
+    """``pgmq-jobs worker`` for ``queues`` with the ledger app (or ``app``), as a child
+    process."""
+    argv = [CLI, "worker", "--dsn", dsn, "--app", app]
     for queue in queues:
         argv += ["--queue", queue]
     return subprocess.Popen(
@@ -59,10 +61,14 @@ def start_worker(
 
 @contextmanager
 def running_worker(
-    dsn: str, queues: Sequence[str], *args: str, env: dict[str, str] | None = None
+    dsn: str,
+    queues: Sequence[str],
+    *args: str,
+    env: dict[str, str] | None = None,
+    app: str = "apps.ledger_app:app",
 ) -> Iterator[subprocess.Popen[str]]:
     """A worker that is SIGKILLed at the end of the block if it is still running."""
-    proc = start_worker(dsn, queues, *args, env=env)
+    proc = start_worker(dsn, queues, *args, env=env, app=app)
     try:
         yield proc
     finally:

@@ -4,7 +4,8 @@ execution in the table ``ledger`` of $LEDGER_DSN so that tests can assert exactl
 The payload steers the handler:
 
 - ``sleep``: seconds to sleep before finishing (a slow job), at most $LEDGER_SLEEP_CAP;
-- ``action``: ``fail`` (ValueError), ``retry`` (Retry(after=payload["after"])),
+- ``action``: ``fail`` (ValueError), ``retry`` (Retry(after=payload["after"]), or with no
+  ``after`` the queue's backoff),
   ``permanent`` (Permanent), ``kill`` (SIGKILL its own worker process),
   ``flaky`` (ValueError while attempt <= payload["fail_times"]).
 
@@ -75,7 +76,8 @@ def run(payload: dict[str, Any], ctx: JobContext) -> None:
     if action == "fail":
         raise ValueError(f"job {ctx.job_id} failed on purpose")
     if action == "retry":
-        raise pgmq_jobs.Retry("come back later", after=float(payload["after"]))
+        after = float(payload["after"]) if "after" in payload else None
+        raise pgmq_jobs.Retry("come back later", after=after)
     if action == "permanent":
         raise pgmq_jobs.Permanent("this payload can never work")
     if action == "flaky" and ctx.attempt <= int(payload.get("fail_times", 1)):
