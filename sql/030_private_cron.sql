@@ -1,6 +1,13 @@
 -- 030_private_cron.sql: private helpers for pg_cron: is it here, which
 -- version, cron-expression validation, and idempotent job registration.
 -- pg_cron is optional: every helper checks for it at call time.
+--
+-- The project reads, changes and removes only the pg_cron jobs it created:
+-- their names start with pgmq_jobs_, and _cron_schedule, _cron_unschedule and
+-- _cron_job refuse any other name. User-named jobs live under sub-prefixes
+-- (pgmq_jobs_schedule_<name>, pgmq_jobs_invoke_<name>), so no user-given name
+-- reaches the system jobs (pgmq_jobs_sweep, pgmq_jobs_partman,
+-- pgmq_jobs_process_<queue>) either.
 
 -- pg_cron is installed in this database (it lives in cron.database_name only).
 create or replace function pgmq_jobs._cron_ready()
@@ -146,7 +153,44 @@ begin
 end
 $$;
 
--- Create or update a named pg_cron job (pg_cron upserts by name).
+-- An error unless job_name is one of the project's own pg_cron job names
+-- (pgmq_jobs_...): a foreign job is never read, changed or removed.
+create or replace function pgmq_jobs._check_cron_job_name(job_name text)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if job_name is null or not pg_catalog.starts_with(job_name, 'pgmq_jobs_') then
+        raise exception 'pg_cron job % is not one of pgmq_jobs'' own (their names start with pgmq_jobs_)',
+            coalesce(pg_catalog.quote_literal(pg_catalog.left(job_name, 80)), 'null')
+            using errcode = '42501';
+    end if;
+end
+$$;
+
+-- The pg_cron job name of an invoker schedule (schedule_invoker, and
+-- pgmq_jobs_plpy.schedule_invoke): pgmq_jobs_invoke_<name>, with name checked,
+-- so a caller's name never reaches another job of the project or a foreign one.
+create or replace function pgmq_jobs._invoke_job_name(name text)
+returns text
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- pg_cron job names are of type name (63 bytes); the prefix takes 17.
+    if name is null or name !~ '^[a-z0-9][a-z0-9_.-]{0,45}$' then
+        raise exception 'invalid invoke schedule name %: use 1 to 46 lowercase letters, digits, _ . - (the pg_cron job is named pgmq_jobs_invoke_<name>)',
+            coalesce(pg_catalog.quote_literal(pg_catalog.left(name, 80)), 'null')
+            using errcode = '22023';
+    end if;
+    return 'pgmq_jobs_invoke_' || name;
+end
+$$;
+
+-- Create or update one of the project's pg_cron jobs (pg_cron upserts by name).
 create or replace function pgmq_jobs._cron_schedule(job_name text, expr text, command text)
 returns bigint
 language plpgsql
@@ -154,12 +198,13 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 begin
+    perform pgmq_jobs._check_cron_job_name(job_name);
     perform pgmq_jobs._require_cron();
     return cron.schedule(job_name, expr, command);
 end
 $$;
 
--- Remove a named pg_cron job if it exists; true when one was removed.
+-- Remove one of the project's pg_cron jobs if it exists; true when one was removed.
 create or replace function pgmq_jobs._cron_unschedule(job_name text)
 returns boolean
 language plpgsql
@@ -167,6 +212,7 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 begin
+    perform pgmq_jobs._check_cron_job_name(job_name);
     if not pgmq_jobs._cron_ready() then
         return false;
     end if;
@@ -177,9 +223,11 @@ begin
 end
 $$;
 
--- The pg_cron job of a name with its last run, or nulls without pg_cron.
--- Security definer: pg_cron shows a role only its own jobs, and the
--- schedules view that calls this must show the owner's (granted to admin).
+-- One of the project's pg_cron jobs with its last run, or nulls without
+-- pg_cron; an error for any other name. Security definer: pg_cron shows a
+-- role only its own jobs, and the schedules view that calls this must show
+-- the owner's (granted to admin). The command of an invoker job is not shown:
+-- schedule_invoker writes the invoker's secret into it.
 create or replace function pgmq_jobs._cron_job(job_name text)
 returns table (
     jobid bigint, schedule text, command text, active boolean,
@@ -191,11 +239,15 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
+    perform pgmq_jobs._check_cron_job_name(job_name);
     if not pgmq_jobs._cron_ready() then
         return;
     end if;
     return query
-    select j.jobid, j.schedule, j.command, j.active, r.start_time, r.status, r.return_message
+    select
+        j.jobid, j.schedule,
+        case when not pg_catalog.starts_with(j.jobname, 'pgmq_jobs_invoke_') then j.command end,
+        j.active, r.start_time, r.status, r.return_message
     from cron.job as j
     left join lateral (
         select d.start_time, d.status, d.return_message

@@ -5,6 +5,9 @@
 -- Created everywhere; usable only where pg_cron and pg_net are installed, which
 -- is checked when it is called. The secret ends up in the text of the cron job
 -- (cron.job.command), readable by whoever can read that job.
+--
+-- The pg_cron job is named pgmq_jobs_invoke_<job_name>: a caller's name never
+-- reaches a foreign job, nor the project's own sweep, partman and handler jobs.
 
 create or replace function pgmq_jobs.schedule_invoker(
     job_name text,
@@ -22,6 +25,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
+    cron_name text := pgmq_jobs._invoke_job_name(job_name);
     body jsonb;
     headers jsonb;
     command text;
@@ -39,9 +43,6 @@ begin
                 || '`pgmq-jobs worker --drain --max-seconds 50` from a system cron instead';
     end if;
     perform pgmq_jobs._settings(queue);
-    if job_name is null or job_name = '' then
-        raise exception 'job_name must be a non-empty name for the cron job' using errcode = '22023';
-    end if;
     if url is null or url !~ '^https?://' then
         raise exception 'url must be an http(s) URL of the invoker, got %', coalesce(url, 'null')
             using errcode = '22023';
@@ -68,13 +69,15 @@ begin
         'timeout_milliseconds := %s)',
         url, body, headers, (max_seconds + 10) * 1000
     );
-    return cron.schedule(job_name, schedule, command);
+    return pgmq_jobs._cron_schedule(cron_name, schedule, command);
 end
 $$;
 
 comment on function pgmq_jobs.schedule_invoker(text, text, text, text, text, integer, integer) is
-'Create (or replace, by job_name) a pg_cron job that POSTs {"queue", "max_seconds", "max_jobs"}
-to the HTTP invoker at url with Authorization: Bearer secret, through pg_net, on schedule
-(cron syntax; pg_cron 1.5+ also takes ''10 seconds''). Returns the cron job id; remove it with
-cron.unschedule(job_name). Needs pg_cron and pg_net (checked here, with a clear error); without
-them run `pgmq-jobs worker --drain` from a system cron. The secret is stored in the cron job.';
+'Create (or replace, by job_name) the pg_cron job pgmq_jobs_invoke_<job_name> that POSTs
+{"queue", "max_seconds", "max_jobs"} to the HTTP invoker at url with Authorization: Bearer
+secret, through pg_net, on schedule (cron syntax; pg_cron 1.5+ also takes ''10 seconds'').
+job_name: 1 to 46 lowercase letters, digits, _ . -. Returns the cron job id; remove it with
+pgmq_jobs.unschedule_invoker(job_name). Needs pg_cron and pg_net (checked here, with a clear
+error); without them run `pgmq-jobs worker --drain` from a system cron. The secret is stored in
+the cron job.';

@@ -475,14 +475,15 @@ def test_pg_cron_pokes_the_invoker_through_plpython_and_the_jobs_complete(
     conn.execute(
         "select pgmq_jobs_plpy.set_invoker_secret('plpy_e2e', %s, %s)", (invoker.url, SECRET)
     )
-    job_name = f"pgmq_jobs_test_poke_{uuid.uuid4().hex[:8]}"
+    job_name = f"test_poke_{uuid.uuid4().hex[:8]}"
+    cron_name = f"pgmq_jobs_invoke_{job_name}"  # the invoke schedules' own prefix
     conn.execute(
         "select pgmq_jobs_plpy.schedule_invoke(%s, '* * * * *', %s, %s, 'plpy_e2e', 20, 100)",
         (job_name, invoker.url, invoker.queue),
     )
     try:
         [(command,)] = conn.execute(
-            "select command from cron.job where jobname = %s", (job_name,)
+            "select command from cron.job where jobname = %s", (cron_name,)
         ).fetchall()
         assert "pgmq_jobs_plpy.invoke_named(" in command and SECRET not in command
         # pg_cron 1.4 ticks on the minute: at most ~60 s to the next one, then the drain.
@@ -498,7 +499,7 @@ def test_pg_cron_pokes_the_invoker_through_plpython_and_the_jobs_complete(
                 "select d.status, d.return_message from cron.job_run_details d"
                 " join cron.job j using (jobid) where j.jobname = %s"
                 " and d.status in ('succeeded', 'failed') order by d.runid limit 1",
-                (job_name,),
+                (cron_name,),
             ).fetchone(),
             timeout=30,
             interval=0.2,
@@ -511,7 +512,7 @@ def test_pg_cron_pokes_the_invoker_through_plpython_and_the_jobs_complete(
         ).fetchone()
     assert removed == (True,)
     assert conn.execute(
-        "select count(*) from cron.job where jobname = %s", (job_name,)
+        "select count(*) from cron.job where jobname = %s", (cron_name,)
     ).fetchone() == (0,)
 
 

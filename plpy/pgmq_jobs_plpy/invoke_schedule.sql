@@ -7,6 +7,11 @@
 -- pgmq_jobs_plpy.invoker_secrets, readable only by its owner, next to the one
 -- URL it may be sent to. The cron command names the secret; invoke_named (security
 -- definer) looks it up at run time.
+--
+-- The pg_cron job of schedule_invoke(job_name, ...) is pgmq_jobs_invoke_<job_name>
+-- (pgmq_jobs._invoke_job_name checks the name): neither it nor unschedule_invoke
+-- can reach a foreign cron job or the project's own sweep, partman and handler
+-- jobs.
 
 create table if not exists pgmq_jobs_plpy.invoker_secrets (
     name text primary key,
@@ -124,13 +129,11 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
+    cron_name text := pgmq_jobs._invoke_job_name(job_name);
     problem text;
     bound_url text;
 begin
     perform pgmq_jobs._require_cron();
-    if job_name is null or job_name = '' then
-        raise exception 'job_name must be a non-empty name for the cron job' using errcode = '22023';
-    end if;
     perform pgmq_jobs._settings(queue);
     problem := pgmq_jobs_plpy.cron_check(cron);
     if problem is not null then
@@ -155,7 +158,7 @@ begin
     if max_jobs is not null and max_jobs < 1 then
         raise exception 'max_jobs must be positive, got %', max_jobs using errcode = '22023';
     end if;
-    return pgmq_jobs._cron_schedule(job_name, cron, format(
+    return pgmq_jobs._cron_schedule(cron_name, cron, format(
         'select pgmq_jobs_plpy.invoke_named(%L, %L, %L, %s, %s, %s)',
         url, queue, secret_name, max_seconds, coalesce(max_jobs::text, 'null'), max_seconds + 45
     ));
@@ -163,10 +166,12 @@ end
 $$;
 
 comment on function pgmq_jobs_plpy.schedule_invoke(text, text, text, text, text, integer, integer) is
-'Create (or replace, by job_name) a pg_cron job that POSTs {"queue", "max_seconds", "max_jobs"}
-to the invoker at url through PL/Python (pgmq_jobs_plpy.invoke_named), with the secret stored
-under secret_name by set_invoker_secret: the secret is not in cron.job.command. pg_cron 1.4
-schedules to the minute. Returns the cron job id; remove it with unschedule_invoke(job_name).';
+'Create (or replace, by job_name) the pg_cron job pgmq_jobs_invoke_<job_name> that POSTs
+{"queue", "max_seconds", "max_jobs"} to the invoker at url through PL/Python
+(pgmq_jobs_plpy.invoke_named), with the secret stored under secret_name by set_invoker_secret:
+the secret is not in cron.job.command. job_name: 1 to 46 lowercase letters, digits, _ . -.
+pg_cron 1.4 schedules to the minute. Returns the cron job id; remove it with
+unschedule_invoke(job_name).';
 
 create or replace function pgmq_jobs_plpy.unschedule_invoke(job_name text)
 returns boolean
@@ -176,12 +181,13 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-    return pgmq_jobs._cron_unschedule(job_name);
+    return pgmq_jobs._cron_unschedule(pgmq_jobs._invoke_job_name(job_name));
 end
 $$;
 
 comment on function pgmq_jobs_plpy.unschedule_invoke(text) is
-'Remove the pg_cron job made by schedule_invoke; true when one was removed.';
+'Remove the pg_cron job pgmq_jobs_invoke_<job_name> made by schedule_invoke; true when one was
+removed.';
 
 revoke all on function
     pgmq_jobs_plpy.set_invoker_secret(text, text, text),
