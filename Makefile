@@ -41,10 +41,10 @@ fmt: setup ## ruff fix + format, sqlfluff fix sql/
 	$(RUFF) format .
 	$(SQLFLUFF) fix sql/
 
-migrations: setup ## regenerate supabase/migrations from sql/
+migrations: setup ## regenerate the current release's supabase migration from sql/
 	$(PY) -m pgmq_jobs.migrations
 
-migrations-check: setup ## fail if the committed migration differs from a fresh generation
+migrations-check: setup ## fail if a released migration changed or the current one is stale
 	$(PY) -m pgmq_jobs.migrations --check
 
 BENCH_DEPS = $(PY) -c 'import matplotlib' 2>/dev/null || \
