@@ -151,12 +151,19 @@ def add_worker_parser(sub: SubParsers) -> None:
     )
     p.add_argument("--queue", action="append", required=True, help="queue to work (repeatable)")
     p.add_argument("--app", required=True, help="module:registry holding the handlers")
-    p.add_argument("--concurrency", type=int, default=10, help="handler threads (default 10)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=10,
+        help="handlers run at once: threads for def handlers, and as many event-loop tasks"
+        " for async def ones (default 10)",
+    )
     p.add_argument(
         "--prefetch",
         type=int,
         default=None,
-        help="jobs claimed ahead of a free thread (default: automatic, as many as --concurrency"
+        help="jobs claimed ahead of a free handler slot (default: automatic, as many as"
+        " --concurrency"
         " and more, up to 300, for handlers that take milliseconds; 0: none)",
     )
     p.add_argument(
