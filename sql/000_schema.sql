@@ -50,6 +50,10 @@ create table if not exists pgmq_jobs.queue_settings (
     payload_schema jsonb,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
+    -- The handler's identity (its pg_proc oid) when it was configured: process()
+    -- calls that function and no other. A plain oid, not regprocedure (reg*
+    -- columns in user tables block pg_upgrade).
+    handler_oid oid,
     constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
 );
 comment on table pgmq_jobs.queue_settings is
@@ -132,7 +136,10 @@ create table if not exists pgmq_jobs.audit_log (
     actor text not null,
     queue text,
     action text not null,
-    change jsonb not null default '{}'
+    change jsonb not null default '{}',
+    -- The session's login role (session_user) beside actor, which names the
+    -- SET ROLE role when there is one.
+    session_role text
 );
 create index if not exists audit_log_at_idx on pgmq_jobs.audit_log (at);
 comment on table pgmq_jobs.audit_log is

@@ -124,17 +124,8 @@ begin
     perform pgmq_jobs._check_interval(
         'keep_completed', s.keep_completed, interval '0', interval '3650 days'
     );
-    if s.handler is not null and s.handler !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$' then
-        raise exception 'handler % must be a schema-qualified lowercase name like app.fn',
-            quote_literal(s.handler)
-            using errcode = '22023';
-    end if;
-    if s.handler is not null and pg_catalog.to_regprocedure(s.handler || '(jsonb)') is null then
-        raise exception 'handler % is not a function taking (payload jsonb)', quote_literal(s.handler)
-            using errcode = '42883',
-            hint = 'Name it schema-qualified, e.g. app.send_email for app.send_email(jsonb).';
-    end if;
-    perform pgmq_jobs._check_handler_trusted(s.handler);
+    -- The handler is checked and bound by pgmq_jobs._handler_oid when it is
+    -- given (create_queue, configure_queue), and before every job it runs.
     if s.concurrency is not null and (s.concurrency < 0 or s.concurrency > 100000) then
         raise exception 'concurrency must be between 0 and 100000 (or null for no limit), got %',
             s.concurrency
@@ -315,33 +306,160 @@ begin
 end
 $$;
 
+
 -- Handlers run inside process(), which is SECURITY DEFINER: a handler must
--- not let whoever configures a queue run code as this schema's owner. Accept
--- a handler owned by that owner, or a SECURITY DEFINER one (it then runs as
--- its own owner). Checked when configured and again before each run.
-create or replace function pgmq_jobs._check_handler_trusted(handler text)
+-- not let whoever configures a queue run code as this schema's owner. The
+-- function fn may be a queue's handler when it is a plain function taking
+-- exactly one jsonb, not a temporary one (it would go with its session), and
+-- either owned by the owner of schema pgmq_jobs or SECURITY DEFINER (it then
+-- runs as its own owner). Checked when configured and before every job;
+-- handler names it in the errors.
+create or replace function pgmq_jobs._check_handler_proc(fn oid, handler text)
 returns void
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    fn regprocedure := pg_catalog.to_regprocedure(handler || '(jsonb)');
+    p record;
 begin
-    if handler is null or fn is null then
-        return;
+    select
+        pr.prokind, pr.pronargs, pr.proargtypes, pr.prosecdef, pr.proowner,
+        pr.pronamespace
+    into p
+    from pg_catalog.pg_proc as pr
+    where pr.oid = fn;
+    if not found then
+        raise exception 'handler % does not exist', quote_literal(handler)
+            using errcode = '42883';
     end if;
-    if not exists (
-        select from pg_catalog.pg_proc as p
-        where p.oid = fn
-            and (p.prosecdef or p.proowner = (
-                select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'pgmq_jobs'
-            ))
+    if p.prokind <> 'f' or p.pronargs <> 1
+        or p.proargtypes[0] <> 'pg_catalog.jsonb'::pg_catalog.regtype::oid then
+        raise exception 'handler % must be a function taking one jsonb', quote_literal(handler)
+            using errcode = '42883';
+    end if;
+    if p.pronamespace = pg_catalog.pg_my_temp_schema()
+        or pg_catalog.pg_is_other_temp_schema(p.pronamespace) then
+        raise exception 'handler % is a temporary function: a handler must outlive its session',
+            quote_literal(handler)
+            using errcode = '42501';
+    end if;
+    if not p.prosecdef and p.proowner <> (
+        select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'pgmq_jobs'
     ) then
         raise exception 'handler % must be owned by the owner of schema pgmq_jobs or be SECURITY DEFINER',
             quote_literal(handler)
             using errcode = '42501',
             hint = 'process() runs handlers with the privileges of the pgmq_jobs owner; a SECURITY DEFINER handler runs as its own owner instead.';
     end if;
+end
+$$;
+
+-- The identity (pg_proc oid) of the handler given to create_queue or
+-- configure_queue as 'schema.fn' or 'schema.fn(jsonb)': resolved once, here,
+-- and called by that identity from then on. The configuring role (actor, as
+-- pgmq_jobs._actor() names it) must itself hold EXECUTE on the function:
+-- naming a function as a handler is no way around its grants.
+create or replace function pgmq_jobs._handler_oid(handler text, actor text)
+returns oid
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    fn oid;
+begin
+    if handler is null or handler !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*(\(jsonb\))?$' then
+        raise exception 'handler % must be a schema-qualified lowercase name like app.fn',
+            coalesce(quote_literal(handler), 'null')
+            using errcode = '22023';
+    end if;
+    fn := pg_catalog.to_regprocedure(regexp_replace(handler, '\(jsonb\)$', '') || '(jsonb)');
+    if fn is null then
+        raise exception 'handler % is not a function taking (payload jsonb)', quote_literal(handler)
+            using errcode = '42883',
+            hint = 'Name it schema-qualified, e.g. app.send_email for app.send_email(jsonb).';
+    end if;
+    perform pgmq_jobs._check_handler_proc(fn, handler);
+    if not pg_catalog.has_function_privilege(actor::name, fn, 'execute') then
+        raise exception 'role % may not execute %, so it cannot make it a queue''s handler',
+            quote_ident(actor), fn::regprocedure
+            using errcode = '42501',
+            hint = 'Its owner can grant execute on the function to that role first.';
+    end if;
+    return fn;
+end
+$$;
+
+-- The canonical name of the handler fn, as the handler column holds it:
+-- 'schema.fn(jsonb)', always schema-qualified.
+create or replace function pgmq_jobs._handler_name(fn oid)
+returns text
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select format('%I.%I(jsonb)', n.nspname, p.proname)
+    from pg_catalog.pg_proc as p
+    join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
+    where p.oid = fn
+$$;
+
+-- Before every job process() runs: the queue's handler is still the function
+-- bound when it was configured (handler names it, handler_oid is its
+-- identity) and still one a queue may run. A handler that was dropped,
+-- re-created or replaced by another function of its name fails the job, and
+-- so does every handler after a dump and restore (the restored function has
+-- a new identity): an admin binds it again with configure_queue.
+create or replace function pgmq_jobs._check_bound_handler(queue text, handler text, handler_oid oid)
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    bound boolean := false;
+begin
+    if handler is null then
+        raise exception 'queue % has no handler', quote_literal(queue)
+            using errcode = '55000',
+            hint = 'Set one with pgmq_jobs.configure_queue(queue, handler => ''schema.fn'').';
+    end if;
+    -- (to_regprocedure raises on a malformed name: only a canonical one gets there.)
+    if handler_oid is not null and handler ~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*\(jsonb\)$' then
+        bound := pg_catalog.to_regprocedure(handler) is not distinct from handler_oid;
+    end if;
+    if not bound then
+        raise exception 'handler % of queue % is not the function it was configured with: it was dropped or re-created since, or the database was restored from a dump',
+            quote_literal(handler), quote_literal(queue)
+            using errcode = '42883',
+            hint = format(
+                'Check the function, then bind it again: select pgmq_jobs.configure_queue(%L, handler => %L);',
+                queue, handler
+            );
+    end if;
+    perform pgmq_jobs._check_handler_proc(handler_oid, handler);
+end
+$$;
+
+-- What the audit row of a handler change records about the EXECUTE check
+-- that _handler_oid made: the role it checked and the outcome.
+create or replace function pgmq_jobs._handler_check_record(fn oid)
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    actor text := pgmq_jobs._actor();
+begin
+    if fn is null then
+        return '{}';
+    end if;
+    return jsonb_build_object('handler_check', jsonb_build_object(
+        'role', actor,
+        'execute', has_function_privilege(actor::name, fn, 'execute'),
+        'function', pgmq_jobs._handler_name(fn)
+    ));
 end
 $$;

@@ -23,8 +23,8 @@ language sql
 volatile
 set search_path = pg_catalog, pg_temp
 as $$
-    insert into pgmq_jobs.audit_log (actor, queue, action, change)
-    values (pgmq_jobs._actor(), queue, action, coalesce(change, '{}'))
+    insert into pgmq_jobs.audit_log (actor, queue, action, change, session_role)
+    values (pgmq_jobs._actor(), queue, action, coalesce(change, '{}'), session_user::text)
 $$;
 
 -- The audit log is append-only, for its owner too.

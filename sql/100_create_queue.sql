@@ -86,7 +86,11 @@ begin
     s.max_payload_bytes := max_payload_bytes;
     s.unlogged := coalesce(unlogged, false);
     s.notify := coalesce(notify, true);
-    s.handler := handler;
+    -- The handler is bound by identity now (and the caller must hold EXECUTE on it).
+    if handler is not null then
+        s.handler_oid := pgmq_jobs._handler_oid(handler, pgmq_jobs._actor());
+        s.handler := pgmq_jobs._handler_name(s.handler_oid);
+    end if;
     s.dead_letter_retention := dead_letter_retention;
     s.concurrency := concurrency;
     s.partitioned := coalesce(partitioned, false);
@@ -168,7 +172,8 @@ begin
     insert into pgmq_jobs.queue_settings values (s.*);
     perform pgmq_jobs._sync_handler_job(queue);
     perform pgmq_jobs._sync_partman_job();
-    perform pgmq_jobs._audit(queue, 'create_queue', to_jsonb(s) - 'queue' - 'created_at' - 'updated_at');
+    perform pgmq_jobs._audit(queue, 'create_queue', to_jsonb(s) - 'queue' - 'created_at' - 'updated_at'
+        || pgmq_jobs._handler_check_record(s.handler_oid));
     return true;
 end
 $$;

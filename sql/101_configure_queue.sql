@@ -27,6 +27,7 @@ as $$
 declare
     s pgmq_jobs.queue_settings;
     old pgmq_jobs.queue_settings;
+    changes jsonb;
 begin
     perform pgmq_jobs._settings(queue);
     select * into strict s from pgmq_jobs.queue_settings as qs
@@ -43,7 +44,15 @@ begin
     s.max_payload_bytes := coalesce(max_payload_bytes, s.max_payload_bytes);
     s.notify := coalesce(notify, s.notify);
     -- '' clears the handler / the retention ('0' means drop at once), null keeps it.
-    s.handler := case when handler = '' then null else coalesce(handler, s.handler) end;
+    -- A handler given is bound by identity now (the caller must hold EXECUTE on
+    -- it); giving the same one again binds it anew (after it was re-created).
+    if handler = '' then
+        s.handler := null;
+        s.handler_oid := null;
+    elsif handler is not null then
+        s.handler_oid := pgmq_jobs._handler_oid(handler, pgmq_jobs._actor());
+        s.handler := pgmq_jobs._handler_name(s.handler_oid);
+    end if;
     s.dead_letter_retention := coalesce(dead_letter_retention, s.dead_letter_retention);
     s.concurrency := case when concurrency = -1 then s.concurrency else concurrency end;
     s.payload_schema := case
@@ -51,6 +60,16 @@ begin
         else coalesce(payload_schema, s.payload_schema)
     end;
     perform pgmq_jobs._check_settings(s);
+    select coalesce(jsonb_object_agg(n.key, jsonb_build_object('from', o.value, 'to', n.value)), '{}')
+    into changes
+    from jsonb_each(to_jsonb(s)) as n
+    join jsonb_each(to_jsonb(old)) as o on o.key = n.key
+    where n.value is distinct from o.value and n.key <> 'updated_at';
+    -- Nothing changes: nothing is written, nothing audited.
+    if changes = '{}' then
+        perform pgmq_jobs._sync_handler_job(queue);
+        return old;
+    end if;
     s.updated_at := now();
     update pgmq_jobs.queue_settings as qs set
         max_attempts = s.max_attempts,
@@ -66,15 +85,13 @@ begin
         dead_letter_retention = s.dead_letter_retention,
         concurrency = s.concurrency,
         payload_schema = s.payload_schema,
-        updated_at = s.updated_at
+        updated_at = s.updated_at,
+        handler_oid = s.handler_oid
     where qs.queue = configure_queue.queue;
     perform pgmq_jobs._sync_handler_job(queue);
-    perform pgmq_jobs._audit(queue, 'configure_queue', (
-        select coalesce(jsonb_object_agg(n.key, jsonb_build_object('from', o.value, 'to', n.value)), '{}')
-        from jsonb_each(to_jsonb(s)) as n
-        join jsonb_each(to_jsonb(old)) as o on o.key = n.key
-        where n.value is distinct from o.value and n.key <> 'updated_at'
-    ));
+    perform pgmq_jobs._audit(queue, 'configure_queue', changes || case
+        when handler <> '' then pgmq_jobs._handler_check_record(s.handler_oid) else '{}'::jsonb
+    end);
     return s;
 end
 $$;
@@ -89,4 +106,7 @@ failures from now on (jobs already waiting keep the delay they were given). hand
 removes the queue''s SQL handler (and its pg_cron job). concurrency: a limit on jobs in
 flight (0 pauses the queue), null removes the limit, omitted keeps it. payload_schema: a JSON
 Schema every enqueued payload must satisfy (needs PL/Python support or pg_jsonschema; the
-JSON null removes it). Every change is recorded in the audit view.';
+JSON null removes it). handler => ''schema.fn'': a function taking one jsonb that the caller
+may execute, bound by identity now; name it again to bind it anew once it was re-created (or
+after a dump and restore). Every change is recorded in the audit view (a call that changes
+nothing writes nothing).';

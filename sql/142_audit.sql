@@ -7,10 +7,12 @@ select
     a.actor as role,
     a.queue,
     a.action,
-    a.change
+    a.change,
+    a.session_role
 from pgmq_jobs.audit_log as a;
 
 comment on view pgmq_jobs.audit is
-'Operator actions, append-only: acting role, time, queue, action (create_queue,
-configure_queue, drop_queue, replay, purge_dead_letters, schedule, unschedule) and what
-changed. Job completions are not audited (the archive is their record).';
+'Operator actions, append-only: acting role (the SET ROLE role when there is one), time,
+queue, action (create_queue, configure_queue, drop_queue, replay, purge_dead_letters,
+schedule, unschedule, ...), what changed, and session_role, the session''s login role.
+Job completions are not audited (the archive is their record).';

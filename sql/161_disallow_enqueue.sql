@@ -14,6 +14,16 @@ begin
     if role_name is null then
         raise exception 'role_name must not be null' using errcode = '22004';
     end if;
+    -- Revoking the owner's USAGE on its own schema would break every function
+    -- wherever the owner is not a superuser (Supabase), and re-install with it.
+    if pg_catalog.to_regrole(pg_catalog.quote_ident(role_name)) = (
+        select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'pgmq_jobs'
+    ) then
+        raise exception 'role % owns schema pgmq_jobs: disallow_enqueue cannot take its rights away',
+            pg_catalog.quote_ident(role_name)
+            using errcode = '22023',
+            hint = 'Name the role that allow_enqueue let in.';
+    end if;
     delete from pgmq_jobs.enqueue_allowlist as a
     where a.queue = disallow_enqueue.queue and a.role_name = disallow_enqueue.role_name;
     removed := found;

@@ -12,6 +12,55 @@
 -- Columns are added at the end of their table, and sql/000_schema.sql
 -- declares them last too, so an upgraded table equals a fresh one.
 
+-- Issue 18, finding 9: audit rows record session_user beside the acting role.
+alter table pgmq_jobs.audit_log add column if not exists session_role text;
+
+-- Issue 18, findings 1 and 3: a queue's handler is bound by identity. The
+-- handler column now holds 'schema.fn(jsonb)' and handler_oid the function's
+-- oid; the checks moved out of _check_handler_trusted and _run_job takes the
+-- binding.
+alter table pgmq_jobs.queue_settings add column if not exists handler_oid oid;
+drop function if exists pgmq_jobs._check_handler_trusted(text);
+drop function if exists pgmq_jobs._run_job(text, text, pgmq_jobs.claimed_job);
+-- Existing handlers are bound to the function their name gives now (each
+-- binding audited); one that is gone stays unbound, and its jobs fail with an
+-- error saying to configure the handler again. (0.1.0 held 'schema.fn'.
+-- Plain operators: the step runs under search_path pg_catalog, pg_temp.)
+with found as (
+    select
+        qs.queue,
+        case
+            when qs.handler ~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$'
+                then pg_catalog.to_regprocedure(qs.handler || '(jsonb)')
+        end as fn
+    from pgmq_jobs.queue_settings as qs
+    where qs.handler_oid is null and qs.handler is not null
+),
+
+bound as (
+    update pgmq_jobs.queue_settings as qs
+    set handler_oid = p.oid,
+        handler = pg_catalog.format('%I.%I(jsonb)', n.nspname, p.proname)
+    from found as f
+    inner join pg_catalog.pg_proc as p on p.oid = f.fn
+    inner join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
+    where qs.queue = f.queue
+    returning qs.queue, qs.handler
+)
+
+insert into pgmq_jobs.audit_log (actor, queue, action, change, session_role)
+select
+    current_user,
+    b.queue,
+    'bind_handler',
+    pg_catalog.jsonb_build_object('handler', b.handler, 'by', 'upgrade from 0.1.0 to 0.2.0'),
+    session_user
+from bound as b;
+update pgmq_jobs.queue_settings as qs
+set handler = qs.handler || '(jsonb)'
+where qs.handler_oid is null
+    and qs.handler ~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$';
+
 -- Issue 18, finding 2: a CHECK constraint is bound when it is created, under
 -- that session's search_path; 0.1.0's threshold >= 0 (float8 >= int4, no
 -- exact match in pg_catalog) could have bound an operator planted in public.
