@@ -53,7 +53,8 @@ begin
         if not isfinite(run_at) then
             raise exception 'run_at must be a finite time, got %', run_at using errcode = '22023';
         end if;
-        visible_at := run_at;
+        -- A time in the past means now: it must not jump ahead of ready jobs.
+        visible_at := greatest(run_at, clock_timestamp());
     elsif delay is null or delay = interval '0' then
         visible_at := clock_timestamp();
     else
@@ -186,8 +187,9 @@ comment on function pgmq_jobs.enqueue(
 ) is
 'Enqueue one job and return its id. Transactional with the caller: rolled back, it never
 existed. payload must be a JSON object within the queue''s size limit. delay (>= 0) or
-run_at (not both) make it visible later; max_attempts overrides the queue''s for this job.
-dedupe_key: while an earlier job of the queue with that key is unfinished (no dedupe_window),
-or was enqueued within dedupe_window, return its id and enqueue nothing; race-free under
-concurrent producers. group_key: jobs sharing it are delivered one at a time in enqueue
-order (a dead-lettered job releases the group); other keys run in parallel.';
+run_at (not both; a run_at in the past means now) make it visible later; max_attempts
+overrides the queue''s for this job. dedupe_key: while an earlier job of the queue with that
+key is unfinished (no dedupe_window), or was enqueued within dedupe_window, return its id and
+enqueue nothing; race-free under concurrent producers. group_key: jobs sharing it are
+delivered one at a time in enqueue order (a dead-lettered job releases the group); other
+keys run in parallel.';

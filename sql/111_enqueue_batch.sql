@@ -58,6 +58,13 @@ begin
             using errcode = '22023';
     end if;
     if dedupe_keys is not null or group_keys is not null then
+        -- Keys are matched to payloads by position: a 2-D array or one not
+        -- starting at 1 would pair them wrongly (and let duplicates through).
+        if array_ndims(dedupe_keys) > 1 or array_ndims(group_keys) > 1
+            or array_lower(dedupe_keys, 1) <> 1 or array_lower(group_keys, 1) <> 1 then
+            raise exception 'dedupe_keys and group_keys must be one-dimensional arrays indexed from 1'
+                using errcode = '22023';
+        end if;
         -- Per-item keys: each job goes through enqueue's dedupe and group rules,
         -- in order, in this one transaction (a duplicate returns the earlier id).
         if cardinality(coalesce(dedupe_keys, payloads::text[])) <> cardinality(payloads)

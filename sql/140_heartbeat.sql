@@ -40,8 +40,24 @@ begin
     if worker_id is null or worker_id = '' or length(worker_id) > 200 then
         raise exception 'worker_id must be 1 to 200 characters' using errcode = '22023';
     end if;
+    if array_ndims(queues) > 1 then
+        raise exception 'queues must be a one-dimensional array' using errcode = '22023';
+    end if;
     if queues is null or array_position(queues, null) is not null then
         raise exception 'queues must be an array of queue names without nulls'
+            using errcode = '22023';
+    end if;
+    -- Bounded sizes: a heartbeat row stays small whoever sends it.
+    if cardinality(queues) > 1000 then
+        raise exception 'queues must hold at most 1000 queue names, got %',
+            cardinality(queues)
+            using errcode = '22023';
+    end if;
+    if exists (select from unnest(queues) as q where length(q) > 63) then
+        raise exception 'queue names in queues must be at most 63 characters' using errcode = '22023';
+    end if;
+    if length(host) > 255 then
+        raise exception 'host must be at most 255 characters, got %', length(host)
             using errcode = '22023';
     end if;
     perform pgmq_jobs._check_interval(
