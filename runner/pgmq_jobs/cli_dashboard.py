@@ -15,20 +15,28 @@ TOKEN_ENV = "PGMQ_JOBS_DASHBOARD_TOKEN"
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from pgmq_jobs.dashboard.server import DashboardServer, is_loopback
 
-    server = DashboardServer(
-        resolve_dsn(args),
-        args.host,
-        args.port,
-        allow_actions=args.allow_actions,
-        token=os.environ.get(TOKEN_ENV) or None,
-        refresh=args.refresh,
-    )
+    try:
+        server = DashboardServer(
+            resolve_dsn(args),
+            args.host,
+            args.port,
+            allow_actions=args.allow_actions,
+            token=os.environ.get(TOKEN_ENV) or None,
+            refresh=args.refresh,
+            allowed_hosts=args.allowed_host,
+        )
+    except ValueError as exc:
+        print(f"pgmq-jobs dashboard: --allowed-host: {exc}", file=sys.stderr, flush=True)
+        return 2
     stop = stop_on_signals()
     server.start()
     print(f"pgmq-jobs dashboard: serving {server.url}", file=sys.stderr, flush=True)
     if not is_loopback(args.host):
+        names = ", ".join(sorted(server.allowed_hosts()))
         print(
-            f"pgmq-jobs dashboard: warning: bound to {args.host}, reachable beyond this machine",
+            f"pgmq-jobs dashboard: warning: bound to {args.host}, reachable beyond this machine;"
+            f" requests are served only when their Host is one of {names}"
+            " (add names with --allowed-host)",
             file=sys.stderr,
             flush=True,
         )
@@ -62,6 +70,15 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--port", type=int, default=DASHBOARD_PORT, help=f"default {DASHBOARD_PORT}")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name browsers use to reach the dashboard (repeatable; a port is ignored); "
+        "loopback names and the --host address are always served, requests naming any other "
+        "host get 421 (this keeps DNS-rebinding pages out)",
     )
     p.add_argument(
         "--allow-actions",

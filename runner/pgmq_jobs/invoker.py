@@ -8,8 +8,10 @@ Request: ``POST /invoke`` with ``Authorization: Bearer <secret>`` and a JSON bod
 one database connection per request) until nothing is ready, the time budget is spent or
 ``max_jobs`` were claimed, and answers with the run's JSON summary (claimed, completed,
 failed, dead, stale, seconds). Jobs still running when the budget ends get the usual grace
-period. 401 without the right secret (compared in constant time), 400 for bad JSON or an
-unknown queue, 503 when the database is unreachable. ``GET /healthz`` answers ``ok``.
+period. 401 without the right secret (compared in constant time), 400 for bad JSON, a bad
+``Content-Length`` or an unknown queue, 503 when the database is unreachable (before the drain,
+or lost during it and not back by its end: then with the partial summary). ``GET /healthz``
+answers ``ok``.
 
 pg_cron + pg_net can call it every few seconds (``pgmq_jobs.schedule_invoker`` in
 ``sql/150_invoker_cron.sql``); without pg_net, a system cron line running
@@ -60,6 +62,14 @@ class Invocation:
 
 class BadRequest(ValueError):
     """The request cannot be served; the message says why (HTTP 400)."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached (HTTP 503); ``summary``: what was done before."""
+
+    def __init__(self, message: str, summary: Summary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 def authorised(header: str | None, secret: str) -> bool:
@@ -115,8 +125,28 @@ def _max_jobs(value: Any) -> int | None:
     return value
 
 
+def check_database(dsn: str, timeout: int = 5) -> None:
+    """Raise :class:`DatabaseUnavailable` unless the database answers now."""
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=timeout) as conn:
+            conn.execute("select 1")
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def invoke(config: InvokerConfig, invocation: Invocation) -> Summary:
-    """Drain one batch of ``invocation.queue`` with a short-lived worker."""
+    """Drain one batch of ``invocation.queue`` with a short-lived worker.
+
+    Raises :class:`DatabaseUnavailable` when the database cannot be reached first, or when the
+    worker lost it and had not got it back when the run ended (a drain-mode worker otherwise
+    waits out its budget reconnecting and reports zero counts).
+    """
+    check_database(config.dsn)
     options = WorkerOptions(
         queues=[invocation.queue],
         concurrency=config.concurrency,
@@ -127,7 +157,12 @@ def invoke(config: InvokerConfig, invocation: Invocation) -> Summary:
         grace=config.grace,
         worker_id=f"invoker:{socket.gethostname()}:{os.getpid()}:{invocation.queue}",
     )
-    return Worker(config.dsn, config.registry, options).run()
+    worker = Worker(config.dsn, config.registry, options)
+    summary = worker.run()
+    # The worker counts failed connection attempts since its last good one.
+    if getattr(worker, "_failures", 0):
+        raise DatabaseUnavailable("database unavailable: the connection was lost", summary)
+    return summary
 
 
 class InvokeHandler(BaseHTTPRequestHandler):
@@ -151,6 +186,7 @@ class InvokeHandler(BaseHTTPRequestHandler):
             return
         config = self.server.config
         if not authorised(self.headers.get("Authorization"), config.secret):
+            self.close_connection = True  # the body is not read
             self._send(401, {"error": "missing or wrong Authorization: Bearer <secret>"})
             return
         try:
@@ -158,16 +194,24 @@ class InvokeHandler(BaseHTTPRequestHandler):
             summary = invoke(config, invocation)
         except BadRequest as exc:
             self._send(400, {"error": str(exc)})
+        except DatabaseUnavailable as exc:
+            partial = json.loads(exc.summary.to_json()) if exc.summary is not None else {}
+            self._send(503, {"error": str(exc), **partial})
         except psycopg.OperationalError as exc:
-            self._send(503, {"error": f"database unavailable: {str(exc).strip()}"})
+            self._send(503, {"error": f"database unavailable: {_first_line(exc)}"})
         except psycopg.Error as exc:
             self._send(400, {"error": (exc.diag.message_primary or str(exc)).strip()})
         else:
             self._send(200, {"queue": invocation.queue, **json.loads(summary.to_json())})
 
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not (text.isascii() and text.isdigit()):
+            self.close_connection = True  # where the body ends is unknown
+            raise BadRequest(f"Content-Length must be a number of bytes, got {text[:40]!r}")
+        length = int(text)
         if length > MAX_BODY_BYTES:
+            self.close_connection = True
             raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
         return self.rfile.read(length) if length > 0 else b""
 

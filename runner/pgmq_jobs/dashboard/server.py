@@ -9,8 +9,11 @@ Read-only unless started with ``allow_actions``. An action (replay, purge) must:
   and ``Sec-Fetch-Site``, when sent, ``same-origin``; requests from other sites are refused
   even with the right token.
 
-Every request's ``Host`` must name this server (loopback names when bound to loopback), which
-keeps DNS-rebinding pages from reading or driving it. Responses carry a strict
+Every request's ``Host`` must name this server, which keeps DNS-rebinding pages from reading
+or driving it: a loopback name (``localhost``, ``127.0.0.1``, ``::1``, ``[::1]``), the address it
+is bound to (unless that is ``0.0.0.0`` or ``::``), or a name given with ``allowed_hosts``
+(``--allowed-host``), each with or without a port; anything else is answered 421. Responses
+carry a strict
 Content-Security-Policy (scripts and styles only from ``/static/``), so even an unescaped
 payload could not run a script; payloads and errors are escaped all the same.
 """
@@ -22,7 +25,9 @@ import ipaddress
 import logging
 import re
 import secrets
+import socket
 import threading
+from collections.abc import Iterable
 from datetime import timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,8 +48,11 @@ log = logging.getLogger("pgmq_jobs.dashboard")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8469
 MAX_BODY = 256 * 1024
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
-WRONG_HOST = "This server does not serve that host name."
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
+WRONG_HOST = (
+    "This server does not serve that host name (start it with --allowed-host NAME to serve one)."
+)
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -67,6 +75,29 @@ class Refused(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+def host_name(header: str) -> str | None:
+    """The host part of a ``Host`` header, lowercased, without its port; None when malformed.
+
+    ``example.com:8469`` -> ``example.com``, ``[::1]:8469`` -> ``[::1]``, and a bare IPv6
+    address (not valid in a Host header, but sent by some clients) stays as it is.
+    """
+    text = header.strip().lower()
+    if not text or any(c.isspace() or c in "/\\@?#" for c in text):
+        return None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return None
+        name, rest = text[: end + 1], text[end + 1 :]
+    elif text.count(":") == 1:
+        name, rest = text.split(":")[0], text[text.index(":") :]
+    else:
+        name, rest = text, ""
+    if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        return None
+    return name or None
 
 
 def is_loopback(host: str) -> bool:
@@ -93,9 +124,17 @@ class DashboardServer(ThreadingHTTPServer):
         token: str | None = None,
         refresh: float = 5.0,
         statement_timeout: float = 10.0,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
+        names = [(n, host_name(n)) for n in allowed_hosts]
+        bad = [n for n, name in names if name is None]
+        if bad:
+            raise ValueError(f"not a host name: {bad[0]!r} (give a name like dash.example.com)")
+        if ":" in host:  # an IPv6 address, "::" included
+            self.address_family = socket.AF_INET6
         super().__init__((host, port), DashboardHandler)
         self.host = host
+        self.extra_hosts = {name for _, name in names if name is not None}
         self.db = Database(dsn, statement_timeout=statement_timeout)
         self.allow_actions = allow_actions
         self.token: str | None = (token or secrets.token_urlsafe(24)) if allow_actions else None
@@ -109,15 +148,24 @@ class DashboardServer(ThreadingHTTPServer):
         self.port = int(self.server_address[1])
         self._thread: threading.Thread | None = None
 
-    # The Host names a request may carry: this server's own, never a rebinding domain.
     def allowed_hosts(self) -> set[str]:
-        names = set(LOOPBACK_NAMES) if is_loopback(self.host) else {self.host}
-        if ":" in self.host and not self.host.startswith("["):
-            names.add(f"[{self.host}]")
-        return {f"{n}:{self.port}" for n in names} | (set(names) if self.port == 80 else set())
+        """The host names (no port) a request's ``Host`` may carry: loopback names, the bound
+        address unless it is a wildcard, and the ``allowed_hosts`` given; never a name that a
+        DNS-rebinding page could bring."""
+        names = set(LOOPBACK_NAMES) | self.extra_hosts
+        if not self.any_host():
+            bound = self.host.lower()
+            names.add(bound)
+            if ":" in bound and not bound.startswith("["):
+                names.add(f"[{bound}]")
+        return names
+
+    def host_allowed(self, header: str | None) -> bool:
+        name = host_name(header or "")
+        return name is not None and name in self.allowed_hosts()
 
     def any_host(self) -> bool:
-        return self.host in ("0.0.0.0", "::", "")
+        return self.host in WILDCARD_HOSTS
 
     @property
     def url(self) -> str:
@@ -186,10 +234,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self._html(status.value, page, headers)
 
     def _host_ok(self) -> bool:
-        if self.server.any_host():
-            return True
-        host = (self.headers.get("Host") or "").lower()
-        return host in self.server.allowed_hosts()
+        return self.server.host_allowed(self.headers.get("Host"))
 
     # ------------------------------------------------------------ GET
 
@@ -198,9 +243,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if not self._host_ok():
-            self._error(
-                HTTPStatus.MISDIRECTED_REQUEST, "This server does not serve that host name."
-            )
+            self._error(HTTPStatus.MISDIRECTED_REQUEST, WRONG_HOST, {"Connection": "close"})
             return
         url = urlsplit(self.path)
         path = url.path
@@ -280,9 +323,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         if not self._host_ok():
-            self._error(
-                HTTPStatus.MISDIRECTED_REQUEST, "This server does not serve that host name."
-            )
+            self.close_connection = True
+            self._error(HTTPStatus.MISDIRECTED_REQUEST, WRONG_HOST, {"Connection": "close"})
             return
         path = urlsplit(self.path).path
         m = re.fullmatch(r"/queues/([^/]+)/(replay|purge)", path)
