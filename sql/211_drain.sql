@@ -39,6 +39,40 @@ begin
 end
 $$;
 
+-- The same loop as a DO block, for a pg_cron job to run. Supabase's security
+-- advisor reports every routine without a pinned search_path, and a procedure
+-- that commits cannot pin one (issue 18, finding 10); a DO block is no routine,
+-- and it pins the path of its own session (pg_cron opens one per run) before
+-- anything else. Meant to replace `call pgmq_jobs.drain(queue, 55)` as the
+-- command of the pgmq_jobs_process_<queue> jobs, after which drain can go.
+create or replace function pgmq_jobs._drain_command(queue text, max_seconds double precision default 55)
+returns text
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select format(
+        $cmd$do $drain$
+declare
+    started timestamptz := pg_catalog.clock_timestamp();
+    lock_key bigint := pg_catalog.hashtext(%L);
+begin
+    perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false);
+    -- One drainer per queue: a run that finds another still going returns.
+    if not pg_catalog.pg_try_advisory_lock(lock_key) then
+        return;
+    end if;
+    while pgmq_jobs._drain_step(%L, started, %L::double precision) operator(pg_catalog.<>) 'done' loop
+        commit;
+    end loop;
+    perform pg_catalog.pg_advisory_unlock(lock_key);
+end
+$drain$
+$cmd$,
+        'pgmq_jobs.drain:' || queue, queue, max_seconds
+    )
+$$;
+
 create or replace procedure pgmq_jobs.drain(queue text, max_seconds double precision default 55)
 language plpgsql
 as $$

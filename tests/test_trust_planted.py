@@ -444,3 +444,48 @@ def test_pg_monitor_reads_no_payload(conn: Connection, monitor: str, partitioned
             assert inherit == (True,)
     finally:
         jobs.drop_queue(conn, queue)
+
+
+def test_drain_command_runs_the_handler_and_nothing_planted(
+    db_dsn: str, conn: Connection, planter: str
+) -> None:
+    # pgmq_jobs._drain_command(queue) is the DO block meant to replace `call
+    # pgmq_jobs.drain(queue, 55)` in the pg_cron process jobs (a committing procedure
+    # cannot pin its search_path; finding 10). Run as pg_cron would run it.
+    suffix = uuid.uuid4().hex[:8]
+    handled, app = f"tpd_{suffix}", f"tpd_app_{suffix}"
+    conn.execute(sql.SQL("create schema {}").format(sql.Identifier(app)))
+    conn.execute(sql.SQL("create table {}.handled (payload jsonb)").format(sql.Identifier(app)))
+    conn.execute(
+        sql.SQL(
+            "create function {app}.handle(payload jsonb) returns void language sql"
+            " set search_path = pg_catalog, pg_temp"
+            " as 'insert into {app}.handled (payload) values (payload)'"
+        ).format(app=sql.Identifier(app))
+    )
+    _plant_in(db_dsn, planter)
+    try:
+        jobs.create_queue(conn, handled, handler=f"{app}.handle")
+        conn.execute(
+            "update cron.job set active = false where jobname = %s",
+            (f"pgmq_jobs_process_{handled}",),
+        )
+        jobs.enqueue(conn, handled, {"h": 1})
+        jobs.enqueue(conn, handled, {"h": 2})
+        [(command,)] = conn.execute(
+            "select pgmq_jobs._drain_command(%s, 0.5)", (handled,)
+        ).fetchall()
+        with _default_path_session(db_dsn) as session:
+            session.execute(command)
+            # The DO block commits between batches: nothing is left in a transaction.
+            assert session.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert ran(conn) == []
+        handled_rows = conn.execute(
+            sql.SQL("select payload from {}.handled order by 1").format(sql.Identifier(app))
+        ).fetchall()
+        assert handled_rows == [({"h": 1},), ({"h": 2},)]
+    finally:
+        _unplant(db_dsn, planter)
+        if conn.execute("select 1 from pgmq_jobs.queues where queue = %s", (handled,)).fetchone():
+            jobs.drop_queue(conn, handled)
+        conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(app)))
