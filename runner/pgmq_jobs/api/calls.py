@@ -1,0 +1,503 @@
+"""Every SQL statement the Python side sends, once: each operation builds a :class:`Call` (the
+statement, its parameters, how to read its rows), which the sync face (``pgmq_jobs.client``)
+and the asyncio face (``pgmq_jobs.aio``) run on their connections.
+
+The statements call the ``pgmq_jobs`` SQL functions and views only; none commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, LiteralString, TypeVar, cast
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from pgmq_jobs.api.types import (
+    CREATE_ONLY,
+    DURATION_SETTINGS,
+    SETTING_SQL_TYPES,
+    SETTINGS,
+    DeadLetter,
+    Duration,
+    FailResult,
+    Failure,
+    Job,
+    JobInfo,
+    SchemaInfo,
+)
+
+R = TypeVar("R")
+Row = tuple[Any, ...]
+Query = LiteralString | sql.Composed
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[R]):
+    """One statement with its parameters; ``read`` turns the fetched rows into the result.
+
+    ``dicts``: fetch rows as dicts (column name → value) instead of tuples."""
+
+    query: Query
+    params: Mapping[str, Any] | Sequence[Any]
+    read: Callable[[list[Any]], R]
+    dicts: bool = False
+
+
+def duration(value: Duration | None) -> timedelta | str | None:
+    """A duration parameter: timedelta as it is, seconds as a timedelta, text for the database
+    to parse as an ``interval`` (so every form PostgreSQL accepts works, and a bad one gets
+    its error)."""
+    if value is None or isinstance(value, timedelta | str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"a duration must be a timedelta, seconds or interval text, got {type(value).__name__}"
+        )
+    return timedelta(seconds=value)
+
+
+def _scalar(rows: list[Row]) -> Any:
+    return rows[0][0]
+
+
+def _int(rows: list[Row]) -> int:
+    return int(rows[0][0])
+
+
+def _bool(rows: list[Row]) -> bool:
+    return bool(rows[0][0])
+
+
+def _dicts(rows: list[Any]) -> list[dict[str, Any]]:
+    return [dict(r) for r in rows]
+
+
+def _pairs(deliveries: Iterable[Job | tuple[int, int]]) -> tuple[list[int], list[int]]:
+    pairs = [(d.job_id, d.attempt) if isinstance(d, Job) else d for d in deliveries]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+# ---------------------------------------------------------------- queues
+
+
+def _settings_sql(
+    settings: Mapping[str, Any], allowed: Sequence[str]
+) -> tuple[Query, dict[str, Any]]:
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"unknown queue setting(s): {', '.join(unknown)} (known: {', '.join(allowed)})"
+        )
+    # None keeps a setting, except concurrency, where it removes the limit.
+    params = {
+        name: duration(value) if name in DURATION_SETTINGS else value
+        for name, value in settings.items()
+        if value is not None or name == "concurrency"
+    }
+    for name in ("payload_schema",):
+        if name in params:
+            params[name] = Jsonb(params[name])
+    # Explicit types: a Python int beyond int4 must reach the function's range check, not
+    # fail to resolve an overload.
+    args = sql.SQL("").join(
+        sql.SQL(", {} => {}::{}").format(
+            sql.Identifier(name), sql.Placeholder(name), sql.SQL(SETTING_SQL_TYPES[name])
+        )
+        for name in params
+    )
+    return args, params
+
+
+def create_queue(queue: str, **settings: Any) -> Call[bool]:
+    """Create ``queue`` and its dead-letter queue; False when it already existed.
+
+    Settings: those of :class:`~pgmq_jobs.api.types.QueueSettings` but ``payload_schema``
+    (set it with ``configure_queue``), and ``unlogged``, ``partitioned``,
+    ``partition_interval``, ``retention_interval``."""
+    allowed = (*(s for s in SETTINGS if s != "payload_schema"), *CREATE_ONLY)
+    args, params = _settings_sql(settings, allowed)
+    query = sql.SQL("select pgmq_jobs.create_queue(%(queue)s{})").format(args)
+    return Call(query, {"queue": queue, **params}, _bool)
+
+
+def configure_queue(queue: str, **settings: Any) -> Call[dict[str, Any]]:
+    """Change the given settings of ``queue``; returns all its settings.
+
+    ``concurrency=None`` removes the queue's limit (0 pauses it); other settings given as
+    None are left as they are."""
+    args, params = _settings_sql(settings, SETTINGS)
+    query = sql.SQL("select * from pgmq_jobs.configure_queue(%(queue)s{})").format(args)
+    return Call(query, {"queue": queue, **params}, lambda rows: dict(rows[0]), dicts=True)
+
+
+def drop_queue(queue: str) -> Call[bool]:
+    """Drop ``queue`` with its jobs, archive and dead letters."""
+    return Call("select pgmq_jobs.drop_queue(%(queue)s)", {"queue": queue}, _bool)
+
+
+def queues() -> Call[list[dict[str, Any]]]:
+    """Every queue with its settings (the ``pgmq_jobs.queues`` view)."""
+    return Call("select * from pgmq_jobs.queues order by queue", {}, _dicts, dicts=True)
+
+
+# ---------------------------------------------------------------- producing
+
+ENQUEUE_PLAIN: LiteralString = "select pgmq_jobs.enqueue(%s, %s)"
+
+
+def enqueue(
+    queue: str,
+    payload: dict[str, Any],
+    *,
+    delay: Duration | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    dedupe_key: str | None = None,
+    dedupe_window: Duration | None = None,
+    group_key: str | None = None,
+) -> Call[int]:
+    """Enqueue one job in the connection's current transaction; returns its job id.
+
+    ``dedupe_key``: while an earlier job with that key is unfinished (or, with
+    ``dedupe_window``, was enqueued within the window) its id is returned instead.
+    ``group_key``: jobs sharing it run one at a time, in enqueue order."""
+    options = (delay, run_at, max_attempts, dedupe_key, dedupe_window, group_key)
+    if all(option is None for option in options):
+        # The common call, with two parameters to send instead of eight.
+        return Call(ENQUEUE_PLAIN, (queue, Jsonb(payload)), _int)
+    return Call(
+        "select pgmq_jobs.enqueue(%(queue)s, %(payload)s, delay => %(delay)s::interval,"
+        " run_at => %(run_at)s, max_attempts => %(max_attempts)s::integer,"
+        " dedupe_key => %(dedupe_key)s, dedupe_window => %(dedupe_window)s::interval,"
+        " group_key => %(group_key)s)",
+        {
+            "queue": queue,
+            "payload": Jsonb(payload),
+            "delay": duration(delay) or timedelta(0),
+            "run_at": run_at,
+            "max_attempts": max_attempts,
+            "dedupe_key": dedupe_key,
+            "dedupe_window": duration(dedupe_window),
+            "group_key": group_key,
+        },
+        _int,
+    )
+
+
+def enqueue_batch(
+    queue: str,
+    payloads: Sequence[dict[str, Any]],
+    *,
+    delay: Duration | None = None,
+    max_attempts: int | None = None,
+    dedupe_keys: Sequence[str | None] | None = None,
+    dedupe_window: Duration | None = None,
+    group_keys: Sequence[str | None] | None = None,
+) -> Call[list[int]]:
+    """Enqueue many jobs in one statement; returns their ids in input order.
+
+    ``dedupe_keys`` / ``group_keys`` give each payload its own key (None for none)."""
+    return Call(
+        "select pgmq_jobs.enqueue_batch(%(queue)s, %(payloads)s::jsonb[],"
+        " delay => %(delay)s::interval, max_attempts => %(max_attempts)s::integer,"
+        " dedupe_keys => %(dedupe_keys)s::text[], dedupe_window => %(dedupe_window)s::interval,"
+        " group_keys => %(group_keys)s::text[])",
+        {
+            "queue": queue,
+            "payloads": [Jsonb(p) for p in payloads],
+            "delay": duration(delay) or timedelta(0),
+            "max_attempts": max_attempts,
+            "dedupe_keys": None if dedupe_keys is None else list(dedupe_keys),
+            "dedupe_window": duration(dedupe_window),
+            "group_keys": None if group_keys is None else list(group_keys),
+        },
+        lambda rows: [int(r[0]) for r in rows],
+    )
+
+
+# ---------------------------------------------------------------- working
+
+
+def claim(
+    queue: str,
+    qty: int = 1,
+    *,
+    visibility_timeout: Duration | None = None,
+    worker: str | None = None,
+) -> Call[list[Job]]:
+    """Claim up to ``qty`` ready jobs, hidden from others for the visibility timeout."""
+    return Call(
+        "select job_id, attempt, max_attempts, payload, enqueued_at, visible_until"
+        " from pgmq_jobs.claim(%(queue)s, %(qty)s::integer,"
+        " visibility_timeout => %(vt)s::interval, worker => %(worker)s)",
+        {"queue": queue, "qty": qty, "vt": duration(visibility_timeout), "worker": worker},
+        lambda rows: [Job(*r) for r in rows],
+    )
+
+
+def complete(
+    queue: str,
+    deliveries: Iterable[Job | tuple[int, int]],
+    durations_ms: Sequence[float] | None = None,
+) -> Call[int]:
+    """Complete deliveries (jobs or ``(job_id, attempt)`` pairs); returns how many counted.
+
+    A stale delivery (redelivered, failed or finished since) is not counted.
+    ``durations_ms`` (one per delivery) records processing times for ``queue_stats``."""
+    ids, attempts = _pairs(deliveries)
+    return Call(
+        "select pgmq_jobs.complete(%(queue)s, %(ids)s::bigint[], %(attempts)s::int[],"
+        " %(durations)s::float8[])",
+        {
+            "queue": queue,
+            "ids": ids,
+            "attempts": attempts,
+            "durations": None if durations_ms is None else list(durations_ms),
+        },
+        _int,
+    )
+
+
+def fail(
+    queue: str,
+    job_id: int,
+    attempt: int,
+    error: str | None,
+    *,
+    retry_after: Duration | None = None,
+    permanent: bool = False,
+) -> Call[FailResult]:
+    """Report a failed delivery: it is retried with backoff, or dead-lettered."""
+    return Call(
+        "select outcome, attempt, next_attempt_at from pgmq_jobs.fail(%(queue)s,"
+        " %(job_id)s::bigint, %(attempt)s::integer, %(error)s,"
+        " retry_after => %(retry_after)s::interval, permanent => %(permanent)s)",
+        {
+            "queue": queue,
+            "job_id": job_id,
+            "attempt": attempt,
+            "error": error,
+            "retry_after": duration(retry_after),
+            "permanent": permanent,
+        },
+        lambda rows: FailResult(*rows[0]),
+    )
+
+
+def fail_batch(queue: str, failures: Sequence[Failure]) -> Call[list[FailResult]]:
+    """Report many failed deliveries of ``queue`` in one statement; one result per failure,
+    in the order given, as ``fail`` would return it."""
+    return Call(
+        "select outcome, attempt, next_attempt_at from pgmq_jobs.fail_batch(%(queue)s,"
+        " %(job_ids)s::bigint[], %(attempts)s::integer[], %(errors)s::text[],"
+        " retry_after => %(retry_after)s::interval[], permanent => %(permanent)s::boolean[])",
+        {
+            "queue": queue,
+            "job_ids": [f.job_id for f in failures],
+            "attempts": [f.attempt for f in failures],
+            "errors": [f.error for f in failures],
+            "retry_after": [duration(f.retry_after) for f in failures],
+            "permanent": [f.permanent for f in failures],
+        },
+        lambda rows: [FailResult(*r) for r in rows],
+    )
+
+
+def extend(queue: str, job_id: int, attempt: int, by: Duration) -> Call[datetime | None]:
+    """Keep a delivery hidden for ``by`` from now; None when the delivery is stale."""
+    return Call(
+        "select pgmq_jobs.extend(%(queue)s, %(job_id)s::bigint, %(attempt)s::integer,"
+        " %(by)s::interval)",
+        {"queue": queue, "job_id": job_id, "attempt": attempt, "by": duration(by)},
+        _scalar,
+    )
+
+
+def release(queue: str, deliveries: Iterable[Job | tuple[int, int]]) -> Call[int]:
+    """Give back claimed, unstarted deliveries: visible now, the attempt not used up.
+
+    Returns how many were released; a stale delivery is not counted."""
+    ids, attempts = _pairs(deliveries)
+    return Call(
+        "select pgmq_jobs.release(%(queue)s, %(ids)s::bigint[], %(attempts)s::int[])",
+        {"queue": queue, "ids": ids, "attempts": attempts},
+        _int,
+    )
+
+
+# ---------------------------------------------------------------- dead letters
+
+
+def dead_letters(
+    queue: str,
+    lim: int = 100,
+    *,
+    dead_id: int | None = None,
+    error_text: str | None = None,
+    older_than: Duration | None = None,
+    newer_than: Duration | None = None,
+) -> Call[list[DeadLetter]]:
+    """The oldest ``lim`` dead letters of ``queue``, optionally filtered.
+
+    ``error_text`` matches any recorded error (case-insensitive); ``older_than`` /
+    ``newer_than`` compare with the time of death."""
+    return Call(
+        "select dead_id, job_id, original_job_id, payload, attempts, reason, errors, last_error,"
+        " enqueued_at, died_at, replays from pgmq_jobs.dead_letters(%(queue)s, %(lim)s::integer,"
+        " dead_id => %(dead_id)s::bigint, error_text => %(error_text)s::text,"
+        " older_than => %(older_than)s::interval, newer_than => %(newer_than)s::interval)",
+        {
+            "queue": queue,
+            "lim": lim,
+            "dead_id": dead_id,
+            "error_text": error_text,
+            "older_than": duration(older_than),
+            "newer_than": duration(newer_than),
+        },
+        lambda rows: [DeadLetter(*r) for r in rows],
+    )
+
+
+def replay(queue: str, dead_ids: Sequence[int] | None = None) -> Call[int]:
+    """Put dead letters (all when ``dead_ids`` is None) back as new jobs; returns the count."""
+    return Call(
+        "select pgmq_jobs.replay(%(queue)s, %(ids)s::bigint[])",
+        {"queue": queue, "ids": None if dead_ids is None else list(dead_ids)},
+        _int,
+    )
+
+
+def purge_dead_letters(
+    queue: str, older_than: Duration | None = None, dead_ids: Sequence[int] | None = None
+) -> Call[int]:
+    """Delete dead letters (all, those older than ``older_than``, and/or ``dead_ids``)."""
+    return Call(
+        "select pgmq_jobs.purge_dead_letters(%(queue)s, %(older_than)s::interval,"
+        " %(ids)s::bigint[])",
+        {
+            "queue": queue,
+            "older_than": duration(older_than),
+            "ids": None if dead_ids is None else list(dead_ids),
+        },
+        _int,
+    )
+
+
+def failing_jobs(queue: str, lim: int = 100) -> Call[list[dict[str, Any]]]:
+    """Jobs that failed at least once and are not dead yet, with their errors."""
+    return Call(
+        "select * from pgmq_jobs.failing_jobs(%(queue)s, %(lim)s::integer)",
+        {"queue": queue, "lim": lim},
+        _dicts,
+        dicts=True,
+    )
+
+
+# ---------------------------------------------------------------- maintenance
+
+
+def sweep(*, max_rows: int = 10000) -> Call[dict[str, Any]]:
+    """Run the periodic maintenance once (pg_cron does it every minute where present)."""
+    return Call(
+        "select pgmq_jobs.sweep(max_rows => %(max_rows)s::integer)",
+        {"max_rows": max_rows},
+        lambda rows: cast("dict[str, Any]", rows[0][0]),
+    )
+
+
+def process(queue: str, max_jobs: int = 100, max_seconds: float = 10) -> Call[dict[str, Any]]:
+    """Run ready jobs of ``queue`` through its SQL handler, inside the database."""
+    return Call(
+        "select pgmq_jobs.process(%(queue)s, %(max_jobs)s::integer, %(max_seconds)s)",
+        {"queue": queue, "max_jobs": max_jobs, "max_seconds": float(max_seconds)},
+        lambda rows: cast("dict[str, Any]", rows[0][0]),
+    )
+
+
+def schedule(name: str, cron: str, queue: str, payload: dict[str, Any] | None = None) -> Call[int]:
+    """Create or update the cron schedule ``name``; returns the pg_cron job id."""
+    return Call(
+        "select pgmq_jobs.schedule(%(name)s, %(cron)s, %(queue)s, %(payload)s)",
+        {"name": name, "cron": cron, "queue": queue, "payload": Jsonb(payload or {})},
+        _int,
+    )
+
+
+def unschedule(name: str) -> Call[bool]:
+    """Remove the cron schedule ``name``; False when there was none."""
+    return Call("select pgmq_jobs.unschedule(%(name)s)", {"name": name}, _bool)
+
+
+def schedules() -> Call[list[dict[str, Any]]]:
+    """Every cron schedule with its last run (the ``pgmq_jobs.schedules`` view)."""
+    return Call("select * from pgmq_jobs.schedules order by name", {}, _dicts, dicts=True)
+
+
+def audit(queue: str | None = None, limit: int = 100) -> Call[list[dict[str, Any]]]:
+    """The newest operator actions (the ``pgmq_jobs.audit`` view), optionally for one queue."""
+    return Call(
+        "select * from pgmq_jobs.audit where %(queue)s::text is null or queue = %(queue)s"
+        " order by id desc limit %(limit)s",
+        {"queue": queue, "limit": limit},
+        _dicts,
+        dicts=True,
+    )
+
+
+def schema_info() -> Call[SchemaInfo | None]:
+    """The database's release and the oldest client release it serves; None where the
+    database has no ``pgmq_jobs.schema_info()`` (not installed, or release 0.1.0)."""
+    return Call(
+        "select i.version, i.oldest_client"
+        " from (select pg_catalog.to_regprocedure('pgmq_jobs.schema_info()') as f) as p"
+        " left join lateral pgmq_jobs.schema_info() as i on p.f is not null",
+        {},
+        lambda rows: SchemaInfo(*rows[0]) if rows and rows[0][0] is not None else None,
+    )
+
+
+# ---------------------------------------------------------------- job control
+
+
+def job(queue: str, job_id: int) -> Call[JobInfo | None]:
+    """One job wherever it is (waiting … cancelled); None for an unknown id."""
+    return Call(
+        "select job_id, state, attempt, max_attempts, priority, payload, enqueued_at,"
+        " visible_at, errors, group_key, dedupe_key"
+        " from pgmq_jobs.job(%(queue)s, %(job_id)s::bigint)",
+        {"queue": queue, "job_id": job_id},
+        lambda rows: JobInfo(*rows[0]) if rows else None,
+    )
+
+
+def cancel(queue: str, job_ids: Sequence[int]) -> Call[int]:
+    """Cancel jobs that are waiting, delayed, retrying, parked or in flight; returns how
+    many were cancelled."""
+    return Call(
+        "select pgmq_jobs.cancel(%(queue)s, %(ids)s::bigint[])",
+        {"queue": queue, "ids": list(job_ids)},
+        _int,
+    )
+
+
+def reschedule(queue: str, job_ids: Sequence[int], run_at: datetime) -> Call[int]:
+    """Move waiting, delayed or retrying jobs to run at ``run_at``; returns how many."""
+    return Call(
+        "select pgmq_jobs.reschedule(%(queue)s, %(ids)s::bigint[], %(run_at)s::timestamptz)",
+        {"queue": queue, "ids": list(job_ids), "run_at": run_at},
+        _int,
+    )
+
+
+def snooze(queue: str, job_id: int, attempt: int, by: Duration) -> Call[datetime | None]:
+    """End a delivery and bring the job back after ``by`` without using up an attempt;
+    None when the delivery is stale."""
+    return Call(
+        "select pgmq_jobs.snooze(%(queue)s, %(job_id)s::bigint, %(attempt)s::integer,"
+        " %(by)s::interval)",
+        {"queue": queue, "job_id": job_id, "attempt": attempt, "by": duration(by)},
+        _scalar,
+    )
