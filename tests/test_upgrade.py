@@ -28,6 +28,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from apps.ledger_app import LEDGER_DDL
 from dbutil import normalise_dump, pg_dump_schema
 from ledger_checker import check
 from pgmq_jobs.cluster import EmbeddedCluster
@@ -444,16 +445,19 @@ def test_workers_of_0_1_0_and_of_this_release_across_the_upgrade_lose_nothing(
 
     acknowledged: list[int] = []
     stop = threading.Event()
-    upgrading = threading.Event()
+    upgrading, old_stopped = threading.Event(), threading.Event()
 
     def produce() -> None:
-        """400 jobs in batches of 10: the second half only once the upgrade has started, so
-        enqueues run during and after it."""
+        """400 jobs in batches of 10: jobs 200-299 once the upgrade has started (so enqueues
+        run during and after it, for the 0.1.0 worker), 300-399 once the 0.1.0 worker is gone
+        (so the worker of this release has work of its own)."""
         with psycopg.connect(old_db, autocommit=True) as conn:
             n = 0
             while n < 400 and not stop.is_set():
                 if n == 200:
                     upgrading.wait(timeout=60)
+                if n == 300:
+                    old_stopped.wait(timeout=60)
                 rows = conn.execute(
                     "select * from pgmq_jobs.enqueue_batch('ledger', %s::jsonb[])",
                     ([json.dumps(payload(n + i)) for i in range(10)],),
@@ -461,6 +465,15 @@ def test_workers_of_0_1_0_and_of_this_release_across_the_upgrade_lose_nothing(
                 acknowledged.extend(int(r[0]) for r in rows)
                 n += 10
                 time.sleep(0.01)
+
+    def ran_after(conn: Connection, pid: int, since: Any) -> int:
+        return int(
+            _one(
+                conn,
+                "select count(*) from fault_ledger where pid = %s and event = 'done' and at > %s",
+                (pid, since),
+            )
+        )
 
     old_path = os.pathsep.join([str(old_tree / "runner"), str(old_tree / "tests")])
     old_worker = _worker(old_db, "w-0.1.0", tmp_path / "old.log", old_path)
@@ -480,7 +493,18 @@ def test_workers_of_0_1_0_and_of_this_release_across_the_upgrade_lose_nothing(
             )
             assert upgrade.returncode == 0, upgrade.stderr
             assert f"upgraded 0.1.0 -> {PACKAGE_VERSION}" in upgrade.stdout
+            upgraded_at = _one(conn, "select clock_timestamp()")
+            # The 0.1.0 worker keeps working on the upgraded database...
+            wait_for(
+                lambda: ran_after(conn, old_worker.pid, upgraded_at) >= 20,
+                timeout=60,
+                what="the 0.1.0 worker to complete jobs after the upgrade",
+            )
+            # ...and stops cleanly (its unstarted jobs given back), as a rolling deploy does.
+            old_worker.send_signal(signal.SIGTERM)
+            assert old_worker.wait(timeout=60) == 0, (tmp_path / "old.log").read_text()[-2000:]
             new_worker = _worker(old_db, "w-new", tmp_path / "new.log", str(tests_dir))
+            old_stopped.set()
             producer.join(timeout=120)
             assert not producer.is_alive()
             total = len(acknowledged)
@@ -496,16 +520,13 @@ def test_workers_of_0_1_0_and_of_this_release_across_the_upgrade_lose_nothing(
                 timeout=120,
                 what=f"all {total} jobs to finish",
             )
-            for proc in (old_worker, new_worker):
-                assert proc.poll() is None, (tmp_path / "old.log").read_text()[-2000:]
-            new_ran = _one(
-                conn,
-                "select count(distinct pid) from fault_ledger where pid = %s",
-                (new_worker.pid,),
-            )
+            assert new_worker.poll() is None, (tmp_path / "new.log").read_text()[-2000:]
+            new_ran = ran_after(conn, new_worker.pid, upgraded_at)
             report = check(conn, "ledger", acknowledged, scenario="upgrade 0.1.0 -> current")
     finally:
         stop.set()
+        upgrading.set()
+        old_stopped.set()
         for proc in (old_worker, new_worker):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -514,7 +535,7 @@ def test_workers_of_0_1_0_and_of_this_release_across_the_upgrade_lose_nothing(
     assert report.duplicated == set(), report.table()
     assert len(report.completed) + len(report.dead) == report.jobs == 400
     assert len(report.dead) == 40
-    assert new_ran == 1, "the worker of this release ran no job after the upgrade"
+    assert new_ran >= 50, "the worker of this release did not take over"
 
 
 def _diff(expected: str, actual: str) -> str:
@@ -529,3 +550,48 @@ def _diff(expected: str, actual: str) -> str:
             n=2,
         )
     )[:8000]
+
+
+def _run_worker_briefly(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"PGMQ_JOBS_DSN", "DATABASE_URL"}}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent)
+    env["LEDGER_DSN"], env["LEDGER_QUEUES"] = dsn, "up"
+    argv = [CLI, "worker", "--dsn", dsn, "--app", "apps.ledger_app:app", "--queue", "up"]
+    return subprocess.run(
+        [*argv, "--drain", "--max-seconds", "5", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_a_worker_of_this_release_refuses_a_0_1_0_database_naming_both(old_db: str) -> None:
+    with psycopg.connect(old_db, autocommit=True) as conn:
+        conn.execute(QUEUE_SQL)
+        conn.execute("select pgmq_jobs.enqueue('up', '{}')")
+
+    result = _run_worker_briefly(old_db)
+
+    assert result.returncode == 1, result.stderr
+    assert "pgmq-jobs install" in result.stderr
+    with psycopg.connect(old_db) as conn:
+        assert _one(conn, "select count(*) from pgmq.q_up where read_ct = 0") == 1
+
+
+def test_a_worker_warns_of_a_newer_compatible_database_and_works(
+    fresh_twin: str,
+) -> None:
+    with psycopg.connect(fresh_twin, autocommit=True) as conn:
+        # A later release that still serves this one (schema_info's oldest_client).
+        conn.execute("insert into pgmq_jobs.schema_version (version) values ('9.0.0')")
+        conn.execute(LEDGER_DDL)
+        conn.execute("select pgmq_jobs.enqueue('up', '{}')")
+
+    result = _run_worker_briefly(fresh_twin)
+
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" in result.stderr and "9.0.0" in result.stderr
+    assert PACKAGE_VERSION in result.stderr
+    with psycopg.connect(fresh_twin) as conn:
+        assert _one(conn, "select count(*) from pgmq.a_up") == 1

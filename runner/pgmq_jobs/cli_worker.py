@@ -111,6 +111,7 @@ def databases(dsn_args: list[str], listen_args: list[str]) -> list[Any]:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from pgmq_jobs.errors import describe
+    from pgmq_jobs.versions import VersionError
     from pgmq_jobs.worker import run_worker, run_worker_group
 
     setup_logging(args.log_level)
@@ -129,7 +130,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except psycopg.Error as exc:
         print(f"pgmq-jobs: {describe(exc)}", file=sys.stderr)
         return 1
-    except (LookupError, ValueError, ImportError) as exc:
+    except (LookupError, ValueError, ImportError, VersionError) as exc:
         print(f"pgmq-jobs: {_one_line(exc)}", file=sys.stderr)
         return 1
     if args.drain or args.max_seconds is not None or args.max_jobs is not None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import psycopg
 
+from pgmq_jobs.api.types import SchemaInfo
+
 # The release this package is, and installs. pyproject.toml and sql/999_version.sql say the
 # same (tests/test_versions.py holds them equal).
 PACKAGE_VERSION = "0.2.0"
@@ -117,14 +119,6 @@ def installed_version(conn: Connection) -> str | None:
     return newest([str(r[0]) for r in rows])
 
 
-@dataclass(frozen=True)
-class SchemaInfo:
-    """What ``pgmq_jobs.schema_info()`` says of a database."""
-
-    version: str
-    oldest_client: str
-
-
 def check_compatible(
     schema: SchemaInfo | None, package: str = PACKAGE_VERSION, who: str = "this client"
 ) -> str | None:
@@ -156,16 +150,14 @@ def check_compatible(
 
 def read_schema_info(conn: Connection) -> SchemaInfo | None:
     """``pgmq_jobs.schema_info()``, or None where the function does not exist (0.1.0 and
-    databases without pgmq-jobs). Runs in the caller's transaction, in a savepoint."""
-    row = conn.execute(
-        "select pg_catalog.to_regprocedure('pgmq_jobs.schema_info()') is not null"
-    ).fetchone()
-    if row is None or not row[0]:
+    databases without pgmq-jobs). In a savepoint, so a caller's transaction survives."""
+    from pgmq_jobs.api.sync import schema_info
+
+    try:
+        with conn.transaction():
+            return schema_info(conn)
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName):
         return None
-    info = conn.execute("select version, oldest_client from pgmq_jobs.schema_info()").fetchone()
-    if info is None or info[0] is None:
-        return None
-    return SchemaInfo(str(info[0]), str(info[1]))
 
 
 def ensure_compatible(conn: Connection, who: str = "this client") -> str | None:

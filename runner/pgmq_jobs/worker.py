@@ -64,6 +64,7 @@ from pgmq_jobs.async_runner import EventLoopThread
 from pgmq_jobs.outcomes import Permanent, Retry, error_text, timeout_text
 from pgmq_jobs.registry import Handler, JobContext, Registry
 from pgmq_jobs.tracing import job_span, record_failure
+from pgmq_jobs.versions import check_compatible, read_schema_info
 from pgmq_jobs.wakeup import Listener, backoff_delay
 
 log = logging.getLogger("pgmq_jobs.worker")
@@ -304,6 +305,7 @@ class Worker:
         self._pool: HandlerPool | None = None
         self._event_loop: EventLoopThread[Delivery] | None = None
         self._listener: Listener | None = None
+        self._schema_checked = False
 
     # ------------------------------------------------------------ public API
 
@@ -528,11 +530,21 @@ class Worker:
                 prepare_threshold=0 if self.options.prepared else None,
                 application_name=f"pgmq-jobs worker {os.getpid()}",
             )
+            if not self._schema_checked:
+                self._check_schema(self._conn)
             if self._failures:
                 log.info("database connection restored")
             self._failures = 0
             self._on_wake(None)
         return self._conn
+
+    def _check_schema(self, conn: Connection) -> None:
+        """The database's release against this package's, once, at the first connection:
+        a newer compatible schema is a warning; anything else raises VersionError."""
+        warning = check_compatible(read_schema_info(conn), who="this worker")
+        if warning is not None:
+            log.warning("%s", warning)
+        self._schema_checked = True
 
     def _connection_lost(self, exc: Exception) -> None:
         self._failures += 1

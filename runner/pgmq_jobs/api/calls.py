@@ -447,15 +447,13 @@ def audit(queue: str | None = None, limit: int = 100) -> Call[list[dict[str, Any
     )
 
 
-def schema_info() -> Call[SchemaInfo | None]:
-    """The database's release and the oldest client release it serves; None where the
-    database has no ``pgmq_jobs.schema_info()`` (not installed, or release 0.1.0)."""
+def schema_info() -> Call[SchemaInfo]:
+    """The database's release and the oldest client release it serves (an
+    ``UndefinedFunction`` error where pgmq-jobs is not installed, or is release 0.1.0)."""
     return Call(
-        "select i.version, i.oldest_client"
-        " from (select pg_catalog.to_regprocedure('pgmq_jobs.schema_info()') as f) as p"
-        " left join lateral pgmq_jobs.schema_info() as i on p.f is not null",
+        "select version, oldest_client from pgmq_jobs.schema_info()",
         {},
-        lambda rows: SchemaInfo(*rows[0]) if rows and rows[0][0] is not None else None,
+        lambda rows: SchemaInfo(*rows[0]),
     )
 
 
