@@ -102,9 +102,10 @@ begin
         if wrapper_name is null
             or pg_catalog.to_regprocedure(format('pg_temp.%I(pg_catalog.jsonb)', wrapper_name))
             is distinct from wrapper then
-            raise exception 'handler % of queue % could not be bound for this run',
+            raise exception 'handler % of queue % cannot be called by the identity it was configured with',
                 quote_literal(handler), quote_literal(queue)
-                using errcode = '42883';
+                using errcode = '42883',
+                hint = 'Another function of its name may make a call with one jsonb ambiguous.';
         end if;
         execute format('select pg_temp.%I($1::pg_catalog.jsonb)', wrapper_name) using job.payload;
         return case

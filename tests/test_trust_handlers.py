@@ -19,9 +19,13 @@ import pytest
 from psycopg import sql
 
 import pgmq_jobs.client as jobs
+from pgmq_jobs.install import install
+from pgmq_jobs.paths import pgmq_sql_path, repo_root
 from support import make_visible
 
 Connection = psycopg.Connection[Any]
+
+RELEASED_0_1_0 = repo_root() / "supabase" / "migrations" / "20261123000000_pgmq_jobs.sql"
 
 
 @dataclass
@@ -290,3 +294,39 @@ def test_disallow_enqueue_refuses_the_schema_owner(tenant: Tenant) -> None:
     assert t.owner.execute(
         "select pgmq_jobs.disallow_enqueue('owned', %s)", (t.role,)
     ).fetchone() == (True,)
+
+
+def test_the_upgrade_binds_the_handlers_of_existing_queues(empty_db: Callable[[], str]) -> None:
+    # A 0.1.0 database held handlers by name ('app.h'): the upgrade binds each to the function
+    # its name gives then (audited); one whose function is gone stays unbound and its jobs
+    # fail, asking for it to be configured again.
+    dsn = empty_db()
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(pgmq_sql_path().read_text(encoding="utf-8"))  # type: ignore[arg-type]
+        c.execute(RELEASED_0_1_0.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+        c.execute(
+            "create schema app; create table app.ran (payload jsonb);"
+            " create function app.h(payload jsonb) returns void language sql"
+            " as 'insert into app.ran values (payload)';"
+            " create function app.gone(payload jsonb) returns void language sql as 'select null'"
+        )
+        jobs.create_queue(c, "kept", handler="app.h")
+        jobs.create_queue(c, "lost", handler="app.gone", max_attempts=1)
+        c.execute("drop function app.gone(jsonb)")
+    install(dsn)
+    install(dsn)  # the step ran once; a second install changes nothing
+    with psycopg.connect(dsn, autocommit=True) as c:
+        rows = c.execute(
+            "select queue, handler, handler_oid = to_regprocedure('app.h(jsonb)')"
+            " from pgmq_jobs.queue_settings order by queue"
+        ).fetchall()
+        assert rows == [("kept", "app.h(jsonb)", True), ("lost", "app.gone(jsonb)", None)]
+        [bound] = [r for r in jobs.audit(c) if r["action"] == "bind_handler"]
+        assert bound["queue"] == "kept" and bound["change"]["handler"] == "app.h(jsonb)"
+        jobs.enqueue(c, "kept", {"n": 1})
+        assert jobs.process(c, "kept")["completed"] == 1
+        assert c.execute("select payload from app.ran").fetchall() == [({"n": 1},)]
+        jobs.enqueue(c, "lost", {"n": 2})
+        assert jobs.process(c, "lost")["dead"] == 1
+        [letter] = jobs.dead_letters(c, "lost")
+        assert "configure_queue('lost', handler => 'app.gone(jsonb)')" in (letter.last_error or "")
