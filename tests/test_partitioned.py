@@ -12,6 +12,7 @@ import pytest
 
 import pgmq_jobs.client as jobs
 from pgmq_jobs.install import install
+from pgmq_jobs.versions import PACKAGE_VERSION
 
 Connection = psycopg.Connection[Any]
 
@@ -67,13 +68,17 @@ def test_maintenance_job_is_registered_while_partitioned_queues_exist(
     jobs.create_queue(conn, f"{queue_name}_b", partitioned=True)
     assert partman_jobs() == [("*/5 * * * *", "select pgmq_jobs._partman_maintenance()")]
     conn.execute(partman_jobs()[0][1])  # what pg_cron runs
-    # An install over an earlier version's job (pg_cron calling partman directly, under
-    # the default search_path) brings it up to date.
+    # An upgrade from a release whose job called partman directly (under the default
+    # search_path) brings the job up to date.
     conn.execute(
         "update cron.job set command = 'call partman.run_maintenance_proc()'"
         " where jobname = 'pgmq_jobs_partman'"
     )
-    install(conn.info.dsn)
+    conn.execute("delete from pgmq_jobs.schema_version where version = %s", (PACKAGE_VERSION,))
+    conn.execute(
+        "insert into pgmq_jobs.schema_version (version) values ('0.1.0') on conflict do nothing"
+    )
+    assert install(conn.info.dsn).action == "upgraded"
     assert partman_jobs() == [("*/5 * * * *", "select pgmq_jobs._partman_maintenance()")]
     jobs.drop_queue(conn, queue_name)
     assert len(partman_jobs()) == 1  # still needed by the other one
