@@ -9,13 +9,13 @@ comment on schema pgmq_jobs is
 --   grant pgmq_jobs_producer to app_user;
 do $roles$
 begin
-    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_producer') then
+    if not exists (select from pg_catalog.pg_roles where rolname operator(pg_catalog.=) 'pgmq_jobs_producer') then
         create role pgmq_jobs_producer nologin;
     end if;
-    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_worker') then
+    if not exists (select from pg_catalog.pg_roles where rolname operator(pg_catalog.=) 'pgmq_jobs_worker') then
         create role pgmq_jobs_worker nologin;
     end if;
-    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_admin') then
+    if not exists (select from pg_catalog.pg_roles where rolname operator(pg_catalog.=) 'pgmq_jobs_admin') then
         create role pgmq_jobs_admin nologin;
     end if;
 end
@@ -54,7 +54,9 @@ create table if not exists pgmq_jobs.queue_settings (
     -- calls that function and no other. A plain oid, not regprocedure (reg*
     -- columns in user tables block pg_upgrade).
     handler_oid oid,
-    constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
+    constraint queue_settings_jitter_check check (
+        jitter operator(pg_catalog.=) any(array['none', 'full', 'equal']) -- noqa: LT01
+    )
 );
 comment on table pgmq_jobs.queue_settings is
 'Per-queue settings of pgmq-jobs; change them with pgmq_jobs.configure_queue';

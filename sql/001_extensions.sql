@@ -4,8 +4,8 @@
 
 do $extensions$
 begin
-    if not exists (select from pg_catalog.pg_extension where extname = 'pg_partman')
-        and exists (select from pg_catalog.pg_available_extensions where name = 'pg_partman') then
+    if not exists (select from pg_catalog.pg_extension where extname operator(pg_catalog.=) 'pg_partman')
+        and exists (select from pg_catalog.pg_available_extensions where name operator(pg_catalog.=) 'pg_partman') then
         create schema if not exists partman;
         create extension pg_partman schema partman;
     end if;

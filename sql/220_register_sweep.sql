@@ -9,8 +9,9 @@ begin
     if pgmq_jobs._cron_ready() then
         if not exists (
             select from cron.job as j
-            where j.jobname = 'pgmq_jobs_sweep' and j.schedule = '* * * * *'
-                and j.command = 'select pgmq_jobs.sweep()'
+            where j.jobname operator(pg_catalog.=) 'pgmq_jobs_sweep'
+                and j.schedule operator(pg_catalog.=) '* * * * *'
+                and j.command operator(pg_catalog.=) 'select pgmq_jobs.sweep()'
         ) then
             perform cron.schedule('pgmq_jobs_sweep', '* * * * *', 'select pgmq_jobs.sweep()');
         end if;
