@@ -26,6 +26,7 @@ declare
     workers_removed integer := 0;
     snapshots integer := 0;
     keys_expired integer := 0;
+    cancelled_purged integer := 0;
 begin
     if max_rows is null or max_rows < 1 or max_rows > 1000000 then
         raise exception 'max_rows must be between 1 and 1000000, got %', coalesce(max_rows::text, 'null')
@@ -102,6 +103,21 @@ begin
             get diagnostics n = row_count;
             dead_purged := dead_purged + n;
         end if;
+
+        -- ... and cancelled jobs older than keep_completed (kept as long as
+        -- completions), a walk of the (queue, cancelled_at) index.
+        execute $sql$
+            delete from pgmq_jobs.cancelled_jobs as c
+            where c.queue = $1 and c.job_id = any(array(
+                select c2.job_id from pgmq_jobs.cancelled_jobs as c2
+                where c2.queue = $1 and c2.cancelled_at < $2
+                order by c2.cancelled_at
+                limit $3
+            ))
+            $sql$
+        using s.queue, clock_timestamp() - s.keep_completed, max_rows;
+        get diagnostics n = row_count;
+        cancelled_purged := cancelled_purged + n;
 
         -- 3. This minute's gauges. Counts stop at count_cap so a sweep costs
         --    the same on a queue of a million (ordered by vt, so that they
@@ -215,6 +231,7 @@ begin
         'stale_workers', (select count(*) from pgmq_jobs.workers as w where w.status = 'stale'),
         'workers_forgotten', workers_removed,
         'dedupe_keys_expired', keys_expired,
+        'cancelled_deleted', cancelled_purged,
         'cron_runs_deleted', cron_runs,
         'ms', round(extract(epoch from clock_timestamp() - started)::numeric * 1000, 1)
     );
@@ -224,7 +241,7 @@ $$;
 comment on function pgmq_jobs.sweep(integer, interval, integer) is
 'Periodic maintenance (pg_cron runs it every minute as job pgmq_jobs_sweep): routes deliveries
 past max_attempts whose visibility timeout expired to the DLQ (reason expired); deletes
-completions older than keep_completed and dead letters older than dead_letter_retention; records
-this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history;
+completions and cancelled jobs older than keep_completed and dead letters older than
+dead_letter_retention; records this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history;
 deletes dedupe keys past their window; forgets workers gone for a week; trims cron.job_run_details older than cron_history. At most
 max_rows rows per queue and kind per run; never two sweeps at once. Returns a summary.';
