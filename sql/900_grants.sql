@@ -40,7 +40,9 @@ grant execute on function
     pgmq_jobs.release(text, bigint[], integer[]),
     pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean),
     pgmq_jobs.wait_for_jobs(text, text[], boolean),
-    pgmq_jobs.schema_info()
+    pgmq_jobs.schema_info(),
+    pgmq_jobs.snooze(text, bigint, integer, interval),
+    pgmq_jobs.job(text, bigint)
 to pgmq_jobs_worker;
 
 -- The admin may call every public (non-underscore) function and read every view.

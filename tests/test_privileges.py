@@ -50,6 +50,8 @@ WORKER_FUNCTIONS = {
     "heartbeat",
     "wait_for_jobs",
     "schema_info",
+    "job",
+    "snooze",
 }
 # Private helpers the admin needs: the schedules view reads pg_cron through _cron_job.
 ADMIN_PRIVATE = {"_cron_job"}
