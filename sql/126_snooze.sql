@@ -21,7 +21,7 @@ declare
 begin
     perform pgmq_jobs._check_delivery(job_id, attempt);
     perform pgmq_jobs._check_interval('by', snooze.by, interval '0', interval '3650 days');
-    execute format(
+    execute pg_catalog.format(
         $sql$
         update pgmq.%I as q
         set

@@ -24,7 +24,7 @@ declare
 begin
     perform pgmq_jobs._settings(queue);
     perform pgmq_jobs._check_job_ids(job_ids);
-    execute format(
+    execute pg_catalog.format(
         $sql$
         with gone as (
             delete from pgmq.%1$I as q

@@ -51,7 +51,7 @@ begin
     --    the earliest it may run once its group's head is gone. A delivery whose
     --    visibility timeout ran out shows that in its errors, as its next claim
     --    records it.
-    return query execute format(
+    return query execute pg_catalog.format(
         $sql$
         select
             q.msg_id,
@@ -79,7 +79,7 @@ begin
     end if;
 
     -- 2. Completed, in the archive (queues with keep_completed > 0).
-    return query execute format(
+    return query execute pg_catalog.format(
         $sql$
         select
             a.msg_id, 'completed'::text, a.read_ct,
@@ -122,14 +122,14 @@ begin
     -- 4. Dead, in the dead-letter queue: only for an id the queue has issued.
     --    A replayed dead letter left the dead-letter queue as a new job (with
     --    its own id), so the old id is found nowhere any more.
-    seq := pg_catalog.pg_get_serial_sequence(format('pgmq.%I', 'q_' || q_name), 'msg_id');
+    seq := pg_catalog.pg_get_serial_sequence(pg_catalog.format('pgmq.%I', 'q_' || q_name), 'msg_id');
     if seq is not null then
-        execute format('select case when is_called then last_value else 0 end from %s', seq) into last_id;
+        execute pg_catalog.format('select case when is_called then last_value else 0 end from %s', seq) into last_id;
         if id > last_id then
             return;
         end if;
     end if;
-    return query execute format(
+    return query execute pg_catalog.format(
         $sql$
         select
             $1, 'dead'::text,

@@ -32,7 +32,7 @@ begin
     visible_at := greatest(run_at, now_at);
     -- In flight: read_ct > 0, an open delivery and its visibility timeout
     -- running. Re-checked on the newest row version when a claim holds a row.
-    execute format(
+    execute pg_catalog.format(
         $sql$
         update pgmq.%1$I as q
         set

@@ -5,6 +5,7 @@ The SQL functions are called directly; the Python clients' bindings are tested w
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -646,6 +647,62 @@ def test_snooze_refuses_bad_input(conn: Connection, queue_name: str) -> None:
     with pytest.raises(psycopg.errors.UndefinedObject, match="unknown queue"):
         snooze(conn, f"{queue_name}_nope", job_id, 1, HOUR)
     assert queue_rows(conn, queue_name) == rows
+
+
+# ---------------------------------------------------------------- racing a claim
+
+
+def _blocked_on_a_lock(conn: Connection, pid: int) -> bool:
+    row = conn.execute(
+        "select wait_event_type = 'Lock' from pg_stat_activity where pid = %s", (pid,)
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _race_a_claim(
+    conn: Connection, connect: Callable[..., Connection], queue: str, call: Callable[..., int]
+) -> tuple[int, Any]:
+    """Claim the queue's job in an open transaction, run ``call(other_conn)`` in a thread
+    while the claim holds the row, commit the claim; return ``call``'s result and the job."""
+    claimer = connect()
+    other = connect(autocommit=True)
+    [held] = jobs.claim(claimer, queue)
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(call(other)))
+    thread.start()
+    wait_for(lambda: _blocked_on_a_lock(conn, other.info.backend_pid), what="the row lock")
+    claimer.commit()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and len(result) == 1
+    return result[0], held
+
+
+def test_cancel_waits_for_a_claim_and_cancels_its_delivery(
+    conn: Connection, connect: Callable[..., Connection], queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    job_id = jobs.enqueue(conn, queue_name, {})
+    cancelled, held = _race_a_claim(
+        conn, connect, queue_name, lambda other: cancel(other, queue_name, [job_id])
+    )
+    assert cancelled == 1
+    assert jobs.complete(conn, queue_name, [held]) == 0
+    info = job(conn, queue_name, job_id)
+    assert info is not None and (info["state"], info["attempt"]) == ("cancelled", 1)
+
+
+def test_reschedule_waits_for_a_claim_and_leaves_its_delivery_alone(
+    conn: Connection, connect: Callable[..., Connection], queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    job_id = jobs.enqueue(conn, queue_name, {})
+    later = db_now(conn) + timedelta(hours=5)
+    moved, held = _race_a_claim(
+        conn, connect, queue_name, lambda other: reschedule(other, queue_name, [job_id], later)
+    )
+    assert moved == 0
+    assert vt_of(conn, queue_name, job_id) == held.visible_until
+    assert jobs.complete(conn, queue_name, [held]) == 1
 
 
 # ---------------------------------------------------------------- roles and the sweep
