@@ -141,6 +141,8 @@ begin
             raise exception 'payload_schema must be a JSON Schema object, got %', jsonb_typeof(s.payload_schema)
                 using errcode = '22023';
         end if;
+        -- A schema refers to nothing outside itself: no file or network $ref.
+        perform pgmq_jobs._check_schema_refs(s.payload_schema);
         if pgmq_jobs._schema_validator() is null then
             raise exception 'cannot set a payload_schema: no JSON Schema validator is installed'
                 using errcode = '55000',
@@ -461,5 +463,21 @@ begin
         'execute', has_function_privilege(actor::name, fn, 'execute'),
         'function', pgmq_jobs._handler_name(fn)
     ));
+end
+$$;
+
+-- A job priority: -32768..32767 (a smallint, as claim orders by it).
+create or replace function pgmq_jobs._check_priority(priority integer, what text default 'priority')
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if priority is null or priority not between -32768 and 32767 then
+        raise exception '% must be an integer between -32768 and 32767, got %',
+            what, coalesce(priority::text, 'null')
+            using errcode = '22023';
+    end if;
 end
 $$;

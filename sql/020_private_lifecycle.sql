@@ -92,7 +92,9 @@ begin
         'died_at', clock_timestamp(),
         'replays', coalesce((headers ->> 'replays')::integer, 0),
         'max_attempts', headers -> 'max_attempts',
-        'group_key', headers -> 'group_key'
+        'group_key', headers -> 'group_key',
+        'priority', headers -> 'priority',
+        'dedupe_key', headers -> 'dedupe_key'
     );
 end
 $$;

@@ -1,51 +1,6 @@
 -- 100_create_queue.sql: create_queue, the PGMQ queue plus its dead-letter
 -- queue <queue>_dlq and its settings row.
 
--- Job payloads are readable only by the schema's owner and the roles the
--- project grants: PGMQ grants pg_monitor SELECT on every table it makes (its
--- default privileges in schema pgmq), so a monitoring role would read every
--- payload. Revoke that on a queue's tables (queue, archive, dead-letter queue
--- and its archive, and every partition of a partitioned one), and have
--- pg_partman give new partitions their parent's privileges (issue 18,
--- finding 7). sql/upgrades/0.1.0--0.2.0.sql does the same for older queues.
-create or replace function pgmq_jobs._revoke_monitor_read(queue text)
-returns void
-language plpgsql
-volatile
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    t record;
-    partman text := pgmq_jobs._partman_schema();
-begin
-    for t in
-        with recursive tables (oid) as (
-            select c.oid from pg_catalog.pg_class as c
-            where c.relnamespace = 'pgmq'::regnamespace
-                and c.relname = any(array[
-                    'q_' || queue, 'a_' || queue, 'q_' || queue || '_dlq', 'a_' || queue || '_dlq'
-                ])
-            union
-            select i.inhrelid from pg_catalog.pg_inherits as i
-            inner join tables on i.inhparent = tables.oid
-        )
-        select n.nspname, c.relname
-        from tables
-        inner join pg_catalog.pg_class as c on c.oid = tables.oid
-        inner join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
-    loop
-        execute format('revoke all on table %I.%I from pg_monitor', t.nspname, t.relname);
-    end loop;
-    if partman is not null then
-        execute format(
-            'update %I.part_config set inherit_privileges = true'
-            ' where parent_table = any($1) and not inherit_privileges',
-            partman
-        ) using array['pgmq.q_' || queue, 'pgmq.a_' || queue];
-    end if;
-end
-$$;
-
 create or replace function pgmq_jobs.create_queue(
     queue text,
     max_attempts integer default 5,
@@ -145,26 +100,7 @@ begin
         perform pgmq.create(queue);
     end if;
     perform pgmq.create(queue || '_dlq');
-    -- Deliveries that timed out or wait to retry (read_ct > 0): the sweep
-    -- finds stalled jobs through this small index, not by walking the queue.
-    execute format(
-        'create index if not exists %I on pgmq.%I (vt) where read_ct > 0',
-        'q_' || queue || '_delivered_vt', 'q_' || queue
-    );
-    -- Unique jobs: at most one unfinished job per dedupe key (no window). A
-    -- unique index cannot span partitions (it would need msg_id): there the
-    -- per-key advisory lock in enqueue alone keeps producers apart.
-    execute format(
-        $sql$create %s index if not exists %I on pgmq.%I ((headers ->> 'dedupe_key'))
-        where headers ? 'dedupe_key'$sql$,
-        case when s.partitioned then '' else 'unique' end, 'q_' || queue || '_dedupe', 'q_' || queue
-    );
-    -- Ordered groups: a group's jobs in enqueue order.
-    execute format(
-        $sql$create index if not exists %I on pgmq.%I ((headers ->> 'group_key'), msg_id)
-        where headers ? 'group_key'$sql$,
-        'q_' || queue || '_group', 'q_' || queue
-    );
+    perform pgmq_jobs._queue_indexes(queue, s.partitioned);
     perform pgmq_jobs._revoke_monitor_read(queue);
 
     s.created_at := now();

@@ -1,7 +1,5 @@
 -- 110_enqueue.sql: enqueue, add one job in the caller's transaction, with
--- optional unique key (dedupe) and ordered group.
-
-drop function if exists pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer);
+-- optional unique key (dedupe), ordered group and priority.
 
 create or replace function pgmq_jobs.enqueue(
     queue text,
@@ -11,7 +9,8 @@ create or replace function pgmq_jobs.enqueue(
     max_attempts integer default null,
     dedupe_key text default null,
     dedupe_window interval default null,
-    group_key text default null
+    group_key text default null,
+    priority integer default 0
 )
 returns bigint
 language plpgsql
@@ -62,7 +61,8 @@ begin
         visible_at := clock_timestamp() + delay;
     end if;
     if max_attempts is not null or dedupe_key is not null or dedupe_window is not null
-        or group_key is not null then
+        or group_key is not null or priority is distinct from 0 then
+        perform pgmq_jobs._check_priority(priority);
         if max_attempts is not null and (max_attempts < 1 or max_attempts > 1000) then
             raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
                 using errcode = '22023';
@@ -98,11 +98,14 @@ begin
     end if;
 
     -- Per-job options live in PGMQ's headers; a plain job has none.
-    if max_attempts is not null or dedupe_key is not null or group_key is not null then
+    if max_attempts is not null or dedupe_key is not null or group_key is not null
+        or priority <> 0 then
         headers := jsonb_strip_nulls(jsonb_build_object(
             'max_attempts', max_attempts,
             'dedupe_key', case when dedupe_window is null then dedupe_key end,
-            'group_key', group_key
+            'group_key', group_key,
+            -- Priority 0 is the absence of the key (the index reads it so).
+            'priority', nullif(priority, 0)
         ));
         if headers = '{}' then
             headers := null;
@@ -183,7 +186,7 @@ end
 $$;
 
 comment on function pgmq_jobs.enqueue(
-    text, jsonb, interval, timestamptz, integer, text, interval, text
+    text, jsonb, interval, timestamptz, integer, text, interval, text, integer
 ) is
 'Enqueue one job and return its id. Transactional with the caller: rolled back, it never
 existed. payload must be a JSON object within the queue''s size limit. delay (>= 0) or
@@ -192,4 +195,5 @@ overrides the queue''s for this job. dedupe_key: while an earlier job of the que
 key is unfinished (no dedupe_window), or was enqueued within dedupe_window, return its id and
 enqueue nothing; race-free under concurrent producers. group_key: jobs sharing it are
 delivered one at a time in enqueue order (a dead-lettered job releases the group); other
-keys run in parallel.';
+keys run in parallel. priority (-32768..32767, default 0): among ready jobs, claim takes the
+highest priority first, then the oldest visible.';

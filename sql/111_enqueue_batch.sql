@@ -1,7 +1,5 @@
 -- 111_enqueue_batch.sql: enqueue_batch, add many jobs in one statement.
 
-drop function if exists pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer);
-
 create or replace function pgmq_jobs.enqueue_batch(
     queue text,
     payloads jsonb[],
@@ -9,7 +7,8 @@ create or replace function pgmq_jobs.enqueue_batch(
     max_attempts integer default null,
     dedupe_keys text[] default null,
     dedupe_window interval default null,
-    group_keys text[] default null
+    group_keys text[] default null,
+    priorities integer[] default null
 )
 returns setof bigint
 language plpgsql
@@ -57,6 +56,17 @@ begin
         raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
             using errcode = '22023';
     end if;
+    if priorities is not null then
+        if array_ndims(priorities) > 1 or array_lower(priorities, 1) <> 1
+            or cardinality(priorities) <> cardinality(payloads) then
+            raise exception 'priorities must be a one-dimensional array indexed from 1 with one element per payload (% payloads)',
+                cardinality(payloads)
+                using errcode = '22023';
+        end if;
+        perform pgmq_jobs._check_priority(p, format('priorities[%s]', n))
+        from unnest(priorities) with ordinality as t (p, n)
+        where p is null or p not between -32768 and 32767;
+    end if;
     if dedupe_keys is not null or group_keys is not null then
         -- Keys are matched to payloads by position: a 2-D array or one not
         -- starting at 1 would pair them wrongly (and let duplicates through).
@@ -77,7 +87,7 @@ begin
         select pgmq_jobs.enqueue(
             queue, p.item, delay, null, max_attempts,
             dedupe_keys[p.n], case when dedupe_keys[p.n] is not null then dedupe_window end,
-            group_keys[p.n]
+            group_keys[p.n], coalesce(priorities[p.n], 0)
         )
         from unnest(payloads) with ordinality as p (item, n)
         order by p.n;
@@ -91,25 +101,44 @@ begin
     end if;
     -- The insert PGMQ's send_batch makes, without its layers of calls (as in
     -- enqueue); ids are drawn in input order, and returned in it.
+    if priorities is null then
+        return query execute format(
+            $sql$
+            insert into pgmq.%I (vt, message, headers)
+            select $1, p.item, $2 from unnest($3) with ordinality as p (item, n)
+            order by p.n
+            returning msg_id
+            $sql$,
+            'q_' || queue
+        ) using clock_timestamp() + coalesce(delay, interval '0'),
+            case when max_attempts is not null then jsonb_build_object('max_attempts', max_attempts) end,
+            payloads;
+        return;
+    end if;
+    -- Per-job priorities: each job's headers get its own (0: no key).
     return query execute format(
         $sql$
         insert into pgmq.%I (vt, message, headers)
-        select $1, p.item, $2 from unnest($3) with ordinality as p (item, n)
+        select
+            $1, p.item,
+            nullif(jsonb_strip_nulls(jsonb_build_object(
+                'max_attempts', $2, 'priority', nullif($4[p.n], 0)
+            )), '{}')
+        from unnest($3) with ordinality as p (item, n)
         order by p.n
         returning msg_id
         $sql$,
         'q_' || queue
-    ) using clock_timestamp() + coalesce(delay, interval '0'),
-        case when max_attempts is not null then jsonb_build_object('max_attempts', max_attempts) end,
-        payloads;
+    ) using clock_timestamp() + coalesce(delay, interval '0'), max_attempts, payloads, priorities;
 end
 $$;
 
 comment on function pgmq_jobs.enqueue_batch(
-    text, jsonb[], interval, integer, text[], interval, text[]
+    text, jsonb[], interval, integer, text[], interval, text[], integer[]
 ) is
 'Enqueue many jobs in one statement and return their ids in input order. Every element must
 be a JSON object within the size limit, or nothing is enqueued and the error names the
 first bad element (payloads[n], 1-based). An empty array enqueues nothing. dedupe_keys and
 group_keys (one element per payload, nulls allowed) apply enqueue''s unique-job and ordered
-group rules per item; a duplicate yields the earlier job''s id in its place.';
+group rules per item; a duplicate yields the earlier job''s id in its place. priorities (one
+element per payload, -32768..32767) give each job its priority (as enqueue''s priority).';

@@ -1,6 +1,7 @@
 -- 120_claim.sql: claim, take ready jobs with a visibility timeout.
 --
--- An index walk over the queue's vt index: only rows with vt <= now are
+-- An index walk over the queue's priority index, one priority at a time
+-- (a handful of probes), each by vt: only rows with vt <= now are
 -- visited, however many delayed or retry-scheduled jobs wait behind them
 -- (PGMQ's read orders by msg_id instead and scans those). "now" is a parameter,
 -- taken from the clock before each pass: compared with clock_timestamp()
@@ -51,8 +52,13 @@ begin
         end if;
     end if;
 
-    -- One statement claims the ready jobs: the oldest by visibility time, locked
-    -- by the subquery (skipping those another claim holds), updated by msg_id.
+    -- One statement claims the ready jobs: the highest priority first, within a
+    -- priority the oldest by visibility time; locked by the subquery (skipping
+    -- those another claim holds), updated by msg_id. The priorities present
+    -- are found by a skip scan of the priority index (one probe per distinct
+    -- priority: the recursive "levels"), and each priority's ready jobs by a
+    -- walk of that index that stops at the first job not visible yet, so
+    -- delayed and retrying jobs at any priority are never read.
     -- A job past its attempts (its worker died on the last one) is not
     -- delivered again: it keeps its vt and headers, and its read_ct goes one
     -- past its attempts only to tell it apart in the result; it is put back
@@ -80,12 +86,30 @@ begin
                     || jsonb_build_object('worker', $4::text)
             end
         where q.msg_id = any(array(
+            with recursive levels (priority) as (
+                select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
+                from pgmq.%1$I as l
+                union all
+                select (
+                    select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
+                    from pgmq.%1$I as l
+                    where coalesce((l.headers ->> 'priority')::smallint, 0::smallint) < levels.priority
+                )
+                from levels
+                where levels.priority is not null
+            )
             select r.msg_id
-            from pgmq.%1$I as r
-            where r.vt <= $5
-            order by r.vt
+            from levels
+            cross join lateral (
+                select r.msg_id
+                from pgmq.%1$I as r
+                where coalesce((r.headers ->> 'priority')::smallint, 0::smallint) = levels.priority
+                    and r.vt <= $5
+                order by r.vt
+                limit $1
+                for update skip locked
+            ) as r
             limit $1
-            for update skip locked
         ))
         returning
             q.msg_id as job_id,
@@ -128,5 +152,5 @@ comment on function pgmq_jobs.claim(text, integer, interval, text) is
 queue''s). attempt is the delivery''s fencing token for complete, fail and extend. A job
 whose attempts are used up (its worker died on the last one) goes to the dead-letter queue
 with reason expired instead of being returned. worker names the claimer in the job''s
-error history. Which jobs: the oldest ready ones by visibility time (the rows come back in
-no set order). With a concurrency limit it returns fewer jobs (or none) so that the queue never has more in flight.';
+error history. Which jobs: the ready ones of the highest priority first, and within a
+priority the oldest by visibility time (the rows come back in no set order). With a concurrency limit it returns fewer jobs (or none) so that the queue never has more in flight.';

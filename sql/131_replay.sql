@@ -35,7 +35,8 @@ begin
                     'first_enqueued_at', r.message -> 'enqueued_at',
                     'replays', coalesce((r.message ->> 'replays')::integer, 0) + 1,
                     'max_attempts', r.message -> 'max_attempts',
-                    'group_key', r.message -> 'group_key'
+                    'group_key', r.message -> 'group_key',
+                    'priority', r.message -> 'priority'
                 ))
             from revived as r
             order by r.msg_id
@@ -73,4 +74,5 @@ $$;
 comment on function pgmq_jobs.replay(text, bigint[]) is
 'Put dead letters (dead_ids from dead_letters; null = all) back into their queue as new jobs
 with a fresh attempt count. Returns how many were replayed; ids not in the dead-letter queue
-are ignored. The new job remembers its original job id and first enqueue time.';
+are ignored. The new job remembers its original job id and first enqueue time, and keeps its
+priority and group (not its dedupe key).';

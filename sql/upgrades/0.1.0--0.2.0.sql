@@ -80,53 +80,19 @@ alter table pgmq_jobs.alert_thresholds drop constraint if exists alert_threshold
 alter table pgmq_jobs.alert_thresholds add constraint alert_thresholds_threshold_check
 check (threshold operator(pg_catalog.>=) 0::double precision); -- noqa: LT01
 
--- Issue 18, finding 7: PGMQ granted pg_monitor SELECT on every table it made,
--- so a monitoring role could read every payload. create_queue now revokes it;
--- do the same for the queues created before 0.2.0 (queue, archive, DLQ and
--- its archive, every partition), and have pg_partman give new partitions
--- their parent's privileges.
-do $finding7$
-declare
-    s record;
-    t record;
-    partman text;
-begin
-    select n.nspname::text into partman
-    from pg_catalog.pg_extension as e
-    inner join pg_catalog.pg_namespace as n on n.oid operator(pg_catalog.=) e.extnamespace
-    where e.extname operator(pg_catalog.=) 'pg_partman';
-    for s in select qs.queue, qs.partitioned from pgmq_jobs.queue_settings as qs loop
-        for t in
-            with recursive tables (oid) as (
-                select c.oid from pg_catalog.pg_class as c
-                where c.relnamespace operator(pg_catalog.=) 'pgmq'::pg_catalog.regnamespace
-                    and c.relname operator(pg_catalog.=) any(array[
-                        pg_catalog.concat('q_', s.queue), pg_catalog.concat('a_', s.queue),
-                        pg_catalog.concat('q_', s.queue, '_dlq'), pg_catalog.concat('a_', s.queue, '_dlq')
-                    ]::pg_catalog.name[])
-                union
-                select i.inhrelid from pg_catalog.pg_inherits as i
-                inner join tables on i.inhparent operator(pg_catalog.=) tables.oid
-            )
-            select n.nspname, c.relname
-            from tables
-            inner join pg_catalog.pg_class as c on c.oid operator(pg_catalog.=) tables.oid
-            inner join pg_catalog.pg_namespace as n on n.oid operator(pg_catalog.=) c.relnamespace
-        loop
-            execute pg_catalog.format('revoke all on table %I.%I from pg_monitor', t.nspname, t.relname);
-        end loop;
-        if s.partitioned and partman is not null then
-            execute pg_catalog.format(
-                'update %I.part_config set inherit_privileges = true'
-                ' where parent_table operator(pg_catalog.=) any($1) and not inherit_privileges',
-                partman
-            ) using array[pg_catalog.concat('pgmq.q_', s.queue), pg_catalog.concat('pgmq.a_', s.queue)];
-        end if;
-    end loop;
-end
-$finding7$;
+-- Issue 18, finding 7 (pg_monitor no longer reads payloads) and issue 21
+-- (the priority index): the tables of queues created before 0.2.0 get their
+-- privileges and indexes from sql/890_queue_tables.sql, which runs after
+-- this step, for every queue, as create_queue does for a new one.
 
 -- Issue 18, finding 10: Supabase's security advisor reports every routine
 -- without a pinned search_path, and an aggregate cannot have one: the sweep
 -- now sums its histograms with the function pgmq_jobs._sum_buckets(jsonb).
 drop aggregate if exists pgmq_jobs._sum_buckets(bigint[]);
+
+-- Issue 21, priorities: enqueue and enqueue_batch gained a last argument
+-- (priority, priorities). Calls written for 0.1.0 keep working: the new
+-- argument has a default, so every 0.1.0 call (positional or named) resolves
+-- to the new signature.
+drop function if exists pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text);
+drop function if exists pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[]);

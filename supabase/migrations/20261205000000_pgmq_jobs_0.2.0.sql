@@ -56,6 +56,91 @@ $pgmq_jobs_prologue$;
 -- Columns are added at the end of their table, and sql/000_schema.sql
 -- declares them last too, so an upgraded table equals a fresh one.
 
+-- Issue 18, finding 9: audit rows record session_user beside the acting role.
+alter table pgmq_jobs.audit_log add column if not exists session_role text;
+
+-- Issue 18, findings 1 and 3: a queue's handler is bound by identity. The
+-- handler column now holds 'schema.fn(jsonb)' and handler_oid the function's
+-- oid; the checks moved out of _check_handler_trusted and _run_job takes the
+-- binding.
+alter table pgmq_jobs.queue_settings add column if not exists handler_oid oid;
+drop function if exists pgmq_jobs._check_handler_trusted(text);
+drop function if exists pgmq_jobs._run_job(text, text, pgmq_jobs.claimed_job);
+-- Existing handlers are bound to the function their name gives now (each
+-- binding audited); one that is gone stays unbound, and its jobs fail with an
+-- error saying to configure the handler again. (0.1.0 held 'schema.fn'.
+-- Plain operators: the step runs under search_path pg_catalog, pg_temp.)
+with found as (
+    select
+        qs.queue,
+        case
+            when qs.handler ~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$'
+                then pg_catalog.to_regprocedure(qs.handler || '(jsonb)')
+        end as fn
+    from pgmq_jobs.queue_settings as qs
+    where qs.handler_oid is null and qs.handler is not null
+),
+
+bound as (
+    update pgmq_jobs.queue_settings as qs
+    set handler_oid = p.oid,
+        handler = pg_catalog.format('%I.%I(jsonb)', n.nspname, p.proname)
+    from found as f
+    inner join pg_catalog.pg_proc as p on p.oid = f.fn
+    inner join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
+    where qs.queue = f.queue
+    returning qs.queue, qs.handler
+)
+
+insert into pgmq_jobs.audit_log (actor, queue, action, change, session_role)
+select
+    current_user,
+    b.queue,
+    'bind_handler',
+    pg_catalog.jsonb_build_object('handler', b.handler, 'by', 'upgrade from 0.1.0 to 0.2.0'),
+    session_user
+from bound as b;
+update pgmq_jobs.queue_settings as qs
+set handler = qs.handler || '(jsonb)'
+where qs.handler_oid is null
+    and qs.handler ~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$';
+
+-- Issue 18, finding 2: a CHECK constraint is bound when it is created, under
+-- that session's search_path; 0.1.0's threshold >= 0 (float8 >= int4, no
+-- exact match in pg_catalog) could have bound an operator planted in public.
+-- Re-create both checks of alert_thresholds with qualified operators, as
+-- sql/302_alert_thresholds.sql declares them (the views are re-created by
+-- re-applying sql/).
+alter table pgmq_jobs.alert_thresholds drop constraint if exists alert_thresholds_alert_check;
+alter table pgmq_jobs.alert_thresholds add constraint alert_thresholds_alert_check check (
+    alert operator(pg_catalog.=) any( -- noqa: LT01
+        array[
+            'queue_depth', 'dead_letters', 'low_throughput', 'stalled_workers', 'oldest_job_age',
+            'xmin_horizon', 'table_bloat', 'wraparound'
+        ]
+    )
+);
+alter table pgmq_jobs.alert_thresholds drop constraint if exists alert_thresholds_threshold_check;
+alter table pgmq_jobs.alert_thresholds add constraint alert_thresholds_threshold_check
+check (threshold operator(pg_catalog.>=) 0::double precision); -- noqa: LT01
+
+-- Issue 18, finding 7 (pg_monitor no longer reads payloads) and issue 21
+-- (the priority index): the tables of queues created before 0.2.0 get their
+-- privileges and indexes from sql/890_queue_tables.sql, which runs after
+-- this step, for every queue, as create_queue does for a new one.
+
+-- Issue 18, finding 10: Supabase's security advisor reports every routine
+-- without a pinned search_path, and an aggregate cannot have one: the sweep
+-- now sums its histograms with the function pgmq_jobs._sum_buckets(jsonb).
+drop aggregate if exists pgmq_jobs._sum_buckets(bigint[]);
+
+-- Issue 21, priorities: enqueue and enqueue_batch gained a last argument
+-- (priority, priorities). Calls written for 0.1.0 keep working: the new
+-- argument has a default, so every 0.1.0 call (positional or named) resolves
+-- to the new signature.
+drop function if exists pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text);
+drop function if exists pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[]);
+
 -- ======================================================================
 -- sql/000_schema.sql
 -- ======================================================================
@@ -70,13 +155,13 @@ comment on schema pgmq_jobs is
 --   grant pgmq_jobs_producer to app_user;
 do $roles$
 begin
-    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_producer') then
+    if not exists (select from pg_catalog.pg_roles where rolname operator(pg_catalog.=) 'pgmq_jobs_producer') then
         create role pgmq_jobs_producer nologin;
     end if;
-    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_worker') then
+    if not exists (select from pg_catalog.pg_roles where rolname operator(pg_catalog.=) 'pgmq_jobs_worker') then
         create role pgmq_jobs_worker nologin;
     end if;
-    if not exists (select from pg_catalog.pg_roles where rolname = 'pgmq_jobs_admin') then
+    if not exists (select from pg_catalog.pg_roles where rolname operator(pg_catalog.=) 'pgmq_jobs_admin') then
         create role pgmq_jobs_admin nologin;
     end if;
 end
@@ -111,7 +196,13 @@ create table if not exists pgmq_jobs.queue_settings (
     payload_schema jsonb,
     created_at timestamptz not null default pg_catalog.now(),
     updated_at timestamptz not null default pg_catalog.now(),
-    constraint queue_settings_jitter_check check (jitter in ('none', 'full', 'equal'))
+    -- The handler's identity (its pg_proc oid) when it was configured: process()
+    -- calls that function and no other. A plain oid, not regprocedure (reg*
+    -- columns in user tables block pg_upgrade).
+    handler_oid oid,
+    constraint queue_settings_jitter_check check (
+        jitter operator(pg_catalog.=) any(array['none', 'full', 'equal']) -- noqa: LT01
+    )
 );
 comment on table pgmq_jobs.queue_settings is
 'Per-queue settings of pgmq-jobs; change them with pgmq_jobs.configure_queue';
@@ -193,7 +284,10 @@ create table if not exists pgmq_jobs.audit_log (
     actor text not null,
     queue text,
     action text not null,
-    change jsonb not null default '{}'
+    change jsonb not null default '{}',
+    -- The session's login role (session_user) beside actor, which names the
+    -- SET ROLE role when there is one.
+    session_role text
 );
 create index if not exists audit_log_at_idx on pgmq_jobs.audit_log (at);
 comment on table pgmq_jobs.audit_log is
@@ -261,8 +355,8 @@ comment on type pgmq_jobs.dead_letter is
 
 do $extensions$
 begin
-    if not exists (select from pg_catalog.pg_extension where extname = 'pg_partman')
-        and exists (select from pg_catalog.pg_available_extensions where name = 'pg_partman') then
+    if not exists (select from pg_catalog.pg_extension where extname operator(pg_catalog.=) 'pg_partman')
+        and exists (select from pg_catalog.pg_available_extensions where name operator(pg_catalog.=) 'pg_partman') then
         create schema if not exists partman;
         create extension pg_partman schema partman;
     end if;
@@ -398,17 +492,8 @@ begin
     perform pgmq_jobs._check_interval(
         'keep_completed', s.keep_completed, interval '0', interval '3650 days'
     );
-    if s.handler is not null and s.handler !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$' then
-        raise exception 'handler % must be a schema-qualified lowercase name like app.fn',
-            quote_literal(s.handler)
-            using errcode = '22023';
-    end if;
-    if s.handler is not null and pg_catalog.to_regprocedure(s.handler || '(jsonb)') is null then
-        raise exception 'handler % is not a function taking (payload jsonb)', quote_literal(s.handler)
-            using errcode = '42883',
-            hint = 'Name it schema-qualified, e.g. app.send_email for app.send_email(jsonb).';
-    end if;
-    perform pgmq_jobs._check_handler_trusted(s.handler);
+    -- The handler is checked and bound by pgmq_jobs._handler_oid when it is
+    -- given (create_queue, configure_queue), and before every job it runs.
     if s.concurrency is not null and (s.concurrency < 0 or s.concurrency > 100000) then
         raise exception 'concurrency must be between 0 and 100000 (or null for no limit), got %',
             s.concurrency
@@ -424,6 +509,8 @@ begin
             raise exception 'payload_schema must be a JSON Schema object, got %', jsonb_typeof(s.payload_schema)
                 using errcode = '22023';
         end if;
+        -- A schema refers to nothing outside itself: no file or network $ref.
+        perform pgmq_jobs._check_schema_refs(s.payload_schema);
         if pgmq_jobs._schema_validator() is null then
             raise exception 'cannot set a payload_schema: no JSON Schema validator is installed'
                 using errcode = '55000',
@@ -589,33 +676,215 @@ begin
 end
 $$;
 
+
 -- Handlers run inside process(), which is SECURITY DEFINER: a handler must
--- not let whoever configures a queue run code as this schema's owner. Accept
--- a handler owned by that owner, or a SECURITY DEFINER one (it then runs as
--- its own owner). Checked when configured and again before each run.
-create or replace function pgmq_jobs._check_handler_trusted(handler text)
+-- not let whoever configures a queue run code as this schema's owner. The
+-- function fn may be a queue's handler when it is a plain function taking
+-- exactly one jsonb, not a temporary one (it would go with its session), and
+-- either owned by the owner of schema pgmq_jobs or SECURITY DEFINER (it then
+-- runs as its own owner). Checked when configured and before every job;
+-- handler names it in the errors.
+create or replace function pgmq_jobs._check_handler_proc(fn oid, handler text)
 returns void
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    fn regprocedure := pg_catalog.to_regprocedure(handler || '(jsonb)');
+    p record;
 begin
-    if handler is null or fn is null then
-        return;
+    select
+        pr.prokind, pr.pronargs, pr.proargtypes, pr.prosecdef, pr.proowner,
+        pr.pronamespace
+    into p
+    from pg_catalog.pg_proc as pr
+    where pr.oid = fn;
+    if not found then
+        raise exception 'handler % does not exist', quote_literal(handler)
+            using errcode = '42883';
     end if;
-    if not exists (
-        select from pg_catalog.pg_proc as p
-        where p.oid = fn
-            and (p.prosecdef or p.proowner = (
-                select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'pgmq_jobs'
-            ))
+    if p.prokind <> 'f' or p.pronargs <> 1
+        or p.proargtypes[0] <> 'pg_catalog.jsonb'::pg_catalog.regtype::oid then
+        raise exception 'handler % must be a function taking one jsonb', quote_literal(handler)
+            using errcode = '42883';
+    end if;
+    if p.pronamespace = pg_catalog.pg_my_temp_schema()
+        or pg_catalog.pg_is_other_temp_schema(p.pronamespace) then
+        raise exception 'handler % is a temporary function: a handler must outlive its session',
+            quote_literal(handler)
+            using errcode = '42501';
+    end if;
+    if not p.prosecdef and p.proowner <> (
+        select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'pgmq_jobs'
     ) then
         raise exception 'handler % must be owned by the owner of schema pgmq_jobs or be SECURITY DEFINER',
             quote_literal(handler)
             using errcode = '42501',
             hint = 'process() runs handlers with the privileges of the pgmq_jobs owner; a SECURITY DEFINER handler runs as its own owner instead.';
+    end if;
+end
+$$;
+
+-- The identity (pg_proc oid) of the handler given to create_queue or
+-- configure_queue as 'schema.fn' or 'schema.fn(jsonb)': resolved once, here,
+-- and called by that identity from then on. The configuring role (actor, as
+-- pgmq_jobs._actor() names it) must itself hold EXECUTE on the function:
+-- naming a function as a handler is no way around its grants.
+create or replace function pgmq_jobs._handler_oid(handler text, actor text)
+returns oid
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    fn oid;
+begin
+    if handler is null or handler !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*(\(jsonb\))?$' then
+        raise exception 'handler % must be a schema-qualified lowercase name like app.fn',
+            coalesce(quote_literal(handler), 'null')
+            using errcode = '22023';
+    end if;
+    fn := pg_catalog.to_regprocedure(regexp_replace(handler, '\(jsonb\)$', '') || '(jsonb)');
+    if fn is null then
+        raise exception 'handler % is not a function taking (payload jsonb)', quote_literal(handler)
+            using errcode = '42883',
+            hint = 'Name it schema-qualified, e.g. app.send_email for app.send_email(jsonb).';
+    end if;
+    perform pgmq_jobs._check_handler_proc(fn, handler);
+    if not pg_catalog.has_function_privilege(actor::name, fn, 'execute') then
+        raise exception 'role % may not execute %, so it cannot make it a queue''s handler',
+            quote_ident(actor), fn::regprocedure
+            using errcode = '42501',
+            hint = 'Its owner can grant execute on the function to that role first.';
+    end if;
+    return fn;
+end
+$$;
+
+-- The canonical name of the handler fn, as the handler column holds it:
+-- 'schema.fn(jsonb)', always schema-qualified.
+create or replace function pgmq_jobs._handler_name(fn oid)
+returns text
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select format('%I.%I(jsonb)', n.nspname, p.proname)
+    from pg_catalog.pg_proc as p
+    join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
+    where p.oid = fn
+$$;
+
+-- Before every job process() runs: the queue's handler is still the function
+-- bound when it was configured (handler names it, handler_oid is its
+-- identity) and still one a queue may run. A handler that was dropped,
+-- re-created or replaced by another function of its name fails the job, and
+-- so does every handler after a dump and restore (the restored function has
+-- a new identity): an admin binds it again with configure_queue.
+create or replace function pgmq_jobs._check_bound_handler(queue text, handler text, handler_oid oid)
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    bound boolean := false;
+begin
+    if handler is null then
+        raise exception 'queue % has no handler', quote_literal(queue)
+            using errcode = '55000',
+            hint = 'Set one with pgmq_jobs.configure_queue(queue, handler => ''schema.fn'').';
+    end if;
+    -- (to_regprocedure raises on a malformed name: only a canonical one gets there.)
+    if handler_oid is not null and handler ~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*\(jsonb\)$' then
+        bound := pg_catalog.to_regprocedure(handler) is not distinct from handler_oid;
+    end if;
+    if not bound then
+        raise exception 'handler % of queue % is not the function it was configured with: it was dropped or re-created since, or the database was restored from a dump',
+            quote_literal(handler), quote_literal(queue)
+            using errcode = '42883',
+            hint = format(
+                'Check the function, then bind it again: select pgmq_jobs.configure_queue(%L, handler => %L);',
+                queue, handler
+            );
+    end if;
+    perform pgmq_jobs._check_handler_proc(handler_oid, handler);
+end
+$$;
+
+-- What the audit row of a handler change records about the EXECUTE check
+-- that _handler_oid made: the role it checked and the outcome.
+create or replace function pgmq_jobs._handler_check_record(fn oid)
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    actor text := pgmq_jobs._actor();
+begin
+    if fn is null then
+        return '{}';
+    end if;
+    return jsonb_build_object('handler_check', jsonb_build_object(
+        'role', actor,
+        'execute', has_function_privilege(actor::name, fn, 'execute'),
+        'function', pgmq_jobs._handler_name(fn)
+    ));
+end
+$$;
+
+-- A job priority: -32768..32767 (a smallint, as claim orders by it).
+create or replace function pgmq_jobs._check_priority(priority integer, what text default 'priority')
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if priority is null or priority not between -32768 and 32767 then
+        raise exception '% must be an integer between -32768 and 32767, got %',
+            what, coalesce(priority::text, 'null')
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+-- ======================================================================
+-- sql/012_private_payload_schema.sql
+-- ======================================================================
+-- 012_private_payload_schema.sql: a queue's payload_schema refers to nothing
+-- outside itself. A JSON Schema validator resolves a "$ref" that names a file
+-- or a URL by reading that file or fetching that URL on the database server
+-- (and again at every enqueue); only references within the schema itself,
+-- those starting with '#', are accepted when a schema is configured.
+
+-- An error naming the first reference ($ref, $dynamicRef or $recursiveRef,
+-- at any depth) that does not start with '#'.
+create or replace function pgmq_jobs._check_schema_refs(schema jsonb)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    bad text;
+begin
+    select r.keyword || ' ' || (r.ref #>> '{}') into bad
+    from (
+        select '$ref' as keyword, jsonb_path_query(schema, 'lax $.**."$ref"') as ref
+        union all
+        select '$dynamicRef', jsonb_path_query(schema, 'lax $.**."$dynamicRef"')
+        union all
+        select '$recursiveRef', jsonb_path_query(schema, 'lax $.**."$recursiveRef"')
+    ) as r
+    where jsonb_typeof(r.ref) = 'string' and not starts_with(r.ref #>> '{}', '#')
+    limit 1;
+    if bad is not null then
+        raise exception 'payload_schema may refer only to itself: % is not a reference within the schema (one starting with #)',
+            quote_literal(left(bad, 200))
+            using errcode = '22023',
+            hint = 'Put the referenced schema under "$defs" and refer to it as "#/$defs/<name>".';
     end if;
 end
 $$;
@@ -717,7 +986,9 @@ begin
         'died_at', clock_timestamp(),
         'replays', coalesce((headers ->> 'replays')::integer, 0),
         'max_attempts', headers -> 'max_attempts',
-        'group_key', headers -> 'group_key'
+        'group_key', headers -> 'group_key',
+        'priority', headers -> 'priority',
+        'dedupe_key', headers -> 'dedupe_key'
     );
 end
 $$;
@@ -887,30 +1158,115 @@ as $$
     end
 $$;
 
-do $aggregate$
-begin
-    if pg_catalog.to_regprocedure('pgmq_jobs._sum_buckets(bigint[])') is null then
-        create aggregate pgmq_jobs._sum_buckets(bigint[]) (
-            sfunc = pgmq_jobs._add_buckets,
-            stype = bigint[]
-        );
-    end if;
-end
-$aggregate$;
+-- The element-wise sum of many histograms, given as the jsonb_agg of their
+-- arrays (nulls and different lengths tolerated), for the sweep's fold. A
+-- function rather than an aggregate over _add_buckets: an aggregate cannot pin
+-- its search_path, and Supabase's security advisor reports every routine that
+-- does not (issue 18, finding 10; the upgrade drops 0.1.0's aggregate
+-- _sum_buckets(bigint[])).
+create or replace function pgmq_jobs._sum_buckets(histograms jsonb)
+returns bigint[]
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select array_agg(t.total order by t.i)
+    from (
+        select b.i, sum(b.n::bigint) as total
+        from jsonb_array_elements(histograms) as h (a)
+        cross join lateral jsonb_array_elements_text(
+            case when jsonb_typeof(h.a) = 'array' then h.a else '[]' end
+        ) with ordinality as b (n, i)
+        group by b.i
+    ) as t
+$$;
 
 -- ======================================================================
 -- sql/020_private_lifecycle_run.sql
 -- ======================================================================
--- 020_private_lifecycle_run.sql: private helper that runs one claimed job
--- through a queue's SQL handler and reports its outcome.
+-- 020_private_lifecycle_run.sql: private helpers that run claimed jobs
+-- through a queue's SQL handler and report their outcome.
 
--- Run job through handler (schema.fn taking jsonb) in a subtransaction: its
--- effects commit with the completion, or roll back and the job fails with
--- the error text (and so retries with backoff, then dead-letters). SQLSTATE
+-- A temporary SQL function pg_temp.<random name>(jsonb) that calls the
+-- function handler_oid, and only that one: a SQL-standard body (begin atomic)
+-- is resolved once, when it is created, and records a dependency on what it
+-- calls. That dependency is checked here (the body must call handler_oid and
+-- nothing else), so a name that now resolves to another function (an
+-- anyelement overload in place of a dropped handler) never runs; and while the
+-- wrapper exists the handler cannot be dropped but with cascade, which drops
+-- the wrapper too. process() makes one per call and drops it when done.
+-- Returns the wrapper's oid, or null when none calling handler_oid could be
+-- made (each job's _check_bound_handler then says why).
+create or replace function pgmq_jobs._handler_wrapper(handler_oid oid)
+returns oid
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    target text;
+    wrapper text := 'pgmq_jobs_handler_' || md5(random()::text || clock_timestamp()::text);
+    w oid;
+begin
+    select format('%I.%I', n.nspname, p.proname) into target
+    from pg_catalog.pg_proc as p
+    join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
+    where p.oid = handler_oid;
+    if target is null then
+        return null;
+    end if;
+    begin
+        execute format(
+            'create function pg_temp.%I(payload pg_catalog.jsonb) returns void language sql'
+            ' set search_path = pg_catalog, pg_temp begin atomic select %s(payload); end',
+            wrapper, target
+        );
+    exception when others then
+        return null;
+    end;
+    w := pg_catalog.to_regprocedure(format('pg_temp.%I(pg_catalog.jsonb)', wrapper));
+    execute format('revoke all on function pg_temp.%I(pg_catalog.jsonb) from public', wrapper);
+    if w is null or array(
+        select d.refobjid from pg_catalog.pg_depend as d
+        where d.classid = 'pg_catalog.pg_proc'::regclass and d.objid = w
+            and d.refclassid = 'pg_catalog.pg_proc'::regclass
+    ) <> array[handler_oid] then
+        execute format('drop function if exists pg_temp.%I(pg_catalog.jsonb)', wrapper);
+        return null;
+    end if;
+    return w;
+end
+$$;
+
+-- Drop a wrapper made by _handler_wrapper, if it is still there.
+create or replace function pgmq_jobs._drop_handler_wrapper(wrapper oid)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    wrapper_name text;
+begin
+    select p.proname into wrapper_name
+    from pg_catalog.pg_proc as p
+    where p.oid = wrapper and p.pronamespace = pg_catalog.pg_my_temp_schema();
+    if wrapper_name is not null then
+        execute format('drop function pg_temp.%I(pg_catalog.jsonb)', wrapper_name);
+    end if;
+end
+$$;
+
+-- Run job through the queue's handler in a subtransaction: its effects
+-- commit with the completion, or roll back and the job fails with the error
+-- text (and so retries with backoff, then dead-letters). First the handler is
+-- checked to be still the function bound when it was configured
+-- (handler_oid) and trusted (_check_bound_handler); then it is called through
+-- wrapper (from _handler_wrapper for handler_oid), never by its name. SQLSTATE
 -- PJ001 from the handler means a permanent failure. Returns the outcome:
 -- completed, retry, dead or stale.
 create or replace function pgmq_jobs._run_job(
-    queue text, handler text, job pgmq_jobs.claimed_job
+    queue text, handler text, handler_oid oid, wrapper oid, job pgmq_jobs.claimed_job
 )
 returns text
 language plpgsql
@@ -918,27 +1274,41 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 declare
+    wrapper_name text;
     state text;
     message text;
     detail text;
+    hint text;
 begin
-    perform pgmq_jobs._check_handler_trusted(handler);
     begin
-        execute format('select %I.%I($1)', split_part(handler, '.', 1), split_part(handler, '.', 2))
-            using job.payload;
+        perform pgmq_jobs._check_bound_handler(queue, handler, handler_oid);
+        select p.proname into wrapper_name
+        from pg_catalog.pg_proc as p
+        where p.oid = wrapper and p.pronamespace = pg_catalog.pg_my_temp_schema();
+        if wrapper_name is null
+            or pg_catalog.to_regprocedure(format('pg_temp.%I(pg_catalog.jsonb)', wrapper_name))
+            is distinct from wrapper then
+            raise exception 'handler % of queue % cannot be called by the identity it was configured with',
+                quote_literal(handler), quote_literal(queue)
+                using errcode = '42883',
+                hint = 'Another function of its name may make a call with one jsonb ambiguous.';
+        end if;
+        execute format('select pg_temp.%I($1::pg_catalog.jsonb)', wrapper_name) using job.payload;
         return case
             when pgmq_jobs.complete(queue, array[job.job_id], array[job.attempt]) = 1 then 'completed'
             else 'stale'
         end;
     exception when others then
-        get stacked diagnostics state = returned_sqlstate, message = message_text, detail = pg_exception_detail;
+        get stacked diagnostics state = returned_sqlstate, message = message_text,
+            detail = pg_exception_detail, hint = pg_exception_hint;
     end;
     return (
         select f.outcome
         from pgmq_jobs.fail(
             queue, job.job_id, job.attempt,
-            format('%s (SQLSTATE %s)%s', message, state,
-                case when detail <> '' then E'\n' || detail else '' end),
+            format('%s (SQLSTATE %s)%s%s', message, state,
+                case when detail <> '' then E'\n' || detail else '' end,
+                case when hint <> '' then E'\n' || hint else '' end),
             permanent => state = 'PJ001'
         ) as f
     );
@@ -1064,6 +1434,13 @@ $$;
 -- 030_private_cron.sql: private helpers for pg_cron: is it here, which
 -- version, cron-expression validation, and idempotent job registration.
 -- pg_cron is optional: every helper checks for it at call time.
+--
+-- The project reads, changes and removes only the pg_cron jobs it created:
+-- their names start with pgmq_jobs_, and _cron_schedule, _cron_unschedule and
+-- _cron_job refuse any other name. User-named jobs live under sub-prefixes
+-- (pgmq_jobs_schedule_<name>, pgmq_jobs_invoke_<name>), so no user-given name
+-- reaches the system jobs (pgmq_jobs_sweep, pgmq_jobs_partman,
+-- pgmq_jobs_process_<queue>) either.
 
 -- pg_cron is installed in this database (it lives in cron.database_name only).
 create or replace function pgmq_jobs._cron_ready()
@@ -1209,7 +1586,44 @@ begin
 end
 $$;
 
--- Create or update a named pg_cron job (pg_cron upserts by name).
+-- An error unless job_name is one of the project's own pg_cron job names
+-- (pgmq_jobs_...): a foreign job is never read, changed or removed.
+create or replace function pgmq_jobs._check_cron_job_name(job_name text)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if job_name is null or not pg_catalog.starts_with(job_name, 'pgmq_jobs_') then
+        raise exception 'pg_cron job % is not one of pgmq_jobs'' own (their names start with pgmq_jobs_)',
+            coalesce(pg_catalog.quote_literal(pg_catalog.left(job_name, 80)), 'null')
+            using errcode = '42501';
+    end if;
+end
+$$;
+
+-- The pg_cron job name of an invoker schedule (schedule_invoker, and
+-- pgmq_jobs_plpy.schedule_invoke): pgmq_jobs_invoke_<name>, with name checked,
+-- so a caller's name never reaches another job of the project or a foreign one.
+create or replace function pgmq_jobs._invoke_job_name(name text)
+returns text
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- pg_cron job names are of type name (63 bytes); the prefix takes 17.
+    if name is null or name !~ '^[a-z0-9][a-z0-9_.-]{0,45}$' then
+        raise exception 'invalid invoke schedule name %: use 1 to 46 lowercase letters, digits, _ . - (the pg_cron job is named pgmq_jobs_invoke_<name>)',
+            coalesce(pg_catalog.quote_literal(pg_catalog.left(name, 80)), 'null')
+            using errcode = '22023';
+    end if;
+    return 'pgmq_jobs_invoke_' || name;
+end
+$$;
+
+-- Create or update one of the project's pg_cron jobs (pg_cron upserts by name).
 create or replace function pgmq_jobs._cron_schedule(job_name text, expr text, command text)
 returns bigint
 language plpgsql
@@ -1217,12 +1631,13 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 begin
+    perform pgmq_jobs._check_cron_job_name(job_name);
     perform pgmq_jobs._require_cron();
     return cron.schedule(job_name, expr, command);
 end
 $$;
 
--- Remove a named pg_cron job if it exists; true when one was removed.
+-- Remove one of the project's pg_cron jobs if it exists; true when one was removed.
 create or replace function pgmq_jobs._cron_unschedule(job_name text)
 returns boolean
 language plpgsql
@@ -1230,6 +1645,7 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 begin
+    perform pgmq_jobs._check_cron_job_name(job_name);
     if not pgmq_jobs._cron_ready() then
         return false;
     end if;
@@ -1240,9 +1656,11 @@ begin
 end
 $$;
 
--- The pg_cron job of a name with its last run, or nulls without pg_cron.
--- Security definer: pg_cron shows a role only its own jobs, and the
--- schedules view that calls this must show the owner's (granted to admin).
+-- One of the project's pg_cron jobs with its last run, or nulls without
+-- pg_cron; an error for any other name. Security definer: pg_cron shows a
+-- role only its own jobs, and the schedules view that calls this must show
+-- the owner's (granted to admin). The command of an invoker job is not shown:
+-- schedule_invoker writes the invoker's secret into it.
 create or replace function pgmq_jobs._cron_job(job_name text)
 returns table (
     jobid bigint, schedule text, command text, active boolean,
@@ -1254,11 +1672,15 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
+    perform pgmq_jobs._check_cron_job_name(job_name);
     if not pgmq_jobs._cron_ready() then
         return;
     end if;
     return query
-    select j.jobid, j.schedule, j.command, j.active, r.start_time, r.status, r.return_message
+    select
+        j.jobid, j.schedule,
+        case when not pg_catalog.starts_with(j.jobname, 'pgmq_jobs_invoke_') then j.command end,
+        j.active, r.start_time, r.status, r.return_message
     from cron.job as j
     left join lateral (
         select d.start_time, d.status, d.return_message
@@ -1427,8 +1849,8 @@ language sql
 volatile
 set search_path = pg_catalog, pg_temp
 as $$
-    insert into pgmq_jobs.audit_log (actor, queue, action, change)
-    values (pgmq_jobs._actor(), queue, action, coalesce(change, '{}'))
+    insert into pgmq_jobs.audit_log (actor, queue, action, change, session_role)
+    values (pgmq_jobs._actor(), queue, action, coalesce(change, '{}'), session_user::text)
 $$;
 
 -- The audit log is append-only, for its owner too.
@@ -1442,11 +1864,15 @@ begin
 end
 $$;
 
+-- A DO block is parsed under the installing session's search_path: every
+-- operator in it is schema-qualified (issue 18, finding 2; oid = regclass has
+-- no exact match in pg_catalog, so one planted in public would run here).
 do $trigger$
 begin
     if not exists (
         select from pg_catalog.pg_trigger
-        where tgname = 'audit_log_append_only' and tgrelid = 'pgmq_jobs.audit_log'::regclass
+        where tgname operator(pg_catalog.=) 'audit_log_append_only'
+            and tgrelid operator(pg_catalog.=) 'pgmq_jobs.audit_log'::pg_catalog.regclass
     ) then
         create trigger audit_log_append_only
         before update or delete or truncate on pgmq_jobs.audit_log
@@ -1579,6 +2005,190 @@ end
 $$;
 
 -- ======================================================================
+-- sql/055_private_queue_tables.sql
+-- ======================================================================
+-- 055_private_queue_tables.sql: what pgmq-jobs adds to the PGMQ tables of a
+-- queue: its indexes and its privileges. create_queue calls both helpers;
+-- sql/890_queue_tables.sql calls them for every existing queue on each
+-- install or upgrade, so a queue made by an earlier release gets what a new
+-- one has (an upgraded database equals a fresh one, pg_dump for pg_dump).
+
+-- The indexes of a queue's table beside PGMQ's own (msg_id, vt).
+create or replace function pgmq_jobs._queue_indexes(queue text, partitioned boolean)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- Deliveries that timed out or wait to retry (read_ct > 0): the sweep
+    -- finds stalled jobs through this small index, not by walking the queue.
+    execute format(
+        'create index if not exists %I on pgmq.%I (vt) where read_ct > 0',
+        'q_' || queue || '_delivered_vt', 'q_' || queue
+    );
+    -- Unique jobs: at most one unfinished job per dedupe key (no window). A
+    -- unique index cannot span partitions (it would need msg_id): there the
+    -- per-key advisory lock in enqueue alone keeps producers apart.
+    execute format(
+        $sql$create %s index if not exists %I on pgmq.%I ((headers ->> 'dedupe_key'))
+        where headers ? 'dedupe_key'$sql$,
+        case when partitioned then '' else 'unique' end, 'q_' || queue || '_dedupe', 'q_' || queue
+    );
+    -- Ordered groups: a group's jobs in enqueue order.
+    execute format(
+        $sql$create index if not exists %I on pgmq.%I ((headers ->> 'group_key'), msg_id)
+        where headers ? 'group_key'$sql$,
+        'q_' || queue || '_group', 'q_' || queue
+    );
+    -- Priorities: claim walks this index one priority at a time, highest
+    -- first, each by visibility time, so the jobs waiting for a later time at
+    -- any priority are never read (sql/120_claim.sql). A job's priority is
+    -- headers.priority, 0 when absent; the expression is written exactly so
+    -- in claim and job.
+    execute format(
+        $sql$create index if not exists %I on pgmq.%I
+        ((coalesce((headers ->> 'priority')::smallint, 0::smallint)), vt)$sql$,
+        'q_' || queue || '_priority_vt', 'q_' || queue
+    );
+    -- A dead letter by its job id (job() looks a dead job up so).
+    execute format(
+        $sql$create index if not exists %I on pgmq.%I ((message -> 'job_id'))$sql$,
+        'q_' || queue || '_dlq_job_id', 'q_' || queue || '_dlq'
+    );
+end
+$$;
+
+-- Job payloads are readable only by the schema's owner and the roles the
+-- project grants: PGMQ grants pg_monitor SELECT on every table it makes (its
+-- default privileges in schema pgmq), so a monitoring role would read every
+-- payload. Revoke that on a queue's tables (queue, archive, dead-letter queue
+-- and its archive, and every partition of a partitioned one), and have
+-- pg_partman give new partitions their parent's privileges (issue 18,
+-- finding 7). sql/890_queue_tables.sql does the same for older queues.
+create or replace function pgmq_jobs._revoke_monitor_read(queue text)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    t record;
+    partman text := pgmq_jobs._partman_schema();
+begin
+    for t in
+        with recursive tables (oid) as (
+            select c.oid from pg_catalog.pg_class as c
+            where c.relnamespace = 'pgmq'::regnamespace
+                and c.relname = any(array[
+                    'q_' || queue, 'a_' || queue, 'q_' || queue || '_dlq', 'a_' || queue || '_dlq'
+                ])
+            union
+            select i.inhrelid from pg_catalog.pg_inherits as i
+            inner join tables on i.inhparent = tables.oid
+        )
+        select n.nspname, c.relname
+        from tables
+        inner join pg_catalog.pg_class as c on c.oid = tables.oid
+        inner join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
+    loop
+        execute format('revoke all on table %I.%I from pg_monitor', t.nspname, t.relname);
+    end loop;
+    if partman is not null then
+        execute format(
+            'update %I.part_config set inherit_privileges = true'
+            ' where parent_table = any($1) and not inherit_privileges',
+            partman
+        ) using array['pgmq.q_' || queue, 'pgmq.a_' || queue];
+    end if;
+end
+$$;
+
+-- ======================================================================
+-- sql/060_private_job_control.sql
+-- ======================================================================
+-- 060_private_job_control.sql: the record of cancelled jobs and the states of
+-- a job in its queue, shared by cancel, job, reschedule and snooze.
+
+-- Jobs removed from their queue by cancel: what job() reports as state
+-- 'cancelled', with the job's payload, headers (error history, keys) and
+-- attempts at that moment. The sweep deletes rows older than the queue's
+-- keep_completed (a walk of the (queue, cancelled_at) index); dropping the
+-- queue deletes its rows (the foreign key), so a queue created again under
+-- the same name, whose job ids start over, never reports another one's.
+create table if not exists pgmq_jobs.cancelled_jobs (
+    queue text not null references pgmq_jobs.queue_settings (queue) on delete cascade,
+    job_id bigint not null,
+    payload jsonb,
+    headers jsonb,
+    attempt integer not null,
+    enqueued_at timestamptz not null,
+    -- The job's state when it was cancelled: waiting, delayed, in_flight,
+    -- retrying or parked.
+    state text not null,
+    cancelled_at timestamptz not null default pg_catalog.clock_timestamp(),
+    cancelled_by text not null,
+    primary key (queue, job_id)
+);
+create index if not exists cancelled_jobs_cancelled_at_idx
+on pgmq_jobs.cancelled_jobs (queue, cancelled_at);
+comment on table pgmq_jobs.cancelled_jobs is
+'Jobs cancelled with pgmq_jobs.cancel, kept as long as completions (keep_completed); read them with pgmq_jobs.job';
+
+-- The state of a job still in its queue table, from its row and the time now:
+--   parked    vt = 'infinity': a group member waiting behind its group's head
+--             (its own time is headers.run_at);
+--   waiting   never delivered (read_ct 0; a release or snooze of its only
+--             delivery undoes that delivery), visible now;
+--   delayed   never delivered, visible later (delay, run_at, reschedule,
+--             snooze of its first delivery);
+--   in_flight an open delivery (read_ct > 0, no failure recorded for attempt
+--             read_ct) whose visibility timeout is still running;
+--   retrying  delivered before and no delivery running: the last one failed,
+--             timed out without an outcome, or was snoozed after a failed one;
+--             it waits for its next delivery, whether its retry time has come
+--             (visible, not claimed yet) or not.
+create or replace function pgmq_jobs._job_state(
+    vt timestamptz, read_ct integer, headers jsonb, now timestamptz
+)
+returns text
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    return case
+        when vt = 'infinity' then 'parked'
+        when read_ct <= 0 and vt > now then 'delayed'
+        when read_ct <= 0 then 'waiting'
+        when vt > now and pgmq_jobs._open_delivery(headers, read_ct) then 'in_flight'
+        else 'retrying'
+    end;
+end
+$$;
+
+-- The checks of a list of job ids given to cancel and reschedule.
+create or replace function pgmq_jobs._check_job_ids(job_ids bigint[])
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if job_ids is null then
+        raise exception 'job_ids must not be null' using errcode = '22004';
+    end if;
+    if array_position(job_ids, null) is not null then
+        raise exception 'job_ids must not contain nulls' using errcode = '22004';
+    end if;
+    if cardinality(job_ids) > 100000 then
+        raise exception 'job_ids may hold at most 100000 ids, got %', cardinality(job_ids)
+            using errcode = '22023';
+    end if;
+end
+$$;
+
+-- ======================================================================
 -- sql/100_create_queue.sql
 -- ======================================================================
 -- 100_create_queue.sql: create_queue, the PGMQ queue plus its dead-letter
@@ -1624,7 +2234,11 @@ begin
     s.max_payload_bytes := max_payload_bytes;
     s.unlogged := coalesce(unlogged, false);
     s.notify := coalesce(notify, true);
-    s.handler := handler;
+    -- The handler is bound by identity now (and the caller must hold EXECUTE on it).
+    if handler is not null then
+        s.handler_oid := pgmq_jobs._handler_oid(handler, pgmq_jobs._actor());
+        s.handler := pgmq_jobs._handler_name(s.handler_oid);
+    end if;
     s.dead_letter_retention := dead_letter_retention;
     s.concurrency := concurrency;
     s.partitioned := coalesce(partitioned, false);
@@ -1679,33 +2293,16 @@ begin
         perform pgmq.create(queue);
     end if;
     perform pgmq.create(queue || '_dlq');
-    -- Deliveries that timed out or wait to retry (read_ct > 0): the sweep
-    -- finds stalled jobs through this small index, not by walking the queue.
-    execute format(
-        'create index if not exists %I on pgmq.%I (vt) where read_ct > 0',
-        'q_' || queue || '_delivered_vt', 'q_' || queue
-    );
-    -- Unique jobs: at most one unfinished job per dedupe key (no window). A
-    -- unique index cannot span partitions (it would need msg_id): there the
-    -- per-key advisory lock in enqueue alone keeps producers apart.
-    execute format(
-        $sql$create %s index if not exists %I on pgmq.%I ((headers ->> 'dedupe_key'))
-        where headers ? 'dedupe_key'$sql$,
-        case when s.partitioned then '' else 'unique' end, 'q_' || queue || '_dedupe', 'q_' || queue
-    );
-    -- Ordered groups: a group's jobs in enqueue order.
-    execute format(
-        $sql$create index if not exists %I on pgmq.%I ((headers ->> 'group_key'), msg_id)
-        where headers ? 'group_key'$sql$,
-        'q_' || queue || '_group', 'q_' || queue
-    );
+    perform pgmq_jobs._queue_indexes(queue, s.partitioned);
+    perform pgmq_jobs._revoke_monitor_read(queue);
 
     s.created_at := now();
     s.updated_at := now();
     insert into pgmq_jobs.queue_settings values (s.*);
     perform pgmq_jobs._sync_handler_job(queue);
     perform pgmq_jobs._sync_partman_job();
-    perform pgmq_jobs._audit(queue, 'create_queue', to_jsonb(s) - 'queue' - 'created_at' - 'updated_at');
+    perform pgmq_jobs._audit(queue, 'create_queue', to_jsonb(s) - 'queue' - 'created_at' - 'updated_at'
+        || pgmq_jobs._handler_check_record(s.handler_oid));
     return true;
 end
 $$;
@@ -1759,6 +2356,7 @@ as $$
 declare
     s pgmq_jobs.queue_settings;
     old pgmq_jobs.queue_settings;
+    changes jsonb;
 begin
     perform pgmq_jobs._settings(queue);
     select * into strict s from pgmq_jobs.queue_settings as qs
@@ -1775,7 +2373,15 @@ begin
     s.max_payload_bytes := coalesce(max_payload_bytes, s.max_payload_bytes);
     s.notify := coalesce(notify, s.notify);
     -- '' clears the handler / the retention ('0' means drop at once), null keeps it.
-    s.handler := case when handler = '' then null else coalesce(handler, s.handler) end;
+    -- A handler given is bound by identity now (the caller must hold EXECUTE on
+    -- it); giving the same one again binds it anew (after it was re-created).
+    if handler = '' then
+        s.handler := null;
+        s.handler_oid := null;
+    elsif handler is not null then
+        s.handler_oid := pgmq_jobs._handler_oid(handler, pgmq_jobs._actor());
+        s.handler := pgmq_jobs._handler_name(s.handler_oid);
+    end if;
     s.dead_letter_retention := coalesce(dead_letter_retention, s.dead_letter_retention);
     s.concurrency := case when concurrency = -1 then s.concurrency else concurrency end;
     s.payload_schema := case
@@ -1783,6 +2389,16 @@ begin
         else coalesce(payload_schema, s.payload_schema)
     end;
     perform pgmq_jobs._check_settings(s);
+    select coalesce(jsonb_object_agg(n.key, jsonb_build_object('from', o.value, 'to', n.value)), '{}')
+    into changes
+    from jsonb_each(to_jsonb(s)) as n
+    join jsonb_each(to_jsonb(old)) as o on o.key = n.key
+    where n.value is distinct from o.value and n.key <> 'updated_at';
+    -- Nothing changes: nothing is written, nothing audited.
+    if changes = '{}' then
+        perform pgmq_jobs._sync_handler_job(queue);
+        return old;
+    end if;
     s.updated_at := now();
     update pgmq_jobs.queue_settings as qs set
         max_attempts = s.max_attempts,
@@ -1798,15 +2414,13 @@ begin
         dead_letter_retention = s.dead_letter_retention,
         concurrency = s.concurrency,
         payload_schema = s.payload_schema,
-        updated_at = s.updated_at
+        updated_at = s.updated_at,
+        handler_oid = s.handler_oid
     where qs.queue = configure_queue.queue;
     perform pgmq_jobs._sync_handler_job(queue);
-    perform pgmq_jobs._audit(queue, 'configure_queue', (
-        select coalesce(jsonb_object_agg(n.key, jsonb_build_object('from', o.value, 'to', n.value)), '{}')
-        from jsonb_each(to_jsonb(s)) as n
-        join jsonb_each(to_jsonb(old)) as o on o.key = n.key
-        where n.value is distinct from o.value and n.key <> 'updated_at'
-    ));
+    perform pgmq_jobs._audit(queue, 'configure_queue', changes || case
+        when handler <> '' then pgmq_jobs._handler_check_record(s.handler_oid) else '{}'::jsonb
+    end);
     return s;
 end
 $$;
@@ -1821,7 +2435,10 @@ failures from now on (jobs already waiting keep the delay they were given). hand
 removes the queue''s SQL handler (and its pg_cron job). concurrency: a limit on jobs in
 flight (0 pauses the queue), null removes the limit, omitted keeps it. payload_schema: a JSON
 Schema every enqueued payload must satisfy (needs PL/Python support or pg_jsonschema; the
-JSON null removes it). Every change is recorded in the audit view.';
+JSON null removes it). handler => ''schema.fn'': a function taking one jsonb that the caller
+may execute, bound by identity now; name it again to bind it anew once it was re-created (or
+after a dump and restore). Every change is recorded in the audit view (a call that changes
+nothing writes nothing).';
 
 -- ======================================================================
 -- sql/102_drop_queue.sql
@@ -1867,10 +2484,17 @@ handler''s pg_cron job. Unknown queue: an error.';
 -- ======================================================================
 -- 103_queues.sql: view queues, every queue with its settings.
 
+-- Every operator and function below is schema-qualified (operator(pg_catalog.=),
+-- pg_catalog.format(...)): a view is bound when it is created, under the
+-- search_path of that session, and an exact-match overload planted in any
+-- schema of that path would otherwise be bound into it for good and run with
+-- the view owner's rights (issue 18, finding 2). sqlfluff misreads
+-- operator(pg_catalog.>=), hence the LT01 exemption.
+-- noqa: disable=LT01
 create or replace view pgmq_jobs.queues as
 select
     qs.queue,
-    qs.queue || '_dlq' as dead_letter_queue,
+    qs.queue operator(pg_catalog.||) '_dlq' as dead_letter_queue,
     qs.max_attempts,
     qs.visibility_timeout,
     qs.retry_base,
@@ -1878,7 +2502,7 @@ select
     qs.retry_factor,
     qs.jitter,
     qs.keep_completed,
-    case when qs.keep_completed = interval '0' then 'delete' else 'archive' end as on_complete,
+    case when qs.keep_completed operator(pg_catalog.=) interval '0' then 'delete' else 'archive' end as on_complete,
     qs.max_payload_bytes,
     qs.unlogged,
     qs.notify,
@@ -1892,6 +2516,7 @@ select
     qs.created_at,
     qs.updated_at
 from pgmq_jobs.queue_settings as qs;
+-- noqa: enable=LT01
 
 comment on view pgmq_jobs.queues is
 'Every pgmq-jobs queue with its retry policy and limits';
@@ -1900,9 +2525,7 @@ comment on view pgmq_jobs.queues is
 -- sql/110_enqueue.sql
 -- ======================================================================
 -- 110_enqueue.sql: enqueue, add one job in the caller's transaction, with
--- optional unique key (dedupe) and ordered group.
-
-drop function if exists pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer);
+-- optional unique key (dedupe), ordered group and priority.
 
 create or replace function pgmq_jobs.enqueue(
     queue text,
@@ -1912,7 +2535,8 @@ create or replace function pgmq_jobs.enqueue(
     max_attempts integer default null,
     dedupe_key text default null,
     dedupe_window interval default null,
-    group_key text default null
+    group_key text default null,
+    priority integer default 0
 )
 returns bigint
 language plpgsql
@@ -1954,7 +2578,8 @@ begin
         if not isfinite(run_at) then
             raise exception 'run_at must be a finite time, got %', run_at using errcode = '22023';
         end if;
-        visible_at := run_at;
+        -- A time in the past means now: it must not jump ahead of ready jobs.
+        visible_at := greatest(run_at, clock_timestamp());
     elsif delay is null or delay = interval '0' then
         visible_at := clock_timestamp();
     else
@@ -1962,7 +2587,8 @@ begin
         visible_at := clock_timestamp() + delay;
     end if;
     if max_attempts is not null or dedupe_key is not null or dedupe_window is not null
-        or group_key is not null then
+        or group_key is not null or priority is distinct from 0 then
+        perform pgmq_jobs._check_priority(priority);
         if max_attempts is not null and (max_attempts < 1 or max_attempts > 1000) then
             raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
                 using errcode = '22023';
@@ -1998,11 +2624,14 @@ begin
     end if;
 
     -- Per-job options live in PGMQ's headers; a plain job has none.
-    if max_attempts is not null or dedupe_key is not null or group_key is not null then
+    if max_attempts is not null or dedupe_key is not null or group_key is not null
+        or priority <> 0 then
         headers := jsonb_strip_nulls(jsonb_build_object(
             'max_attempts', max_attempts,
             'dedupe_key', case when dedupe_window is null then dedupe_key end,
-            'group_key', group_key
+            'group_key', group_key,
+            -- Priority 0 is the absence of the key (the index reads it so).
+            'priority', nullif(priority, 0)
         ));
         if headers = '{}' then
             headers := null;
@@ -2083,22 +2712,22 @@ end
 $$;
 
 comment on function pgmq_jobs.enqueue(
-    text, jsonb, interval, timestamptz, integer, text, interval, text
+    text, jsonb, interval, timestamptz, integer, text, interval, text, integer
 ) is
 'Enqueue one job and return its id. Transactional with the caller: rolled back, it never
 existed. payload must be a JSON object within the queue''s size limit. delay (>= 0) or
-run_at (not both) make it visible later; max_attempts overrides the queue''s for this job.
-dedupe_key: while an earlier job of the queue with that key is unfinished (no dedupe_window),
-or was enqueued within dedupe_window, return its id and enqueue nothing; race-free under
-concurrent producers. group_key: jobs sharing it are delivered one at a time in enqueue
-order (a dead-lettered job releases the group); other keys run in parallel.';
+run_at (not both; a run_at in the past means now) make it visible later; max_attempts
+overrides the queue''s for this job. dedupe_key: while an earlier job of the queue with that
+key is unfinished (no dedupe_window), or was enqueued within dedupe_window, return its id and
+enqueue nothing; race-free under concurrent producers. group_key: jobs sharing it are
+delivered one at a time in enqueue order (a dead-lettered job releases the group); other
+keys run in parallel. priority (-32768..32767, default 0): among ready jobs, claim takes the
+highest priority first, then the oldest visible.';
 
 -- ======================================================================
 -- sql/111_enqueue_batch.sql
 -- ======================================================================
 -- 111_enqueue_batch.sql: enqueue_batch, add many jobs in one statement.
-
-drop function if exists pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer);
 
 create or replace function pgmq_jobs.enqueue_batch(
     queue text,
@@ -2107,7 +2736,8 @@ create or replace function pgmq_jobs.enqueue_batch(
     max_attempts integer default null,
     dedupe_keys text[] default null,
     dedupe_window interval default null,
-    group_keys text[] default null
+    group_keys text[] default null,
+    priorities integer[] default null
 )
 returns setof bigint
 language plpgsql
@@ -2155,7 +2785,25 @@ begin
         raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
             using errcode = '22023';
     end if;
+    if priorities is not null then
+        if array_ndims(priorities) > 1 or array_lower(priorities, 1) <> 1
+            or cardinality(priorities) <> cardinality(payloads) then
+            raise exception 'priorities must be a one-dimensional array indexed from 1 with one element per payload (% payloads)',
+                cardinality(payloads)
+                using errcode = '22023';
+        end if;
+        perform pgmq_jobs._check_priority(p, format('priorities[%s]', n))
+        from unnest(priorities) with ordinality as t (p, n)
+        where p is null or p not between -32768 and 32767;
+    end if;
     if dedupe_keys is not null or group_keys is not null then
+        -- Keys are matched to payloads by position: a 2-D array or one not
+        -- starting at 1 would pair them wrongly (and let duplicates through).
+        if array_ndims(dedupe_keys) > 1 or array_ndims(group_keys) > 1
+            or array_lower(dedupe_keys, 1) <> 1 or array_lower(group_keys, 1) <> 1 then
+            raise exception 'dedupe_keys and group_keys must be one-dimensional arrays indexed from 1'
+                using errcode = '22023';
+        end if;
         -- Per-item keys: each job goes through enqueue's dedupe and group rules,
         -- in order, in this one transaction (a duplicate returns the earlier id).
         if cardinality(coalesce(dedupe_keys, payloads::text[])) <> cardinality(payloads)
@@ -2168,7 +2816,7 @@ begin
         select pgmq_jobs.enqueue(
             queue, p.item, delay, null, max_attempts,
             dedupe_keys[p.n], case when dedupe_keys[p.n] is not null then dedupe_window end,
-            group_keys[p.n]
+            group_keys[p.n], coalesce(priorities[p.n], 0)
         )
         from unnest(payloads) with ordinality as p (item, n)
         order by p.n;
@@ -2182,35 +2830,55 @@ begin
     end if;
     -- The insert PGMQ's send_batch makes, without its layers of calls (as in
     -- enqueue); ids are drawn in input order, and returned in it.
+    if priorities is null then
+        return query execute format(
+            $sql$
+            insert into pgmq.%I (vt, message, headers)
+            select $1, p.item, $2 from unnest($3) with ordinality as p (item, n)
+            order by p.n
+            returning msg_id
+            $sql$,
+            'q_' || queue
+        ) using clock_timestamp() + coalesce(delay, interval '0'),
+            case when max_attempts is not null then jsonb_build_object('max_attempts', max_attempts) end,
+            payloads;
+        return;
+    end if;
+    -- Per-job priorities: each job's headers get its own (0: no key).
     return query execute format(
         $sql$
         insert into pgmq.%I (vt, message, headers)
-        select $1, p.item, $2 from unnest($3) with ordinality as p (item, n)
+        select
+            $1, p.item,
+            nullif(jsonb_strip_nulls(jsonb_build_object(
+                'max_attempts', $2, 'priority', nullif($4[p.n], 0)
+            )), '{}')
+        from unnest($3) with ordinality as p (item, n)
         order by p.n
         returning msg_id
         $sql$,
         'q_' || queue
-    ) using clock_timestamp() + coalesce(delay, interval '0'),
-        case when max_attempts is not null then jsonb_build_object('max_attempts', max_attempts) end,
-        payloads;
+    ) using clock_timestamp() + coalesce(delay, interval '0'), max_attempts, payloads, priorities;
 end
 $$;
 
 comment on function pgmq_jobs.enqueue_batch(
-    text, jsonb[], interval, integer, text[], interval, text[]
+    text, jsonb[], interval, integer, text[], interval, text[], integer[]
 ) is
 'Enqueue many jobs in one statement and return their ids in input order. Every element must
 be a JSON object within the size limit, or nothing is enqueued and the error names the
 first bad element (payloads[n], 1-based). An empty array enqueues nothing. dedupe_keys and
 group_keys (one element per payload, nulls allowed) apply enqueue''s unique-job and ordered
-group rules per item; a duplicate yields the earlier job''s id in its place.';
+group rules per item; a duplicate yields the earlier job''s id in its place. priorities (one
+element per payload, -32768..32767) give each job its priority (as enqueue''s priority).';
 
 -- ======================================================================
 -- sql/120_claim.sql
 -- ======================================================================
 -- 120_claim.sql: claim, take ready jobs with a visibility timeout.
 --
--- An index walk over the queue's vt index: only rows with vt <= now are
+-- An index walk over the queue's priority index, one priority at a time
+-- (a handful of probes), each by vt: only rows with vt <= now are
 -- visited, however many delayed or retry-scheduled jobs wait behind them
 -- (PGMQ's read orders by msg_id instead and scans those). "now" is a parameter,
 -- taken from the clock before each pass: compared with clock_timestamp()
@@ -2261,8 +2929,13 @@ begin
         end if;
     end if;
 
-    -- One statement claims the ready jobs: the oldest by visibility time, locked
-    -- by the subquery (skipping those another claim holds), updated by msg_id.
+    -- One statement claims the ready jobs: the highest priority first, within a
+    -- priority the oldest by visibility time; locked by the subquery (skipping
+    -- those another claim holds), updated by msg_id. The priorities present
+    -- are found by a skip scan of the priority index (one probe per distinct
+    -- priority: the recursive "levels"), and each priority's ready jobs by a
+    -- walk of that index that stops at the first job not visible yet, so
+    -- delayed and retrying jobs at any priority are never read.
     -- A job past its attempts (its worker died on the last one) is not
     -- delivered again: it keeps its vt and headers, and its read_ct goes one
     -- past its attempts only to tell it apart in the result; it is put back
@@ -2290,12 +2963,30 @@ begin
                     || jsonb_build_object('worker', $4::text)
             end
         where q.msg_id = any(array(
+            with recursive levels (priority) as (
+                select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
+                from pgmq.%1$I as l
+                union all
+                select (
+                    select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
+                    from pgmq.%1$I as l
+                    where coalesce((l.headers ->> 'priority')::smallint, 0::smallint) < levels.priority
+                )
+                from levels
+                where levels.priority is not null
+            )
             select r.msg_id
-            from pgmq.%1$I as r
-            where r.vt <= $5
-            order by r.vt
+            from levels
+            cross join lateral (
+                select r.msg_id
+                from pgmq.%1$I as r
+                where coalesce((r.headers ->> 'priority')::smallint, 0::smallint) = levels.priority
+                    and r.vt <= $5
+                order by r.vt
+                limit $1
+                for update skip locked
+            ) as r
             limit $1
-            for update skip locked
         ))
         returning
             q.msg_id as job_id,
@@ -2338,8 +3029,8 @@ comment on function pgmq_jobs.claim(text, integer, interval, text) is
 queue''s). attempt is the delivery''s fencing token for complete, fail and extend. A job
 whose attempts are used up (its worker died on the last one) goes to the dead-letter queue
 with reason expired instead of being returned. worker names the claimer in the job''s
-error history. Which jobs: the oldest ready ones by visibility time (the rows come back in
-no set order). With a concurrency limit it returns fewer jobs (or none) so that the queue never has more in flight.';
+error history. Which jobs: the ready ones of the highest priority first, and within a
+priority the oldest by visibility time (the rows come back in no set order). With a concurrency limit it returns fewer jobs (or none) so that the queue never has more in flight.';
 
 -- ======================================================================
 -- sql/121_complete.sql
@@ -2645,6 +3336,62 @@ dead or stale, as fail reports it. A job_id the queue never issued, or one given
 error and nothing is applied.';
 
 -- ======================================================================
+-- sql/126_snooze.sql
+-- ======================================================================
+-- 126_snooze.sql: snooze, a handler's "not yet".
+--
+-- The worker ends its delivery and the job comes back after "by" without
+-- using up an attempt: as release does, the claim is undone (read_ct goes
+-- back by one, so the next delivery gets the same attempt number), but the
+-- job becomes visible only at now + by, behind the jobs ready by then. Fenced
+-- like extend: only the open delivery the worker was given, so a stale snooze
+-- changes nothing and returns null; a second snooze of the same delivery is
+-- stale too.
+
+create or replace function pgmq_jobs.snooze(queue text, job_id bigint, attempt integer, by interval)
+returns timestamptz
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    visible_at timestamptz;
+begin
+    perform pgmq_jobs._check_delivery(job_id, attempt);
+    perform pgmq_jobs._check_interval('by', snooze.by, interval '0', interval '3650 days');
+    execute pg_catalog.format(
+        $sql$
+        update pgmq.%I as q
+        set
+            vt = clock_timestamp() + $3,
+            read_ct = q.read_ct - 1,
+            headers = q.headers - 'worker'
+        where q.msg_id = $1 and q.read_ct = $2
+            and %2$s
+        returning q.vt
+        $sql$,
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
+    ) into visible_at using job_id, attempt, snooze.by;
+    if visible_at is null then
+        perform pgmq_jobs._check_job_issued(queue, job_id);
+    elsif snooze.by = interval '0' then
+        perform pgmq_jobs._wake(queue, s.notify);
+    end if;
+    return visible_at;
+end
+$$;
+
+comment on function pgmq_jobs.snooze(text, bigint, integer, interval) is
+'End a delivery and bring the job back after "by" (0 to 3650 days) without using up an attempt:
+the next delivery gets the same attempt number. Only the delivery the worker was given:
+returns the time the job becomes visible again, or null when the delivery is stale (the job
+was redelivered, snoozed, finished, cancelled or dead-lettered), which changes nothing. A job
+of an ordered group stays its group''s head meanwhile. A job_id the queue never issued is an
+error.';
+
+-- ======================================================================
 -- sql/130_dead_letters.sql
 -- ======================================================================
 -- 130_dead_letters.sql: dead_letters, inspect a queue's dead-letter queue.
@@ -2747,7 +3494,8 @@ begin
                     'first_enqueued_at', r.message -> 'enqueued_at',
                     'replays', coalesce((r.message ->> 'replays')::integer, 0) + 1,
                     'max_attempts', r.message -> 'max_attempts',
-                    'group_key', r.message -> 'group_key'
+                    'group_key', r.message -> 'group_key',
+                    'priority', r.message -> 'priority'
                 ))
             from revived as r
             order by r.msg_id
@@ -2785,7 +3533,8 @@ $$;
 comment on function pgmq_jobs.replay(text, bigint[]) is
 'Put dead letters (dead_ids from dead_letters; null = all) back into their queue as new jobs
 with a fresh attempt count. Returns how many were replayed; ids not in the dead-letter queue
-are ignored. The new job remembers its original job id and first enqueue time.';
+are ignored. The new job remembers its original job id and first enqueue time, and keeps its
+priority and group (not its dedupe key).';
 
 -- ======================================================================
 -- sql/132_purge_dead_letters.sql
@@ -2887,6 +3636,346 @@ far, payload, every error with its time, and when the next attempt may run (or, 
 retried, until when the current delivery is hidden). Newest first, at most lim.';
 
 -- ======================================================================
+-- sql/134_cancel.sql
+-- ======================================================================
+-- 134_cancel.sql: cancel, take jobs out of their queue for good.
+--
+-- One statement deletes the jobs from the queue table and records them in
+-- pgmq_jobs.cancelled_jobs (not in the dead-letter queue): a job that is
+-- waiting, delayed, retrying or parked, and one in flight too. An in-flight
+-- job's worker then finds its delivery gone: complete counts 0, fail says
+-- stale and extend returns null (the fence of every outcome call is the row
+-- itself), which the worker turns into ctx.cancelled for a cooperative
+-- handler. A concurrent claim that holds a row makes the delete wait and then
+-- cancel the delivery it made. Dedupe keys: an unwindowed key lives on the
+-- queue row, so it is free at once; a windowed key (pgmq_jobs.dedupe_keys)
+-- stays until its window ends, as it does for a completed job.
+
+create or replace function pgmq_jobs.cancel(queue text, job_ids bigint[])
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    cancelled integer;
+    groups text[];
+begin
+    perform pgmq_jobs._settings(queue);
+    perform pgmq_jobs._check_job_ids(job_ids);
+    execute pg_catalog.format(
+        $sql$
+        with gone as (
+            delete from pgmq.%1$I as q
+            where q.msg_id = any($1)
+            returning q.msg_id, q.read_ct, q.enqueued_at, q.vt, q.message, q.headers
+        ),
+        recorded as (
+            insert into pgmq_jobs.cancelled_jobs as c (
+                queue, job_id, payload, headers, attempt, enqueued_at, state, cancelled_at, cancelled_by
+            )
+            select
+                $2, g.msg_id, g.message,
+                -- A delivery that had timed out keeps that in its history, as its
+                -- next claim would have recorded it.
+                case when g.vt <= $3 then pgmq_jobs._timed_out(g.headers, g.read_ct, g.vt) else g.headers end,
+                g.read_ct, g.enqueued_at, pgmq_jobs._job_state(g.vt, g.read_ct, g.headers, $3),
+                clock_timestamp(), $4
+            from gone as g
+            on conflict on constraint cancelled_jobs_pkey do update set
+                payload = excluded.payload,
+                headers = excluded.headers,
+                attempt = excluded.attempt,
+                enqueued_at = excluded.enqueued_at,
+                state = excluded.state,
+                cancelled_at = excluded.cancelled_at,
+                cancelled_by = excluded.cancelled_by
+        )
+        select count(*), array_agg(g.headers ->> 'group_key') filter (where g.headers ? 'group_key')
+        from gone as g
+        $sql$,
+        'q_' || queue
+    ) into cancelled, groups using job_ids, queue, clock_timestamp(), pgmq_jobs._actor();
+    -- A cancelled group head lets the group's next job go.
+    if groups is not null then
+        perform pgmq_jobs._release_groups(queue, groups);
+    end if;
+    perform pgmq_jobs._audit(queue, 'cancel', jsonb_build_object('job_ids', job_ids, 'cancelled', cancelled));
+    return cancelled;
+end
+$$;
+
+comment on function pgmq_jobs.cancel(text, bigint[]) is
+'Cancel jobs: those of job_ids that are waiting, delayed, retrying, parked or in flight leave
+the queue and are recorded as cancelled (not dead-lettered; job() reports them, until the
+sweep drops them after keep_completed). An in-flight job''s worker finds its delivery gone:
+complete counts 0, fail returns stale and extend null. A cancelled group head releases the
+next job of its group. An unwindowed dedupe key is free at once; a windowed one is kept until
+its window ends (an enqueue with it returns the cancelled job''s id until then). Returns how
+many were cancelled; unknown or finished ids are not counted. Audited (action cancel).';
+
+-- ======================================================================
+-- sql/135_job.sql
+-- ======================================================================
+-- 135_job.sql: job, one job wherever it is.
+--
+-- Looked up by job id, in this order: the queue table (waiting, delayed,
+-- in_flight, retrying, parked; see _job_state), the archive (completed), the
+-- record of cancelled jobs (cancelled), the dead-letter queue (dead). The
+-- first three are index lookups; the dead-letter queue holds the job id in
+-- its message only, so that last step reads the dead-letter queue, and only
+-- for an id the queue has issued that is found nowhere else.
+
+-- The lookup itself. PL/pgSQL refuses an argument and an output column of
+-- one name, which the public job(queue, job_id) has: it is a SQL function
+-- over this one, whose output columns carry an o_ prefix.
+create or replace function pgmq_jobs._job(q_name text, id bigint)
+returns table (
+    o_job_id bigint,
+    o_state text,
+    o_attempt integer,
+    o_max_attempts integer,
+    o_priority smallint,
+    o_payload jsonb,
+    o_enqueued_at timestamptz,
+    o_visible_at timestamptz,
+    o_errors jsonb,
+    o_group_key text,
+    o_dedupe_key text
+)
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(q_name);
+    now_at timestamptz := clock_timestamp();
+    windowed_key text;
+    seq text;
+    last_id bigint;
+begin
+    if id is null then
+        raise exception 'job_id must not be null' using errcode = '22004';
+    end if;
+    if id < 1 then
+        raise exception 'job_id must be positive, got %', id using errcode = '22023';
+    end if;
+    -- A key enqueued with a dedupe_window is not on the job's row, but in
+    -- dedupe_keys while its window lasts.
+    select k.dedupe_key into windowed_key
+    from pgmq_jobs.dedupe_keys as k
+    where k.queue = q_name and k.job_id = id;
+
+    -- 1. In the queue. A parked job's visible_at is its own time (headers.run_at),
+    --    the earliest it may run once its group's head is gone. A delivery whose
+    --    visibility timeout ran out shows that in its errors, as its next claim
+    --    records it.
+    return query execute pg_catalog.format(
+        $sql$
+        select
+            q.msg_id,
+            pgmq_jobs._job_state(q.vt, q.read_ct, q.headers, $2),
+            q.read_ct,
+            coalesce((q.headers ->> 'max_attempts')::integer, $3),
+            coalesce((q.headers ->> 'priority')::smallint, 0::smallint),
+            q.message,
+            coalesce((q.headers ->> 'first_enqueued_at')::timestamptz, q.enqueued_at),
+            case when q.vt = 'infinity' then (q.headers ->> 'run_at')::timestamptz else q.vt end,
+            coalesce(
+                case when q.vt <= $2 then pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt) else q.headers end
+                -> 'errors',
+                '[]'
+            ),
+            q.headers ->> 'group_key',
+            coalesce(q.headers ->> 'dedupe_key', $4)
+        from pgmq.%I as q
+        where q.msg_id = $1
+        $sql$,
+        'q_' || q_name
+    ) using id, now_at, s.max_attempts, windowed_key;
+    if found then
+        return;
+    end if;
+
+    -- 2. Completed, in the archive (queues with keep_completed > 0).
+    return query execute pg_catalog.format(
+        $sql$
+        select
+            a.msg_id, 'completed'::text, a.read_ct,
+            coalesce((a.headers ->> 'max_attempts')::integer, $2),
+            coalesce((a.headers ->> 'priority')::smallint, 0::smallint),
+            a.message,
+            coalesce((a.headers ->> 'first_enqueued_at')::timestamptz, a.enqueued_at),
+            null::timestamptz,
+            coalesce(a.headers -> 'errors', '[]'),
+            a.headers ->> 'group_key',
+            coalesce(a.headers ->> 'dedupe_key', $3)
+        from pgmq.%I as a
+        where a.msg_id = $1
+        limit 1
+        $sql$,
+        'a_' || q_name
+    ) using id, s.max_attempts, windowed_key;
+    if found then
+        return;
+    end if;
+
+    -- 3. Cancelled.
+    return query
+    select
+        c.job_id, 'cancelled'::text, c.attempt,
+        coalesce((c.headers ->> 'max_attempts')::integer, s.max_attempts),
+        coalesce((c.headers ->> 'priority')::smallint, 0::smallint),
+        c.payload,
+        coalesce((c.headers ->> 'first_enqueued_at')::timestamptz, c.enqueued_at),
+        null::timestamptz,
+        coalesce(c.headers -> 'errors', '[]'),
+        c.headers ->> 'group_key',
+        coalesce(c.headers ->> 'dedupe_key', windowed_key)
+    from pgmq_jobs.cancelled_jobs as c
+    where c.queue = q_name and c.job_id = id;
+    if found then
+        return;
+    end if;
+
+    -- 4. Dead, in the dead-letter queue: only for an id the queue has issued.
+    --    A replayed dead letter left the dead-letter queue as a new job (with
+    --    its own id), so the old id is found nowhere any more.
+    seq := pg_catalog.pg_get_serial_sequence(pg_catalog.format('pgmq.%I', 'q_' || q_name), 'msg_id');
+    if seq is not null then
+        execute pg_catalog.format('select case when is_called then last_value else 0 end from %s', seq) into last_id;
+        if id > last_id then
+            return;
+        end if;
+    end if;
+    return query execute pg_catalog.format(
+        $sql$
+        select
+            $1, 'dead'::text,
+            (d.message ->> 'attempts')::integer,
+            coalesce((d.message ->> 'max_attempts')::integer, $2),
+            coalesce((d.message ->> 'priority')::smallint, 0::smallint),
+            d.message -> 'payload',
+            (d.message ->> 'enqueued_at')::timestamptz,
+            null::timestamptz,
+            coalesce(d.message -> 'errors', '[]'),
+            d.message ->> 'group_key',
+            coalesce(d.message ->> 'dedupe_key', $3)
+        from pgmq.%I as d
+        where (d.message -> 'job_id') = pg_catalog.to_jsonb($1)
+        order by d.msg_id desc
+        limit 1
+        $sql$,
+        'q_' || q_name || '_dlq'
+    ) using id, s.max_attempts, windowed_key;
+end
+$$;
+
+create or replace function pgmq_jobs.job(queue text, job_id bigint)
+returns table (
+    job_id bigint,
+    state text,
+    attempt integer,
+    max_attempts integer,
+    priority smallint,
+    payload jsonb,
+    enqueued_at timestamptz,
+    visible_at timestamptz,
+    errors jsonb,
+    group_key text,
+    dedupe_key text
+)
+language sql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select * from pgmq_jobs._job($1, $2)
+$$;
+
+comment on function pgmq_jobs.job(text, bigint) is
+'One job of a queue wherever it is, or no row for an id the queue does not know (or no longer
+keeps). state: waiting (never delivered, visible now), delayed (never delivered, visible later),
+in_flight (an open delivery, its visibility timeout running), retrying (delivered before and
+no delivery running: a failed or timed-out one; retrying until claimed again, also once its
+retry time has come), parked (an ordered group''s job waiting behind the group''s head),
+completed (in the archive), dead (in the dead-letter queue) or cancelled. attempt: deliveries
+so far (for an in-flight job its current one, the fencing token). enqueued_at: the first
+enqueue (for a replayed job, its original''s). visible_at: when it is or becomes visible (a
+parked job: its own time, once its group lets it go); null once finished. errors: every
+recorded error with its attempt and time. A replayed dead letter lives on as a new job id.';
+
+-- ======================================================================
+-- sql/136_reschedule.sql
+-- ======================================================================
+-- 136_reschedule.sql: reschedule, move jobs that are not running in time.
+--
+-- Waiting, delayed and retrying jobs become visible at run_at (a time in the
+-- past means now: they do not jump ahead of jobs already ready). An in-flight
+-- job is left alone (its worker holds it; snooze is the worker's way). A
+-- parked job (a group member behind its head) keeps waiting for its group:
+-- its own time, headers.run_at, becomes run_at, so it runs at run_at or when
+-- its group lets it go, whichever is later. A retrying job whose delivery had
+-- timed out gets that timeout recorded now, as its next claim would have,
+-- which also closes that delivery: its stalled worker can no longer finish it.
+
+create or replace function pgmq_jobs.reschedule(queue text, job_ids bigint[], run_at timestamptz)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    s pgmq_jobs.queue_settings := pgmq_jobs._settings(queue);
+    now_at timestamptz := clock_timestamp();
+    visible_at timestamptz;
+    moved integer;
+begin
+    perform pgmq_jobs._check_job_ids(job_ids);
+    if run_at is null then
+        raise exception 'run_at must not be null' using errcode = '22004';
+    end if;
+    if not isfinite(run_at) then
+        raise exception 'run_at must be a finite time, got %', run_at using errcode = '22023';
+    end if;
+    visible_at := greatest(run_at, now_at);
+    -- In flight: read_ct > 0, an open delivery and its visibility timeout
+    -- running. Re-checked on the newest row version when a claim holds a row.
+    execute pg_catalog.format(
+        $sql$
+        update pgmq.%1$I as q
+        set
+            vt = case when q.vt = 'infinity' then q.vt else $2 end,
+            headers = case
+                when q.vt = 'infinity' then coalesce(q.headers, '{}') || jsonb_build_object('run_at', $2)
+                else pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt)
+            end
+        where q.msg_id = any($1)
+            and not (q.read_ct > 0 and q.vt > $3 and q.vt <> 'infinity' and %2$s)
+        $sql$,
+        'q_' || queue, pgmq_jobs._sql_open_delivery('q')
+    ) using job_ids, visible_at, now_at;
+    get diagnostics moved = row_count;
+    if moved > 0 and visible_at <= clock_timestamp() then
+        perform pgmq_jobs._wake(queue, s.notify);
+    end if;
+    perform pgmq_jobs._audit(queue, 'reschedule', jsonb_build_object(
+        'job_ids', job_ids, 'run_at', run_at, 'rescheduled', moved
+    ));
+    return moved;
+end
+$$;
+
+comment on function pgmq_jobs.reschedule(text, bigint[], timestamptz) is
+'Move waiting, delayed and retrying jobs of job_ids to become visible at run_at (not null,
+finite; a time in the past means now). A parked job (an ordered group''s job behind its head)
+takes run_at as its own time and still waits for its group. In-flight, unknown and finished
+jobs are left alone and not counted. Returns how many were rescheduled. The attempt count is
+unchanged. Audited (action reschedule).';
+
+-- ======================================================================
 -- sql/140_heartbeat.sql
 -- ======================================================================
 -- 140_heartbeat.sql: heartbeat, a worker's periodic sign of life. One row per
@@ -2931,8 +4020,24 @@ begin
     if worker_id is null or worker_id = '' or length(worker_id) > 200 then
         raise exception 'worker_id must be 1 to 200 characters' using errcode = '22023';
     end if;
+    if array_ndims(queues) > 1 then
+        raise exception 'queues must be a one-dimensional array' using errcode = '22023';
+    end if;
     if queues is null or array_position(queues, null) is not null then
         raise exception 'queues must be an array of queue names without nulls'
+            using errcode = '22023';
+    end if;
+    -- Bounded sizes: a heartbeat row stays small whoever sends it.
+    if cardinality(queues) > 1000 then
+        raise exception 'queues must hold at most 1000 queue names, got %',
+            cardinality(queues)
+            using errcode = '22023';
+    end if;
+    if exists (select from unnest(queues) as q where length(q) > 63) then
+        raise exception 'queue names in queues must be at most 63 characters' using errcode = '22023';
+    end if;
+    if length(host) > 255 then
+        raise exception 'host must be at most 255 characters, got %', length(host)
             using errcode = '22023';
     end if;
     perform pgmq_jobs._check_interval(
@@ -2979,6 +4084,13 @@ and how often it beats. stopping => true marks a clean exit. Read by the workers
 -- ======================================================================
 -- 141_workers.sql: view workers, worker health from their heartbeats.
 
+-- Every operator and function below is schema-qualified (operator(pg_catalog.=),
+-- pg_catalog.format(...)): a view is bound when it is created, under the
+-- search_path of that session, and an exact-match overload planted in any
+-- schema of that path would otherwise be bound into it for good and run with
+-- the view owner's rights (issue 18, finding 2). sqlfluff misreads
+-- operator(pg_catalog.>=), hence the LT01 exemption.
+-- noqa: disable=LT01
 create or replace view pgmq_jobs.workers as
 select
     w.worker_id,
@@ -2994,12 +4106,17 @@ select
     w.stopped_at,
     case
         when w.stopped_at is not null then 'gone'
-        when w.last_seen_at < pg_catalog.now() - greatest(w.heartbeat_interval * 60, interval '10 minutes')
+        when w.last_seen_at operator(pg_catalog.<) (
+            pg_catalog.now() operator(pg_catalog.-) greatest(w.heartbeat_interval operator(pg_catalog.*) 60, interval '10 minutes')
+        )
             then 'gone'
-        when w.last_seen_at < pg_catalog.now() - w.heartbeat_interval * 3 then 'stale'
+        when w.last_seen_at operator(pg_catalog.<) (
+            pg_catalog.now() operator(pg_catalog.-) (w.heartbeat_interval operator(pg_catalog.*) 3)
+        ) then 'stale'
         else 'alive'
     end as status
 from pgmq_jobs.worker_heartbeats as w;
+-- noqa: enable=LT01
 
 comment on view pgmq_jobs.workers is
 'Worker processes and their health: alive, stale (missed three heartbeats), or gone (stopped
@@ -3017,13 +4134,15 @@ select
     a.actor as role,
     a.queue,
     a.action,
-    a.change
+    a.change,
+    a.session_role
 from pgmq_jobs.audit_log as a;
 
 comment on view pgmq_jobs.audit is
-'Operator actions, append-only: acting role, time, queue, action (create_queue,
-configure_queue, drop_queue, replay, purge_dead_letters, schedule, unschedule) and what
-changed. Job completions are not audited (the archive is their record).';
+'Operator actions, append-only: acting role (the SET ROLE role when there is one), time,
+queue, action (create_queue, configure_queue, drop_queue, replay, purge_dead_letters,
+schedule, unschedule, ...), what changed, and session_role, the session''s login role.
+Job completions are not audited (the archive is their record).';
 
 -- ======================================================================
 -- sql/143_wait_for_jobs.sql
@@ -3054,12 +4173,23 @@ begin
     if worker_id is null or worker_id = '' or length(worker_id) > 200 then
         raise exception 'worker_id must be 1 to 200 characters' using errcode = '22023';
     end if;
+    if array_ndims(queues) > 1 then
+        raise exception 'queues must be a one-dimensional array' using errcode = '22023';
+    end if;
     if queues is null or array_position(queues, null) is not null or waiting is null then
         raise exception 'queues (without nulls) and waiting must not be null' using errcode = '22004';
     end if;
+    if cardinality(queues) > 1000 then
+        raise exception 'queues must hold at most 1000 queue names, got %',
+            cardinality(queues)
+            using errcode = '22023';
+    end if;
     if waiting then
+        -- Only queues that exist: a worker cannot fill the table with names.
         insert into pgmq_jobs.waiting_workers as w (queue, worker_id)
-        select q, wait_for_jobs.worker_id from unnest(queues) as q
+        select qs.queue, wait_for_jobs.worker_id
+        from pgmq_jobs.queue_settings as qs
+        where qs.queue = any(queues)
         on conflict on constraint waiting_workers_pkey do nothing;
     else
         delete from pgmq_jobs.waiting_workers as w
@@ -3070,10 +4200,10 @@ $$;
 
 comment on function pgmq_jobs.wait_for_jobs(text, text[], boolean) is
 'A worker marks itself idle and listening on NOTIFY pgmq_jobs_<queue> for these queues
-(waiting => true), or busy again (false). Enqueues send their wake-up NOTIFY only while some
-worker waits for the queue. The worker must claim once more after marking itself waiting, so
-that a job committed just before is not missed. A stopping heartbeat and the sweep (for
-workers no longer alive) clear the marks.';
+(waiting => true; at most 1000 names, those of no queue are ignored), or busy again (false).
+Enqueues send their wake-up NOTIFY only while some worker waits for the queue. The worker
+must claim once more after marking itself waiting, so that a job committed just before is
+not missed. A stopping heartbeat and the sweep (for workers no longer alive) clear the marks.';
 
 -- ======================================================================
 -- sql/144_schema_info.sql
@@ -3118,6 +4248,9 @@ comment on function pgmq_jobs.schema_info() is
 -- Created everywhere; usable only where pg_cron and pg_net are installed, which
 -- is checked when it is called. The secret ends up in the text of the cron job
 -- (cron.job.command), readable by whoever can read that job.
+--
+-- The pg_cron job is named pgmq_jobs_invoke_<job_name>: a caller's name never
+-- reaches a foreign job, nor the project's own sweep, partman and handler jobs.
 
 create or replace function pgmq_jobs.schedule_invoker(
     job_name text,
@@ -3135,6 +4268,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
+    cron_name text := pgmq_jobs._invoke_job_name(job_name);
     body jsonb;
     headers jsonb;
     command text;
@@ -3152,9 +4286,6 @@ begin
                 || '`pgmq-jobs worker --drain --max-seconds 50` from a system cron instead';
     end if;
     perform pgmq_jobs._settings(queue);
-    if job_name is null or job_name = '' then
-        raise exception 'job_name must be a non-empty name for the cron job' using errcode = '22023';
-    end if;
     if url is null or url !~ '^https?://' then
         raise exception 'url must be an http(s) URL of the invoker, got %', coalesce(url, 'null')
             using errcode = '22023';
@@ -3181,16 +4312,42 @@ begin
         'timeout_milliseconds := %s)',
         url, body, headers, (max_seconds + 10) * 1000
     );
-    return cron.schedule(job_name, schedule, command);
+    return pgmq_jobs._cron_schedule(cron_name, schedule, command);
 end
 $$;
 
 comment on function pgmq_jobs.schedule_invoker(text, text, text, text, text, integer, integer) is
-'Create (or replace, by job_name) a pg_cron job that POSTs {"queue", "max_seconds", "max_jobs"}
-to the HTTP invoker at url with Authorization: Bearer secret, through pg_net, on schedule
-(cron syntax; pg_cron 1.5+ also takes ''10 seconds''). Returns the cron job id; remove it with
-cron.unschedule(job_name). Needs pg_cron and pg_net (checked here, with a clear error); without
-them run `pgmq-jobs worker --drain` from a system cron. The secret is stored in the cron job.';
+'Create (or replace, by job_name) the pg_cron job pgmq_jobs_invoke_<job_name> that POSTs
+{"queue", "max_seconds", "max_jobs"} to the HTTP invoker at url with Authorization: Bearer
+secret, through pg_net, on schedule (cron syntax; pg_cron 1.5+ also takes ''10 seconds'').
+job_name: 1 to 46 lowercase letters, digits, _ . -. Returns the cron job id; remove it with
+pgmq_jobs.unschedule_invoker(job_name). Needs pg_cron and pg_net (checked here, with a clear
+error); without them run `pgmq-jobs worker --drain` from a system cron. The secret is stored in
+the cron job.';
+
+-- ======================================================================
+-- sql/151_unschedule_invoker.sql
+-- ======================================================================
+-- 151_unschedule_invoker.sql: unschedule_invoker, remove an invoker schedule
+-- made by schedule_invoker (pg_net) or pgmq_jobs_plpy.schedule_invoke.
+
+-- Only ever the pg_cron job pgmq_jobs_invoke_<job_name>: never a foreign job,
+-- nor the project's sweep, partman and handler jobs.
+create or replace function pgmq_jobs.unschedule_invoker(job_name text)
+returns boolean
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    return pgmq_jobs._cron_unschedule(pgmq_jobs._invoke_job_name(job_name));
+end
+$$;
+
+comment on function pgmq_jobs.unschedule_invoker(text) is
+'Remove the pg_cron job pgmq_jobs_invoke_<job_name> made by schedule_invoker (or by
+pgmq_jobs_plpy.schedule_invoke); true when one was removed, false when there was none.';
 
 -- ======================================================================
 -- sql/160_allow_enqueue.sql
@@ -3273,6 +4430,16 @@ begin
     perform pgmq_jobs._settings(queue);
     if role_name is null then
         raise exception 'role_name must not be null' using errcode = '22004';
+    end if;
+    -- Revoking the owner's USAGE on its own schema would break every function
+    -- wherever the owner is not a superuser (Supabase), and re-install with it.
+    if pg_catalog.to_regrole(pg_catalog.quote_ident(role_name)) = (
+        select n.nspowner from pg_catalog.pg_namespace as n where n.nspname = 'pgmq_jobs'
+    ) then
+        raise exception 'role % owns schema pgmq_jobs: disallow_enqueue cannot take its rights away',
+            pg_catalog.quote_ident(role_name)
+            using errcode = '22023',
+            hint = 'Name the role that allow_enqueue let in.';
     end if;
     delete from pgmq_jobs.enqueue_allowlist as a
     where a.queue = disallow_enqueue.queue and a.role_name = disallow_enqueue.role_name;
@@ -3380,6 +4547,7 @@ declare
     workers_removed integer := 0;
     snapshots integer := 0;
     keys_expired integer := 0;
+    cancelled_purged integer := 0;
 begin
     if max_rows is null or max_rows < 1 or max_rows > 1000000 then
         raise exception 'max_rows must be between 1 and 1000000, got %', coalesce(max_rows::text, 'null')
@@ -3457,6 +4625,21 @@ begin
             dead_purged := dead_purged + n;
         end if;
 
+        -- ... and cancelled jobs older than keep_completed (kept as long as
+        -- completions), a walk of the (queue, cancelled_at) index.
+        execute $sql$
+            delete from pgmq_jobs.cancelled_jobs as c
+            where c.queue = $1 and c.job_id = any(array(
+                select c2.job_id from pgmq_jobs.cancelled_jobs as c2
+                where c2.queue = $1 and c2.cancelled_at < $2
+                order by c2.cancelled_at
+                limit $3
+            ))
+            $sql$
+        using s.queue, clock_timestamp() - s.keep_completed, max_rows;
+        get diagnostics n = row_count;
+        cancelled_purged := cancelled_purged + n;
+
         -- 3. This minute's gauges. Counts stop at count_cap so a sweep costs
         --    the same on a queue of a million (ordered by vt, so that they
         --    walk the vt index and stop at the cap rather than scan the table
@@ -3519,7 +4702,7 @@ begin
     select
         m.queue, date_trunc('minute', m.at), sum(m.completed), sum(m.retried), sum(m.dead),
         sum(m.expired), sum(m.duration_count), sum(m.duration_ms_sum),
-        pgmq_jobs._sum_buckets(m.duration_buckets::bigint[])
+        pgmq_jobs._sum_buckets(jsonb_agg(m.duration_buckets))
     from moved as m
     group by m.queue, date_trunc('minute', m.at)
     on conflict (queue, minute) do update set
@@ -3569,6 +4752,7 @@ begin
         'stale_workers', (select count(*) from pgmq_jobs.workers as w where w.status = 'stale'),
         'workers_forgotten', workers_removed,
         'dedupe_keys_expired', keys_expired,
+        'cancelled_deleted', cancelled_purged,
         'cron_runs_deleted', cron_runs,
         'ms', round(extract(epoch from clock_timestamp() - started)::numeric * 1000, 1)
     );
@@ -3578,8 +4762,8 @@ $$;
 comment on function pgmq_jobs.sweep(integer, interval, integer) is
 'Periodic maintenance (pg_cron runs it every minute as job pgmq_jobs_sweep): routes deliveries
 past max_attempts whose visibility timeout expired to the DLQ (reason expired); deletes
-completions older than keep_completed and dead letters older than dead_letter_retention; records
-this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history;
+completions and cancelled jobs older than keep_completed and dead letters older than
+dead_letter_retention; records this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history;
 deletes dedupe keys past their window; forgets workers gone for a week; trims cron.job_run_details older than cron_history. At most
 max_rows rows per queue and kind per run; never two sweeps at once. Returns a summary.';
 
@@ -3606,15 +4790,15 @@ declare
     outcome text;
     got integer;
     tally jsonb := '{"claimed": 0, "completed": 0, "retry": 0, "dead": 0, "stale": 0}';
+    -- The wrapper that calls the bound handler (see _handler_wrapper), made
+    -- for the first job and again whenever the queue's handler changes.
+    wrapper oid;
+    wrapper_for oid;
 begin
     if s.handler is null then
         raise exception 'queue % has no handler', quote_literal(queue)
             using errcode = '55000',
             hint = 'Set one with pgmq_jobs.configure_queue(queue, handler => ''schema.fn'').';
-    end if;
-    if pg_catalog.to_regprocedure(s.handler || '(jsonb)') is null then
-        raise exception 'handler % of queue % no longer exists', quote_literal(s.handler), quote_literal(queue)
-            using errcode = '42883';
     end if;
     if max_jobs is null or max_jobs < 1 or max_jobs > 100000 then
         raise exception 'max_jobs must be between 1 and 100000, got %', coalesce(max_jobs::text, 'null')
@@ -3632,7 +4816,17 @@ begin
             select * from pgmq_jobs.claim(queue, least(10, max_jobs - (tally ->> 'claimed')::integer))
         loop
             got := got + 1;
-            outcome := pgmq_jobs._run_job(queue, s.handler, job);
+            -- The handler as configured now (a job before may have changed it):
+            -- checked before every job by _run_job, called by its identity.
+            select qs.handler, qs.handler_oid into s.handler, s.handler_oid
+            from pgmq_jobs.queue_settings as qs
+            where qs.queue = process.queue;
+            if wrapper is null or wrapper_for is distinct from s.handler_oid then
+                perform pgmq_jobs._drop_handler_wrapper(wrapper);
+                wrapper := pgmq_jobs._handler_wrapper(s.handler_oid);
+                wrapper_for := s.handler_oid;
+            end if;
+            outcome := pgmq_jobs._run_job(queue, s.handler, s.handler_oid, wrapper, job);
             tally := tally
                 || jsonb_build_object('claimed', (tally ->> 'claimed')::integer + 1)
                 || jsonb_build_object(outcome, (tally ->> outcome)::integer + 1);
@@ -3641,6 +4835,7 @@ begin
             or (tally ->> 'claimed')::integer >= max_jobs
             or clock_timestamp() >= deadline;
     end loop;
+    perform pgmq_jobs._drop_handler_wrapper(wrapper);
     return tally || jsonb_build_object(
         'queue', queue,
         'seconds', round(extract(epoch from clock_timestamp() - started)::numeric, 3)
@@ -3654,7 +4849,11 @@ schema.fn taking jsonb), stopping early when the queue is empty or max_seconds h
 Each job runs in its own subtransaction: success completes it; an error fails it with the
 error text (retry with backoff, then dead letter); SQLSTATE PJ001 fails it permanently. One
 transaction: its effects commit together. Returns counts of claimed, completed, retry, dead,
-stale. Handlers run with the privileges of the pgmq_jobs owner.';
+stale. Handlers run with the privileges of the pgmq_jobs owner (a SECURITY DEFINER handler:
+its own owner''s). The handler is called by the identity it was bound to when configured,
+never looked up by name again, and checked before every job: one dropped or re-created
+since (or every one after a dump and restore) fails its jobs with an error saying to bind
+it again with configure_queue.';
 
 -- ======================================================================
 -- sql/211_drain.sql
@@ -3700,6 +4899,40 @@ begin
 end
 $$;
 
+-- The same loop as a DO block, for a pg_cron job to run. Supabase's security
+-- advisor reports every routine without a pinned search_path, and a procedure
+-- that commits cannot pin one (issue 18, finding 10); a DO block is no routine,
+-- and it pins the path of its own session (pg_cron opens one per run) before
+-- anything else. Meant to replace `call pgmq_jobs.drain(queue, 55)` as the
+-- command of the pgmq_jobs_process_<queue> jobs, after which drain can go.
+create or replace function pgmq_jobs._drain_command(queue text, max_seconds double precision default 55)
+returns text
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select format(
+        $cmd$do $drain$
+declare
+    started timestamptz := pg_catalog.clock_timestamp();
+    lock_key bigint := pg_catalog.hashtext(%L);
+begin
+    perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false);
+    -- One drainer per queue: a run that finds another still going returns.
+    if not pg_catalog.pg_try_advisory_lock(lock_key) then
+        return;
+    end if;
+    while pgmq_jobs._drain_step(%L, started, %L::double precision) operator(pg_catalog.<>) 'done' loop
+        commit;
+    end loop;
+    perform pg_catalog.pg_advisory_unlock(lock_key);
+end
+$drain$
+$cmd$,
+        'pgmq_jobs.drain:' || queue, queue, max_seconds
+    )
+$$;
+
 create or replace procedure pgmq_jobs.drain(queue text, max_seconds double precision default 55)
 language plpgsql
 as $$
@@ -3740,8 +4973,9 @@ begin
     if pgmq_jobs._cron_ready() then
         if not exists (
             select from cron.job as j
-            where j.jobname = 'pgmq_jobs_sweep' and j.schedule = '* * * * *'
-                and j.command = 'select pgmq_jobs.sweep()'
+            where j.jobname operator(pg_catalog.=) 'pgmq_jobs_sweep'
+                and j.schedule operator(pg_catalog.=) '* * * * *'
+                and j.command operator(pg_catalog.=) 'select pgmq_jobs.sweep()'
         ) then
             perform cron.schedule('pgmq_jobs_sweep', '* * * * *', 'select pgmq_jobs.sweep()');
         end if;
@@ -3840,6 +5074,13 @@ comment on function pgmq_jobs.unschedule(text) is
 -- ======================================================================
 -- 232_schedules.sql: view schedules, every cron schedule with its last run.
 
+-- Every operator and function below is schema-qualified (operator(pg_catalog.=),
+-- pg_catalog.format(...)): a view is bound when it is created, under the
+-- search_path of that session, and an exact-match overload planted in any
+-- schema of that path would otherwise be bound into it for good and run with
+-- the view owner's rights (issue 18, finding 2). sqlfluff misreads
+-- operator(pg_catalog.>=), hence the LT01 exemption.
+-- noqa: disable=LT01
 create or replace view pgmq_jobs.schedules as
 select
     ss.name,
@@ -3855,7 +5096,8 @@ select
     ss.created_at,
     ss.updated_at
 from pgmq_jobs.schedule_settings as ss
-left join lateral pgmq_jobs._cron_job('pgmq_jobs_schedule_' || ss.name) as j on true;
+left join lateral pgmq_jobs._cron_job('pgmq_jobs_schedule_' operator(pg_catalog.||) ss.name) as j on true;
+-- noqa: enable=LT01
 
 comment on view pgmq_jobs.schedules is
 'Cron schedules that enqueue jobs: expression, target queue, payload, whether pg_cron has the
@@ -4063,36 +5305,43 @@ to pgmq_jobs_admin;
 -- sweep folded) plus the outcome_log rows not folded yet, read in one snapshot,
 -- so they are current without waiting for a sweep and never counted twice.
 
+-- Every operator and function below is schema-qualified (operator(pg_catalog.=),
+-- pg_catalog.format(...)): a view is bound when it is created, under the
+-- search_path of that session, and an exact-match overload planted in any
+-- schema of that path would otherwise be bound into it for good and run with
+-- the view owner's rights (issue 18, finding 2). sqlfluff misreads
+-- operator(pg_catalog.>=), hence the LT01 exemption.
+-- noqa: disable=LT01
 create or replace view pgmq_jobs.queue_stats as
 with w as (
     select
         x.t,
-        date_trunc('minute', x.t - interval '1 minute') as since_1m,
-        date_trunc('minute', x.t - interval '5 minutes') as since_5m,
-        date_trunc('minute', x.t - interval '1 hour') as since_1h,
-        coalesce(nullif(current_setting('pgmq_jobs.stats_count_cap', true), '')::integer, 20000) as cap
-    from (select statement_timestamp() as t) as x
+        pg_catalog.date_trunc('minute', x.t operator(pg_catalog.-) interval '1 minute') as since_1m,
+        pg_catalog.date_trunc('minute', x.t operator(pg_catalog.-) interval '5 minutes') as since_5m,
+        pg_catalog.date_trunc('minute', x.t operator(pg_catalog.-) interval '1 hour') as since_1h,
+        coalesce(nullif(pg_catalog.current_setting('pgmq_jobs.stats_count_cap', true), '')::integer, 20000) as cap
+    from (select pg_catalog.statement_timestamp() as t) as x
 ),
 
 logged as (
     select
         o.queue,
-        coalesce(sum(o.completed) filter (where o.at >= w.since_1m), 0) as completed_1m,
-        coalesce(sum(o.retried) filter (where o.at >= w.since_1m), 0) as retried_1m,
-        coalesce(sum(o.dead + o.expired) filter (where o.at >= w.since_1m), 0) as dead_1m,
-        coalesce(sum(o.completed) filter (where o.at >= w.since_5m), 0) as completed_5m,
-        coalesce(sum(o.retried) filter (where o.at >= w.since_5m), 0) as retried_5m,
-        coalesce(sum(o.dead + o.expired) filter (where o.at >= w.since_5m), 0) as dead_5m,
-        coalesce(sum(o.completed), 0) as completed_1h,
-        coalesce(sum(o.retried), 0) as retried_1h,
-        coalesce(sum(o.dead + o.expired), 0) as dead_1h,
-        coalesce(sum(o.duration_count) filter (where o.at >= w.since_5m), 0) as timed_5m,
-        coalesce(sum(o.duration_ms_sum) filter (where o.at >= w.since_5m), 0) as ms_5m,
-        coalesce(sum(o.duration_count), 0) as timed_1h,
-        coalesce(sum(o.duration_ms_sum), 0) as ms_1h
+        coalesce(pg_catalog.sum(o.completed) filter (where o.at operator(pg_catalog.>=) w.since_1m), 0) as completed_1m,
+        coalesce(pg_catalog.sum(o.retried) filter (where o.at operator(pg_catalog.>=) w.since_1m), 0) as retried_1m,
+        coalesce(pg_catalog.sum(o.dead operator(pg_catalog.+) o.expired) filter (where o.at operator(pg_catalog.>=) w.since_1m), 0) as dead_1m,
+        coalesce(pg_catalog.sum(o.completed) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as completed_5m,
+        coalesce(pg_catalog.sum(o.retried) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as retried_5m,
+        coalesce(pg_catalog.sum(o.dead operator(pg_catalog.+) o.expired) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as dead_5m,
+        coalesce(pg_catalog.sum(o.completed), 0) as completed_1h,
+        coalesce(pg_catalog.sum(o.retried), 0) as retried_1h,
+        coalesce(pg_catalog.sum(o.dead operator(pg_catalog.+) o.expired), 0) as dead_1h,
+        coalesce(pg_catalog.sum(o.duration_count) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as timed_5m,
+        coalesce(pg_catalog.sum(o.duration_ms_sum) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as ms_5m,
+        coalesce(pg_catalog.sum(o.duration_count), 0) as timed_1h,
+        coalesce(pg_catalog.sum(o.duration_ms_sum), 0) as ms_1h
     from pgmq_jobs.outcome_log as o
     cross join w
-    where o.at >= w.since_1h
+    where o.at operator(pg_catalog.>=) w.since_1h
     group by o.queue
 ),
 
@@ -4100,11 +5349,11 @@ log_buckets as (
     select
         o.queue,
         b.i,
-        sum(b.n) as n
+        pg_catalog.sum(b.n) as n
     from pgmq_jobs.outcome_log as o
     cross join w
-    cross join lateral unnest(o.duration_buckets) with ordinality as b (n, i)
-    where o.at >= w.since_5m
+    cross join lateral pg_catalog.unnest(o.duration_buckets) with ordinality as b (n, i)
+    where o.at operator(pg_catalog.>=) w.since_5m
     group by o.queue, b.i
 ),
 
@@ -4113,19 +5362,19 @@ counted as (
         qs.queue,
         w.t,
         g.*,
-        h.completed_1m + coalesce(l.completed_1m, 0) as completed_1m,
-        h.retried_1m + coalesce(l.retried_1m, 0) as retried_1m,
-        h.dead_1m + coalesce(l.dead_1m, 0) as dead_1m,
-        h.completed_5m + coalesce(l.completed_5m, 0) as completed_5m,
-        h.retried_5m + coalesce(l.retried_5m, 0) as retried_5m,
-        h.dead_5m + coalesce(l.dead_5m, 0) as dead_5m,
-        h.completed_1h + coalesce(l.completed_1h, 0) as completed_1h,
-        h.retried_1h + coalesce(l.retried_1h, 0) as retried_1h,
-        h.dead_1h + coalesce(l.dead_1h, 0) as dead_1h,
-        h.timed_5m + coalesce(l.timed_5m, 0) as timed_5m,
-        h.ms_5m + coalesce(l.ms_5m, 0) as ms_5m,
-        h.timed_1h + coalesce(l.timed_1h, 0) as timed_1h,
-        h.ms_1h + coalesce(l.ms_1h, 0) as ms_1h,
+        h.completed_1m operator(pg_catalog.+) coalesce(l.completed_1m, 0) as completed_1m,
+        h.retried_1m operator(pg_catalog.+) coalesce(l.retried_1m, 0) as retried_1m,
+        h.dead_1m operator(pg_catalog.+) coalesce(l.dead_1m, 0) as dead_1m,
+        h.completed_5m operator(pg_catalog.+) coalesce(l.completed_5m, 0) as completed_5m,
+        h.retried_5m operator(pg_catalog.+) coalesce(l.retried_5m, 0) as retried_5m,
+        h.dead_5m operator(pg_catalog.+) coalesce(l.dead_5m, 0) as dead_5m,
+        h.completed_1h operator(pg_catalog.+) coalesce(l.completed_1h, 0) as completed_1h,
+        h.retried_1h operator(pg_catalog.+) coalesce(l.retried_1h, 0) as retried_1h,
+        h.dead_1h operator(pg_catalog.+) coalesce(l.dead_1h, 0) as dead_1h,
+        h.timed_5m operator(pg_catalog.+) coalesce(l.timed_5m, 0) as timed_5m,
+        h.ms_5m operator(pg_catalog.+) coalesce(l.ms_5m, 0) as ms_5m,
+        h.timed_1h operator(pg_catalog.+) coalesce(l.timed_1h, 0) as timed_1h,
+        h.ms_1h operator(pg_catalog.+) coalesce(l.ms_1h, 0) as ms_1h,
         (
             -- The 95th percentile of the 5m window: the histogram bucket that
             -- holds it (from the folded minutes and the log), interpolated
@@ -4133,62 +5382,63 @@ counted as (
             -- [2^(i-2), 2^(i-1)) ms, bucket 25 is 2^23 ms and up (its lower
             -- bound is reported).
             select case
-                when y.i = 1 then y.frac
-                when y.i >= 25 then power(2, 23)
-                else power(2, y.i - 2) * (1 + y.frac)
+                when y.i operator(pg_catalog.=) 1 then y.frac
+                when y.i operator(pg_catalog.>=) 25 then pg_catalog.power(2, 23)
+                else pg_catalog.power(2, y.i operator(pg_catalog.-) 2) operator(pg_catalog.*) (1 operator(pg_catalog.+) y.frac)
             end
             from (
                 select
                     z.i,
-                    (0.95 * z.total - (z.cum - z.n)) / z.n as frac
+                    ((0.95 operator(pg_catalog.*) z.total) operator(pg_catalog.-) (z.cum operator(pg_catalog.-) z.n)) operator(pg_catalog./) z.n as frac
                 from (
                     select
                         x.i,
                         x.n,
-                        sum(x.n) over (order by x.i) as cum,
-                        sum(x.n) over () as total
+                        pg_catalog.sum(x.n) over (order by x.i) as cum,
+                        pg_catalog.sum(x.n) over () as total
                     from (
-                        select u.i, sum(u.n) as n
+                        select u.i, pg_catalog.sum(u.n) as n
                         from (
                             select b.i, b.n
                             from pgmq_jobs.queue_history as hb
-                            cross join lateral unnest(hb.duration_buckets) with ordinality as b (n, i)
-                            where hb.queue = qs.queue and hb.minute >= w.since_5m
+                            cross join lateral pg_catalog.unnest(hb.duration_buckets) with ordinality as b (n, i)
+                            where hb.queue operator(pg_catalog.=) qs.queue and hb.minute operator(pg_catalog.>=) w.since_5m
                             union all
                             select lb.i, lb.n from log_buckets as lb
-                            where lb.queue = qs.queue
+                            where lb.queue operator(pg_catalog.=) qs.queue
                         ) as u
                         group by u.i
                     ) as x
                 ) as z
-                where z.n > 0 and z.cum >= 0.95 * z.total and z.cum - z.n < 0.95 * z.total
+                where z.n operator(pg_catalog.>) 0 and z.cum operator(pg_catalog.>=) (0.95 operator(pg_catalog.*) z.total)
+                    and (z.cum operator(pg_catalog.-) z.n) operator(pg_catalog.<) (0.95 operator(pg_catalog.*) z.total)
             ) as y
         )::double precision as p95_ms_5m,
-        extract(epoch from w.t - w.since_1m)::double precision as span_1m,
-        extract(epoch from w.t - w.since_5m)::double precision as span_5m,
-        extract(epoch from w.t - w.since_1h)::double precision as span_1h
+        extract(epoch from w.t operator(pg_catalog.-) w.since_1m)::double precision as span_1m,
+        extract(epoch from w.t operator(pg_catalog.-) w.since_5m)::double precision as span_5m,
+        extract(epoch from w.t operator(pg_catalog.-) w.since_1h)::double precision as span_1h
     from pgmq_jobs.queue_settings as qs
     cross join w
     cross join lateral pgmq_jobs._queue_gauges(qs.queue, w.cap) as g
     cross join lateral (
         select
-            coalesce(sum(hh.completed) filter (where hh.minute >= w.since_1m), 0) as completed_1m,
-            coalesce(sum(hh.retried) filter (where hh.minute >= w.since_1m), 0) as retried_1m,
-            coalesce(sum(hh.dead + hh.expired) filter (where hh.minute >= w.since_1m), 0) as dead_1m,
-            coalesce(sum(hh.completed) filter (where hh.minute >= w.since_5m), 0) as completed_5m,
-            coalesce(sum(hh.retried) filter (where hh.minute >= w.since_5m), 0) as retried_5m,
-            coalesce(sum(hh.dead + hh.expired) filter (where hh.minute >= w.since_5m), 0) as dead_5m,
-            coalesce(sum(hh.completed), 0) as completed_1h,
-            coalesce(sum(hh.retried), 0) as retried_1h,
-            coalesce(sum(hh.dead + hh.expired), 0) as dead_1h,
-            coalesce(sum(hh.duration_count) filter (where hh.minute >= w.since_5m), 0) as timed_5m,
-            coalesce(sum(hh.duration_ms_sum) filter (where hh.minute >= w.since_5m), 0) as ms_5m,
-            coalesce(sum(hh.duration_count), 0) as timed_1h,
-            coalesce(sum(hh.duration_ms_sum), 0) as ms_1h
+            coalesce(pg_catalog.sum(hh.completed) filter (where hh.minute operator(pg_catalog.>=) w.since_1m), 0) as completed_1m,
+            coalesce(pg_catalog.sum(hh.retried) filter (where hh.minute operator(pg_catalog.>=) w.since_1m), 0) as retried_1m,
+            coalesce(pg_catalog.sum(hh.dead operator(pg_catalog.+) hh.expired) filter (where hh.minute operator(pg_catalog.>=) w.since_1m), 0) as dead_1m,
+            coalesce(pg_catalog.sum(hh.completed) filter (where hh.minute operator(pg_catalog.>=) w.since_5m), 0) as completed_5m,
+            coalesce(pg_catalog.sum(hh.retried) filter (where hh.minute operator(pg_catalog.>=) w.since_5m), 0) as retried_5m,
+            coalesce(pg_catalog.sum(hh.dead operator(pg_catalog.+) hh.expired) filter (where hh.minute operator(pg_catalog.>=) w.since_5m), 0) as dead_5m,
+            coalesce(pg_catalog.sum(hh.completed), 0) as completed_1h,
+            coalesce(pg_catalog.sum(hh.retried), 0) as retried_1h,
+            coalesce(pg_catalog.sum(hh.dead operator(pg_catalog.+) hh.expired), 0) as dead_1h,
+            coalesce(pg_catalog.sum(hh.duration_count) filter (where hh.minute operator(pg_catalog.>=) w.since_5m), 0) as timed_5m,
+            coalesce(pg_catalog.sum(hh.duration_ms_sum) filter (where hh.minute operator(pg_catalog.>=) w.since_5m), 0) as ms_5m,
+            coalesce(pg_catalog.sum(hh.duration_count), 0) as timed_1h,
+            coalesce(pg_catalog.sum(hh.duration_ms_sum), 0) as ms_1h
         from pgmq_jobs.queue_history as hh
-        where hh.queue = qs.queue and hh.minute >= w.since_1h
+        where hh.queue operator(pg_catalog.=) qs.queue and hh.minute operator(pg_catalog.>=) w.since_1h
     ) as h
-    left join logged as l on qs.queue = l.queue
+    left join logged as l on qs.queue operator(pg_catalog.=) l.queue
 )
 
 select
@@ -4197,7 +5447,7 @@ select
     c.in_flight,
     c.delayed,
     c.dead,
-    c.t - c.oldest_ready_at as oldest_ready_age,
+    c.t operator(pg_catalog.-) c.oldest_ready_at as oldest_ready_age,
     c.completed_1m::bigint as completed_1m,
     c.retried_1m::bigint as retried_1m,
     c.dead_1m::bigint as dead_lettered_1m,
@@ -4207,30 +5457,31 @@ select
     c.completed_1h::bigint as completed_1h,
     c.retried_1h::bigint as retried_1h,
     c.dead_1h::bigint as dead_lettered_1h,
-    c.completed_1m / c.span_1m as completed_rate_1m,
-    c.retried_1m / c.span_1m as retried_rate_1m,
-    c.dead_1m / c.span_1m as dead_lettered_rate_1m,
-    c.completed_5m / c.span_5m as completed_rate_5m,
-    c.retried_5m / c.span_5m as retried_rate_5m,
-    c.dead_5m / c.span_5m as dead_lettered_rate_5m,
-    c.completed_1h / c.span_1h as completed_rate_1h,
-    c.retried_1h / c.span_1h as retried_rate_1h,
-    c.dead_1h / c.span_1h as dead_lettered_rate_1h,
-    (c.retried_5m / nullif(c.completed_5m + c.retried_5m + c.dead_5m, 0))::double precision as retry_rate_5m,
-    (c.retried_1h / nullif(c.completed_1h + c.retried_1h + c.dead_1h, 0))::double precision as retry_rate_1h,
+    c.completed_1m operator(pg_catalog./) c.span_1m as completed_rate_1m,
+    c.retried_1m operator(pg_catalog./) c.span_1m as retried_rate_1m,
+    c.dead_1m operator(pg_catalog./) c.span_1m as dead_lettered_rate_1m,
+    c.completed_5m operator(pg_catalog./) c.span_5m as completed_rate_5m,
+    c.retried_5m operator(pg_catalog./) c.span_5m as retried_rate_5m,
+    c.dead_5m operator(pg_catalog./) c.span_5m as dead_lettered_rate_5m,
+    c.completed_1h operator(pg_catalog./) c.span_1h as completed_rate_1h,
+    c.retried_1h operator(pg_catalog./) c.span_1h as retried_rate_1h,
+    c.dead_1h operator(pg_catalog./) c.span_1h as dead_lettered_rate_1h,
+    (c.retried_5m operator(pg_catalog./) nullif(c.completed_5m operator(pg_catalog.+) c.retried_5m operator(pg_catalog.+) c.dead_5m, 0))::double precision as retry_rate_5m,
+    (c.retried_1h operator(pg_catalog./) nullif(c.completed_1h operator(pg_catalog.+) c.retried_1h operator(pg_catalog.+) c.dead_1h, 0))::double precision as retry_rate_1h,
     c.timed_5m::bigint as timed_jobs_5m,
-    (c.ms_5m / nullif(c.timed_5m, 0))::double precision as avg_processing_ms_5m,
+    (c.ms_5m operator(pg_catalog./) nullif(c.timed_5m, 0))::double precision as avg_processing_ms_5m,
     c.p95_ms_5m as p95_processing_ms_5m,
-    (c.ms_1h / nullif(c.timed_1h, 0))::double precision as avg_processing_ms_1h,
+    (c.ms_1h operator(pg_catalog./) nullif(c.timed_1h, 0))::double precision as avg_processing_ms_1h,
     (
-        select count(*) from pgmq_jobs.workers as wk
-        where wk.status = 'alive' and c.queue = any(wk.queues)
+        select pg_catalog.count(*) from pgmq_jobs.workers as wk
+        where wk.status operator(pg_catalog.=) 'alive' and c.queue operator(pg_catalog.=) any(wk.queues)
     ) as live_workers,
     c.enqueued_total,
     c.ready_estimated,
     coalesce(c.dead_estimated, false) as dead_estimated,
     c.t as measured_at
 from counted as c;
+-- noqa: enable=LT01
 
 comment on view pgmq_jobs.queue_stats is
 'Metrics of every queue, cheap at any depth. ready / in_flight / delayed / dead: jobs visible
@@ -4263,13 +5514,19 @@ create table if not exists pgmq_jobs.alert_thresholds (
     queue text,
     threshold double precision not null,
     updated_at timestamptz not null default pg_catalog.now(),
+    -- Constraints are bound when created, under that session's search_path: the
+    -- operators are schema-qualified so that nothing planted is bound into them
+    -- (issue 18, finding 2: float8 >= int4 has no exact match in pg_catalog).
+    -- sql/upgrades/0.1.0--0.2.0.sql re-creates both on existing databases.
     constraint alert_thresholds_alert_check check (
-        alert in (
-            'queue_depth', 'dead_letters', 'low_throughput', 'stalled_workers', 'oldest_job_age',
-            'xmin_horizon', 'table_bloat', 'wraparound'
+        alert operator(pg_catalog.=) any( -- noqa: LT01
+            array[
+                'queue_depth', 'dead_letters', 'low_throughput', 'stalled_workers', 'oldest_job_age',
+                'xmin_horizon', 'table_bloat', 'wraparound'
+            ]
         )
     ),
-    constraint alert_thresholds_threshold_check check (threshold >= 0)
+    constraint alert_thresholds_threshold_check check (threshold operator(pg_catalog.>=) 0::double precision) -- noqa: LT01
 );
 create unique index if not exists alert_thresholds_alert_queue_idx
 on pgmq_jobs.alert_thresholds (alert, coalesce(queue, ''));
@@ -4383,6 +5640,13 @@ grant select on pgmq_jobs.alert_thresholds to pgmq_jobs_admin;
 -- health from queue_stats and workers, database health from the statistics
 -- views. Thresholds come from alert_thresholds (set_alert_threshold).
 
+-- Every operator and function below is schema-qualified (operator(pg_catalog.=),
+-- pg_catalog.format(...)): a view is bound when it is created, under the
+-- search_path of that session, and an exact-match overload planted in any
+-- schema of that path would otherwise be bound into it for good and run with
+-- the view owner's rights (issue 18, finding 2). sqlfluff misreads
+-- operator(pg_catalog.>=), hence the LT01 exemption.
+-- noqa: disable=LT01
 create or replace view pgmq_jobs.alerts as
 with stats as (
     select s.* from pgmq_jobs.queue_stats as s
@@ -4395,7 +5659,7 @@ limits as (
         coalesce(o.threshold, d.threshold) as threshold
     from pgmq_jobs.alert_thresholds as d
     cross join pgmq_jobs.queue_settings as qs
-    left join pgmq_jobs.alert_thresholds as o on d.alert = o.alert and qs.queue = o.queue
+    left join pgmq_jobs.alert_thresholds as o on d.alert operator(pg_catalog.=) o.alert and qs.queue operator(pg_catalog.=) o.queue
     where d.queue is null
 ),
 
@@ -4407,20 +5671,23 @@ defaults as (
 stalled as (
     select
         qn.queue,
-        count(*) as n,
-        min(wk.last_seen_at + wk.heartbeat_interval * 3) as since,
-        jsonb_agg(wk.worker_id order by wk.worker_id) as workers
+        pg_catalog.count(*) as n,
+        pg_catalog.min(wk.last_seen_at operator(pg_catalog.+) (wk.heartbeat_interval operator(pg_catalog.*) 3)) as since,
+        pg_catalog.jsonb_agg(wk.worker_id order by wk.worker_id) as workers
     from pgmq_jobs.workers as wk
-    cross join lateral unnest(wk.queues) as qn (queue)
-    where wk.status = 'stale'
-        or (wk.status = 'gone' and wk.stopped_at is null and wk.last_seen_at > statement_timestamp() - interval '1 hour')
+    cross join lateral pg_catalog.unnest(wk.queues) as qn (queue)
+    where wk.status operator(pg_catalog.=) 'stale'
+        or (
+            wk.status operator(pg_catalog.=) 'gone' and wk.stopped_at is null
+            and wk.last_seen_at operator(pg_catalog.>) (pg_catalog.statement_timestamp() operator(pg_catalog.-) interval '1 hour')
+        )
     group by qn.queue
 ),
 
 holders as (
     select
         h.*,
-        count(*) over () as sessions
+        pg_catalog.count(*) over () as sessions
     from pgmq_jobs._xmin_holders() as h
     order by h.xact_start
     limit 1
@@ -4432,15 +5699,15 @@ select
     s.ready::double precision as value,
     l.threshold,
     coalesce(
-        case when l.threshold < 1000000 then pgmq_jobs._nth_at(s.queue, 'ready', floor(l.threshold)::bigint + 1) end,
-        s.measured_at - s.oldest_ready_age
+        case when l.threshold operator(pg_catalog.<) 1000000 then pgmq_jobs._nth_at(s.queue, 'ready', pg_catalog.floor(l.threshold)::bigint operator(pg_catalog.+) 1) end,
+        s.measured_at operator(pg_catalog.-) s.oldest_ready_age
     ) as since,
-    format('queue %s has %s%s jobs ready (threshold %s)', s.queue,
+    pg_catalog.format('queue %s has %s%s jobs ready (threshold %s)', s.queue,
         case when s.ready_estimated then 'about ' else '' end, s.ready, l.threshold) as message,
-    jsonb_build_object('ready', s.ready, 'estimated', s.ready_estimated, 'in_flight', s.in_flight) as details
+    pg_catalog.jsonb_build_object('ready', s.ready, 'estimated', s.ready_estimated, 'in_flight', s.in_flight) as details
 from stats as s
-inner join limits as l on s.queue = l.queue and l.alert = 'queue_depth'
-where s.ready > l.threshold
+inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'queue_depth'
+where s.ready operator(pg_catalog.>) l.threshold
 
 union all
 
@@ -4449,13 +5716,13 @@ select
     s.queue,
     s.dead::double precision,
     l.threshold,
-    case when l.threshold < 1000000 then pgmq_jobs._nth_at(s.queue, 'dead', floor(l.threshold)::bigint + 1) end,
-    format('queue %s has %s%s dead letters (threshold %s)', s.queue,
+    case when l.threshold operator(pg_catalog.<) 1000000 then pgmq_jobs._nth_at(s.queue, 'dead', pg_catalog.floor(l.threshold)::bigint operator(pg_catalog.+) 1) end,
+    pg_catalog.format('queue %s has %s%s dead letters (threshold %s)', s.queue,
         case when s.dead_estimated then 'about ' else '' end, s.dead, l.threshold),
-    jsonb_build_object('dead', s.dead, 'estimated', s.dead_estimated, 'dead_lettered_1h', s.dead_lettered_1h)
+    pg_catalog.jsonb_build_object('dead', s.dead, 'estimated', s.dead_estimated, 'dead_lettered_1h', s.dead_lettered_1h)
 from stats as s
-inner join limits as l on s.queue = l.queue and l.alert = 'dead_letters'
-where s.dead > l.threshold
+inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'dead_letters'
+where s.dead operator(pg_catalog.>) l.threshold
 
 union all
 
@@ -4464,17 +5731,17 @@ select
     s.queue,
     s.completed_rate_1m,
     l.threshold,
-    s.measured_at - s.oldest_ready_age + interval '1 minute',
-    format('queue %s completes %s jobs/s while %s jobs wait, the oldest for %s s (threshold %s jobs/s)',
-        s.queue, round(s.completed_rate_1m::numeric, 2), s.ready,
-        round(extract(epoch from s.oldest_ready_age)), l.threshold),
-    jsonb_build_object(
+    s.measured_at operator(pg_catalog.-) s.oldest_ready_age operator(pg_catalog.+) interval '1 minute',
+    pg_catalog.format('queue %s completes %s jobs/s while %s jobs wait, the oldest for %s s (threshold %s jobs/s)',
+        s.queue, pg_catalog.round(s.completed_rate_1m::numeric, 2), s.ready,
+        pg_catalog.round(extract(epoch from s.oldest_ready_age)), l.threshold),
+    pg_catalog.jsonb_build_object(
         'ready', s.ready, 'oldest_ready_seconds', extract(epoch from s.oldest_ready_age),
         'live_workers', s.live_workers
     )
 from stats as s
-inner join limits as l on s.queue = l.queue and l.alert = 'low_throughput'
-where s.ready > 0 and s.oldest_ready_age > interval '1 minute' and s.completed_rate_1m < l.threshold
+inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'low_throughput'
+where s.ready operator(pg_catalog.>) 0 and s.oldest_ready_age operator(pg_catalog.>) interval '1 minute' and s.completed_rate_1m operator(pg_catalog.<) l.threshold
 
 union all
 
@@ -4483,13 +5750,13 @@ select
     s.queue,
     extract(epoch from s.oldest_ready_age)::double precision,
     l.threshold,
-    s.measured_at - s.oldest_ready_age + make_interval(secs => l.threshold),
-    format('the oldest ready job of queue %s has waited %s s (threshold %s s)', s.queue,
-        round(extract(epoch from s.oldest_ready_age)), l.threshold),
-    jsonb_build_object('ready', s.ready, 'live_workers', s.live_workers)
+    s.measured_at operator(pg_catalog.-) s.oldest_ready_age operator(pg_catalog.+) pg_catalog.make_interval(secs => l.threshold),
+    pg_catalog.format('the oldest ready job of queue %s has waited %s s (threshold %s s)', s.queue,
+        pg_catalog.round(extract(epoch from s.oldest_ready_age)), l.threshold),
+    pg_catalog.jsonb_build_object('ready', s.ready, 'live_workers', s.live_workers)
 from stats as s
-inner join limits as l on s.queue = l.queue and l.alert = 'oldest_job_age'
-where extract(epoch from s.oldest_ready_age) > l.threshold
+inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'oldest_job_age'
+where extract(epoch from s.oldest_ready_age) operator(pg_catalog.>) l.threshold
 
 union all
 
@@ -4499,83 +5766,90 @@ select
     x.n::double precision,
     th.threshold,
     x.since,
-    format('%s worker(s) of queue %s stopped sending heartbeats: %s', x.n, x.queue,
-        (select string_agg(v, ', ') from jsonb_array_elements_text(x.workers) as v)),
-    jsonb_build_object('workers', x.workers)
+    pg_catalog.format('%s worker(s) of queue %s stopped sending heartbeats: %s', x.n, x.queue,
+        (select pg_catalog.string_agg(v, ', ') from pg_catalog.jsonb_array_elements_text(x.workers) as v)),
+    pg_catalog.jsonb_build_object('workers', x.workers)
 from stalled as x
 cross join lateral (
     select coalesce(
         (select t.threshold from pgmq_jobs.alert_thresholds as t
-            where t.alert = 'stalled_workers' and t.queue = x.queue),
+            where t.alert operator(pg_catalog.=) 'stalled_workers' and t.queue operator(pg_catalog.=) x.queue),
         (
             select d.threshold from defaults as d
-            where d.alert = 'stalled_workers'
+            where d.alert operator(pg_catalog.=) 'stalled_workers'
         )
     ) as threshold
 ) as th
-where x.n > th.threshold
+where x.n operator(pg_catalog.>) th.threshold
 
 union all
 
 select
     'xmin_horizon',
     null,
-    extract(epoch from statement_timestamp() - h.xact_start)::double precision,
+    extract(epoch from pg_catalog.statement_timestamp() operator(pg_catalog.-) h.xact_start)::double precision,
     d.threshold,
-    h.xact_start + make_interval(secs => d.threshold),
-    format('session %s (%s, %s) has held a transaction open for %s s, holding back vacuum',
+    h.xact_start operator(pg_catalog.+) pg_catalog.make_interval(secs => d.threshold),
+    pg_catalog.format('session %s (%s, %s) has held a transaction open for %s s, holding back vacuum',
         h.pid, coalesce(nullif(h.application_name, ''), h.usename), h.state,
-        round(extract(epoch from statement_timestamp() - h.xact_start))),
-    jsonb_build_object(
+        pg_catalog.round(extract(epoch from pg_catalog.statement_timestamp() operator(pg_catalog.-) h.xact_start))),
+    pg_catalog.jsonb_build_object(
         'pid', h.pid, 'user', h.usename, 'application_name', h.application_name, 'state', h.state,
         'xact_start', h.xact_start, 'xmin_age', h.xmin_age, 'sessions', h.sessions
     )
 from holders as h
-inner join defaults as d on d.alert = 'xmin_horizon'
-where extract(epoch from statement_timestamp() - h.xact_start) > d.threshold
+inner join defaults as d on d.alert operator(pg_catalog.=) 'xmin_horizon'
+where extract(epoch from pg_catalog.statement_timestamp() operator(pg_catalog.-) h.xact_start) operator(pg_catalog.>) d.threshold
 
 union all
 
 select
     'table_bloat',
     l.queue,
-    st.n_dead_tup::double precision / (st.n_live_tup + st.n_dead_tup),
+    st.n_dead_tup::double precision operator(pg_catalog./) (st.n_live_tup operator(pg_catalog.+) st.n_dead_tup),
     l.threshold,
     greatest(st.last_vacuum, st.last_autovacuum),
-    format('table pgmq.%s is %s%% dead tuples (%s dead, %s live; threshold %s%%)', st.relname,
-        round(100.0 * st.n_dead_tup / (st.n_live_tup + st.n_dead_tup)), st.n_dead_tup, st.n_live_tup,
-        round((100 * l.threshold)::numeric)),
-    jsonb_build_object(
-        'table', 'pgmq.' || st.relname, 'n_dead_tup', st.n_dead_tup, 'n_live_tup', st.n_live_tup,
+    pg_catalog.format('table pgmq.%s is %s%% dead tuples (%s dead, %s live; threshold %s%%)', st.relname,
+        pg_catalog.round((100.0 operator(pg_catalog.*) st.n_dead_tup) operator(pg_catalog./) (st.n_live_tup operator(pg_catalog.+) st.n_dead_tup)), st.n_dead_tup, st.n_live_tup,
+        pg_catalog.round((100 operator(pg_catalog.*) l.threshold)::numeric)),
+    pg_catalog.jsonb_build_object(
+        'table', 'pgmq.' operator(pg_catalog.||) st.relname, 'n_dead_tup', st.n_dead_tup, 'n_live_tup', st.n_live_tup,
         'last_autovacuum', st.last_autovacuum, 'last_vacuum', st.last_vacuum
     )
 from limits as l
 inner join pg_catalog.pg_stat_user_tables as st
-    on st.schemaname = 'pgmq' and st.relname in ('q_' || l.queue, 'q_' || l.queue || '_dlq')
-where l.alert = 'table_bloat'
-    and st.n_dead_tup >= 1000
-    and st.n_dead_tup::double precision / (st.n_live_tup + st.n_dead_tup) > l.threshold
+    on st.schemaname operator(pg_catalog.=) 'pgmq' and (
+        st.relname operator(pg_catalog.=) ('q_' operator(pg_catalog.||) l.queue)
+        or st.relname operator(pg_catalog.=) ('q_' operator(pg_catalog.||) l.queue operator(pg_catalog.||) '_dlq')
+    )
+where l.alert operator(pg_catalog.=) 'table_bloat'
+    and st.n_dead_tup operator(pg_catalog.>=) 1000
+    and (st.n_dead_tup::double precision operator(pg_catalog./) (st.n_live_tup operator(pg_catalog.+) st.n_dead_tup))
+    operator(pg_catalog.>) l.threshold
 
 union all
 
 select
     'wraparound',
     null,
-    age(db.datfrozenxid)::double precision / current_setting('autovacuum_freeze_max_age')::double precision,
+    pg_catalog.age(db.datfrozenxid)::double precision operator(pg_catalog./) pg_catalog.current_setting('autovacuum_freeze_max_age')::double precision,
     d.threshold,
     null::timestamptz,
-    format('database %s is %s transactions from its oldest unfrozen one, %s%% of autovacuum_freeze_max_age',
-        db.datname, age(db.datfrozenxid),
-        round(100.0 * age(db.datfrozenxid) / current_setting('autovacuum_freeze_max_age')::numeric)),
-    jsonb_build_object(
-        'database', db.datname, 'xid_age', age(db.datfrozenxid),
-        'autovacuum_freeze_max_age', current_setting('autovacuum_freeze_max_age')::bigint
+    pg_catalog.format('database %s is %s transactions from its oldest unfrozen one, %s%% of autovacuum_freeze_max_age',
+        db.datname, pg_catalog.age(db.datfrozenxid),
+        pg_catalog.round(
+            (100.0 operator(pg_catalog.*) pg_catalog.age(db.datfrozenxid))
+            operator(pg_catalog./) pg_catalog.current_setting('autovacuum_freeze_max_age')::numeric
+        )),
+    pg_catalog.jsonb_build_object(
+        'database', db.datname, 'xid_age', pg_catalog.age(db.datfrozenxid),
+        'autovacuum_freeze_max_age', pg_catalog.current_setting('autovacuum_freeze_max_age')::bigint
     )
 from pg_catalog.pg_database as db
-inner join defaults as d on d.alert = 'wraparound'
-where db.datname = current_database()
-    and age(db.datfrozenxid)::double precision
-    / current_setting('autovacuum_freeze_max_age')::double precision > d.threshold
+inner join defaults as d on d.alert operator(pg_catalog.=) 'wraparound'
+where db.datname operator(pg_catalog.=) pg_catalog.current_database()
+    and pg_catalog.age(db.datfrozenxid)::double precision
+    operator(pg_catalog./) pg_catalog.current_setting('autovacuum_freeze_max_age')::double precision operator(pg_catalog.>) d.threshold
 
 union all
 
@@ -4585,11 +5859,12 @@ select
     p.jobs::double precision,
     0::double precision,
     null::timestamptz,
-    format('partitioned queue %s has %s job(s) in its default partition: pg_partman''s maintenance'
+    pg_catalog.format('partitioned queue %s has %s job(s) in its default partition: pg_partman''s maintenance'
         ' has fallen behind (run pgmq_jobs._partman_maintenance(), or check pg_cron job pgmq_jobs_partman)',
         p.queue, p.jobs),
-    jsonb_build_object('table', format('pgmq.q_%s_default', p.queue), 'jobs', p.jobs)
+    pg_catalog.jsonb_build_object('table', pg_catalog.format('pgmq.q_%s_default', p.queue), 'jobs', p.jobs)
 from pgmq_jobs._default_partition_jobs() as p;
+-- noqa: enable=LT01
 
 comment on view pgmq_jobs.alerts is
 'Alert conditions firing now, one row each: alert, queue (null for the database), value,
@@ -4662,10 +5937,36 @@ queue_history plus the outcome log not folded yet. Monotonic while history is ke
 Prometheus exporter serves them as counters since its start.';
 
 -- ======================================================================
+-- sql/890_queue_tables.sql
+-- ======================================================================
+-- 890_queue_tables.sql: every existing queue gets the indexes and privileges
+-- a new queue is created with (sql/055_private_queue_tables.sql). On a fresh
+-- install there is no queue yet; on an upgrade this brings the queues of an
+-- earlier release up to date. Idempotent: an index that exists is kept.
+
+do $queue_tables$
+declare
+    s record;
+begin
+    for s in
+        select qs.queue, qs.partitioned from pgmq_jobs.queue_settings as qs order by qs.queue
+    loop
+        perform pgmq_jobs._queue_indexes(s.queue, s.partitioned);
+        perform pgmq_jobs._revoke_monitor_read(s.queue);
+    end loop;
+end
+$queue_tables$;
+
+-- ======================================================================
 -- sql/900_grants.sql
 -- ======================================================================
 -- 900_grants.sql: privileges. Nothing for PUBLIC (nor Supabase's anon and
 -- authenticated roles); producer enqueues, worker runs jobs, admin does all.
+--
+-- The DO blocks are parsed under the installing session's search_path, so
+-- every operator and function in them is schema-qualified (issue 18,
+-- finding 2: oid = regnamespace and format(text, text) have no exact match in
+-- pg_catalog, and overloads planted in public ran here as the installer).
 
 revoke all on all functions in schema pgmq_jobs from public;
 revoke all on all procedures in schema pgmq_jobs from public;
@@ -4676,19 +5977,19 @@ declare
     r text;
 begin
     foreach r in array array['anon', 'authenticated'] loop
-        if exists (select from pg_catalog.pg_roles where rolname = r) then
-            execute format('revoke all on all functions in schema pgmq_jobs from %I', r);
-            execute format('revoke all on all procedures in schema pgmq_jobs from %I', r);
-            execute format('revoke all on all tables in schema pgmq_jobs from %I', r);
-            execute format('revoke all on schema pgmq_jobs from %I', r);
+        if exists (select from pg_catalog.pg_roles where rolname operator(pg_catalog.=) r) then
+            execute pg_catalog.format('revoke all on all functions in schema pgmq_jobs from %I', r);
+            execute pg_catalog.format('revoke all on all procedures in schema pgmq_jobs from %I', r);
+            execute pg_catalog.format('revoke all on all tables in schema pgmq_jobs from %I', r);
+            execute pg_catalog.format('revoke all on schema pgmq_jobs from %I', r);
         end if;
     end loop;
 end
 $revoke$;
 
 grant execute on function
-    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text),
-    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[]),
+    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text, integer),
+    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[], integer[]),
     pgmq_jobs.schema_info()
 to pgmq_jobs_producer;
 
@@ -4701,20 +6002,23 @@ grant execute on function
     pgmq_jobs.release(text, bigint[], integer[]),
     pgmq_jobs.heartbeat(text, text[], text, integer, bigint, bigint, integer, interval, boolean),
     pgmq_jobs.wait_for_jobs(text, text[], boolean),
-    pgmq_jobs.schema_info()
+    pgmq_jobs.schema_info(),
+    pgmq_jobs.snooze(text, bigint, integer, interval),
+    pgmq_jobs.job(text, bigint)
 to pgmq_jobs_worker;
 
 -- The admin may call every public (non-underscore) function and read every view.
 do $admin$
 declare
-    f regprocedure;
+    f pg_catalog.regprocedure;
 begin
     for f in
         select p.oid::regprocedure
         from pg_catalog.pg_proc as p
-        where p.pronamespace = 'pgmq_jobs'::regnamespace and p.proname !~ '^_'
+        where p.pronamespace operator(pg_catalog.=) 'pgmq_jobs'::pg_catalog.regnamespace
+            and p.proname operator(pg_catalog.!~) '^_'
     loop
-        execute format('grant execute on routine %s to pgmq_jobs_admin', f);
+        execute pg_catalog.format('grant execute on routine %s to pgmq_jobs_admin', f);
     end loop;
 end
 $admin$;
@@ -4734,8 +6038,8 @@ begin
         select distinct a.role_name from pgmq_jobs.enqueue_allowlist as a
         where pg_catalog.to_regrole(pg_catalog.quote_ident(a.role_name)) is not null
     loop
-        execute format('grant usage on schema pgmq_jobs to %I', r);
-        execute format('grant execute on function pgmq_jobs.enqueue_as_user(text, jsonb) to %I', r);
+        execute pg_catalog.format('grant usage on schema pgmq_jobs to %I', r);
+        execute pg_catalog.format('grant execute on function pgmq_jobs.enqueue_as_user(text, jsonb) to %I', r);
     end loop;
 end
 $allowed$;

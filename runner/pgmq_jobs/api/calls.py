@@ -158,24 +158,27 @@ def enqueue(
     dedupe_key: str | None = None,
     dedupe_window: Duration | None = None,
     group_key: str | None = None,
+    priority: int = 0,
 ) -> Call[int]:
     """Enqueue one job in the connection's current transaction; returns its job id.
 
     ``dedupe_key``: while an earlier job with that key is unfinished (or, with
     ``dedupe_window``, was enqueued within the window) its id is returned instead.
-    ``group_key``: jobs sharing it run one at a time, in enqueue order."""
+    ``group_key``: jobs sharing it run one at a time, in enqueue order. ``priority``
+    (-32768..32767): among ready jobs the highest is claimed first."""
     options = (delay, run_at, max_attempts, dedupe_key, dedupe_window, group_key)
-    if all(option is None for option in options):
+    if all(option is None for option in options) and priority == 0:
         # The common call, with two parameters to send instead of eight.
         return Call(ENQUEUE_PLAIN, (queue, Jsonb(payload)), _int)
     return Call(
         "select pgmq_jobs.enqueue(%(queue)s, %(payload)s, delay => %(delay)s::interval,"
         " run_at => %(run_at)s, max_attempts => %(max_attempts)s::integer,"
         " dedupe_key => %(dedupe_key)s, dedupe_window => %(dedupe_window)s::interval,"
-        " group_key => %(group_key)s)",
+        " group_key => %(group_key)s, priority => %(priority)s::integer)",
         {
             "queue": queue,
             "payload": Jsonb(payload),
+            "priority": priority,
             "delay": duration(delay) or timedelta(0),
             "run_at": run_at,
             "max_attempts": max_attempts,
@@ -196,15 +199,17 @@ def enqueue_batch(
     dedupe_keys: Sequence[str | None] | None = None,
     dedupe_window: Duration | None = None,
     group_keys: Sequence[str | None] | None = None,
+    priorities: Sequence[int] | None = None,
 ) -> Call[list[int]]:
     """Enqueue many jobs in one statement; returns their ids in input order.
 
-    ``dedupe_keys`` / ``group_keys`` give each payload its own key (None for none)."""
+    ``dedupe_keys`` / ``group_keys`` give each payload its own key (None for none);
+    ``priorities`` each its priority."""
     return Call(
         "select pgmq_jobs.enqueue_batch(%(queue)s, %(payloads)s::jsonb[],"
         " delay => %(delay)s::interval, max_attempts => %(max_attempts)s::integer,"
         " dedupe_keys => %(dedupe_keys)s::text[], dedupe_window => %(dedupe_window)s::interval,"
-        " group_keys => %(group_keys)s::text[])",
+        " group_keys => %(group_keys)s::text[], priorities => %(priorities)s::integer[])",
         {
             "queue": queue,
             "payloads": [Jsonb(p) for p in payloads],
@@ -213,6 +218,7 @@ def enqueue_batch(
             "dedupe_keys": None if dedupe_keys is None else list(dedupe_keys),
             "dedupe_window": duration(dedupe_window),
             "group_keys": None if group_keys is None else list(group_keys),
+            "priorities": None if priorities is None else list(priorities),
         },
         lambda rows: [int(r[0]) for r in rows],
     )

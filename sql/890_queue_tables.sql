@@ -1,0 +1,17 @@
+-- 890_queue_tables.sql: every existing queue gets the indexes and privileges
+-- a new queue is created with (sql/055_private_queue_tables.sql). On a fresh
+-- install there is no queue yet; on an upgrade this brings the queues of an
+-- earlier release up to date. Idempotent: an index that exists is kept.
+
+do $queue_tables$
+declare
+    s record;
+begin
+    for s in
+        select qs.queue, qs.partitioned from pgmq_jobs.queue_settings as qs order by qs.queue
+    loop
+        perform pgmq_jobs._queue_indexes(s.queue, s.partitioned);
+        perform pgmq_jobs._revoke_monitor_read(s.queue);
+    end loop;
+end
+$queue_tables$;
