@@ -3471,6 +3471,8 @@ declare
     moved integer;
     groups text[];
     grouped_ids bigint[];
+    revived_ids bigint[];
+    missing bigint[];
     k text;
 begin
     if array_position(dead_ids, null) is not null then
@@ -3502,11 +3504,26 @@ begin
             returning msg_id, headers ->> 'group_key' as group_key
         )
         select count(*), array_agg(distinct q.group_key) filter (where q.group_key is not null),
-            array_agg(q.msg_id) filter (where q.group_key is not null)
+            array_agg(q.msg_id) filter (where q.group_key is not null),
+            (select array_agg(r.msg_id) from revived as r)
         from requeued as q
         $sql$,
         'q_' || queue || '_dlq', 'q_' || queue
-    ) into moved, groups, grouped_ids using dead_ids;
+    ) into moved, groups, grouped_ids, revived_ids using dead_ids;
+    -- Ids that were not dead letters (in the same statement's view, so no race): the
+    -- error undoes the whole call, replayed jobs and audit row included.
+    select array_agg(distinct m.id order by m.id) into missing
+    from unnest(dead_ids) as m (id)
+    where m.id <> all(coalesce(revived_ids, '{}'));
+    if missing is not null then
+        raise exception 'not dead letters of queue %: %; nothing was replayed',
+            queue,
+            array_to_string(missing[1:10], ', ')
+            || case when cardinality(missing) > 10
+                then format(' and %s more', cardinality(missing) - 10) else '' end
+            using errcode = '22023',
+            hint = 'dead_letters(queue) lists the dead ids (a replayed letter leaves the dead-letter queue)';
+    end if;
     -- A replayed job of an ordered group queues up behind the group's earlier jobs.
     foreach k in array coalesce(groups, '{}') loop
         perform pgmq_jobs._group_lock(queue, k);
@@ -3532,9 +3549,10 @@ $$;
 
 comment on function pgmq_jobs.replay(text, bigint[]) is
 'Put dead letters (dead_ids from dead_letters; null = all) back into their queue as new jobs
-with a fresh attempt count. Returns how many were replayed; ids not in the dead-letter queue
-are ignored. The new job remembers its original job id and first enqueue time, and keeps its
-priority and group (not its dedupe key).';
+with a fresh attempt count. Returns how many were replayed. Ids not in the dead-letter queue
+are refused: the call changes nothing (no job, no audit row) and its error names them. The new
+job remembers its original job id and first enqueue time, and keeps its priority and group (not
+its dedupe key).';
 
 -- ======================================================================
 -- sql/132_purge_dead_letters.sql
