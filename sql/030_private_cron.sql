@@ -261,7 +261,8 @@ end
 $$;
 
 -- Keep the pg_cron job that drives a queue's SQL handler in line with its
--- settings: one job per handled queue, every minute, draining for 55 s.
+-- settings: one job per handled queue, every minute, draining for 55 s (the
+-- DO block of _drain_command, which pins its own session's search_path).
 create or replace function pgmq_jobs._sync_handler_job(queue text)
 returns void
 language plpgsql
@@ -277,11 +278,11 @@ begin
     if handled and pgmq_jobs._cron_ready() then
         perform pgmq_jobs._cron_schedule(
             'pgmq_jobs_process_' || queue, '* * * * *',
-            format('call pgmq_jobs.drain(%L, 55)', queue)
+            pgmq_jobs._drain_command(queue, 55)
         );
     elsif handled then
-        raise notice 'pg_cron is not installed here: call pgmq_jobs.drain(%, 55) or pgmq_jobs.process(%) periodically to run the handler of queue %',
-            quote_literal(queue), quote_literal(queue), queue;
+        raise notice 'pg_cron is not installed here: run select pgmq_jobs.process(%) periodically to run the handler of queue %',
+            quote_literal(queue), queue;
     else
         perform pgmq_jobs._cron_unschedule('pgmq_jobs_process_' || queue);
     end if;

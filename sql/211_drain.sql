@@ -1,13 +1,10 @@
--- 211_drain.sql: drain, the procedure pg_cron calls every minute for each
--- queue with a SQL handler: process in short transactions until the time
--- budget is spent, polling briefly when idle, so pickup takes well under a
--- second instead of a minute.
---
--- A procedure that COMMITs can carry neither SET search_path nor SECURITY
--- DEFINER (PostgreSQL forbids transaction control there), so this one pins
--- nothing itself: it calls only schema-qualified functions and uses no
--- operator (those resolve through the caller's search_path), and all the work
--- happens in pgmq_jobs._drain_step, which pins its search_path.
+-- 211_drain.sql: the loop pg_cron runs every minute for each queue with a
+-- SQL handler: process in short transactions until the time budget is spent,
+-- polling briefly when idle, so pickup takes well under a second instead of
+-- a minute. It is a DO block (_drain_command), not a procedure: a routine
+-- that COMMITs can carry neither SET search_path nor SECURITY DEFINER, and
+-- Supabase's security advisor reports every routine without a pinned path.
+-- All the work happens in pgmq_jobs._drain_step, which pins its search_path.
 
 -- One step of drain: 'done' once max_seconds since started have passed,
 -- else process a batch ('busy'), or wait 0.2 s when nothing was ready ('idle').
@@ -43,8 +40,7 @@ $$;
 -- advisor reports every routine without a pinned search_path, and a procedure
 -- that commits cannot pin one (issue 18, finding 10); a DO block is no routine,
 -- and it pins the path of its own session (pg_cron opens one per run) before
--- anything else. Meant to replace `call pgmq_jobs.drain(queue, 55)` as the
--- command of the pgmq_jobs_process_<queue> jobs, after which drain can go.
+-- anything else. The command of the pgmq_jobs_process_<queue> jobs.
 create or replace function pgmq_jobs._drain_command(queue text, max_seconds double precision default 55)
 returns text
 language sql
@@ -73,28 +69,23 @@ $cmd$,
     )
 $$;
 
+-- drain was 0.1.0's committing procedure; a routine that commits cannot pin
+-- its search_path, so 0.2.0 runs the same loop as the DO block above. The
+-- name stays for one release, pinned, to say what to call instead.
 create or replace procedure pgmq_jobs.drain(queue text, max_seconds double precision default 55)
 language plpgsql
+set search_path = pg_catalog, pg_temp
 as $$
-declare
-    started timestamptz := pg_catalog.clock_timestamp();
-    lock_key bigint := pg_catalog.hashtext(pg_catalog.concat('pgmq_jobs.drain:', queue));
-    step text;
 begin
-    -- One drainer per queue: a run that finds another still going returns.
-    if not pg_catalog.pg_try_advisory_lock(lock_key) then
-        return;
-    end if;
-    loop
-        step := pgmq_jobs._drain_step(queue, started, max_seconds);
-        commit;
-        exit when pg_catalog.texteq(step, 'done');
-    end loop;
-    perform pg_catalog.pg_advisory_unlock(lock_key);
+    raise exception 'pgmq_jobs.drain was removed in pgmq-jobs 0.2.0'
+        using errcode = '0A000',
+        detail = 'The pg_cron job pgmq_jobs_process_' || queue || ' runs the handler of queue '
+            || quote_literal(queue) || ' every minute by itself.',
+        hint = 'Run select pgmq_jobs.process(' || quote_literal(queue)
+            || ', max_jobs, max_seconds) instead (one transaction per call), or pgmq-jobs worker.';
 end
 $$;
 
 comment on procedure pgmq_jobs.drain (text, double precision) is
-'Run a queue''s SQL handler for max_seconds: process() in short committed batches, polling
-every 0.2 s when idle. pg_cron calls it every minute per handled queue (call
-pgmq_jobs.drain(''queue'', 55)); one drainer per queue at a time.';
+'Removed in 0.2.0 (kept for one release to say so): pg_cron''s pgmq_jobs_process_<queue>
+job runs a queue''s SQL handler every minute by itself; by hand, call pgmq_jobs.process.';

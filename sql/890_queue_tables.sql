@@ -1,5 +1,6 @@
 -- 890_queue_tables.sql: every existing queue gets the indexes and privileges
--- a new queue is created with (sql/055_private_queue_tables.sql). On a fresh
+-- a new queue is created with (sql/055_private_queue_tables.sql), and its
+-- handler's pg_cron job this release's command. On a fresh
 -- install there is no queue yet; on an upgrade this brings the queues of an
 -- earlier release up to date. Idempotent: an index that exists is kept.
 
@@ -12,6 +13,9 @@ begin
     loop
         perform pgmq_jobs._queue_indexes(s.queue, s.partitioned);
         perform pgmq_jobs._revoke_monitor_read(s.queue);
+        -- The pg_cron job of a queue with a SQL handler runs this release's
+        -- command (0.1.0's called the drain procedure).
+        perform pgmq_jobs._sync_handler_job(s.queue);
     end loop;
 end
 $queue_tables$;

@@ -54,3 +54,11 @@ def queue_rows(conn: psycopg.Connection[Any], queue: str, table: str = "q") -> l
             ).format(sql.Identifier(f"{table}_{queue}"))
         )
         return list(cur.fetchall())
+
+
+def drain_command(conn: psycopg.Connection[Any], queue: str, seconds: float) -> str:
+    """The DO block that pg_cron's pgmq_jobs_process_<queue> job runs, with a budget of
+    ``seconds`` (the job itself uses 55): run it on an autocommit connection."""
+    row = conn.execute("select pgmq_jobs._drain_command(%s, %s)", (queue, seconds)).fetchone()
+    assert row is not None
+    return str(row[0])

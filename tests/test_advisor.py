@@ -89,12 +89,6 @@ def _rows(conn: Connection, query: str) -> list[str]:
     return [r[0] for r in conn.execute(query.replace("{ours}", OURS)).fetchall()]  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pgmq_jobs.drain is a procedure that commits between batches, so it cannot carry "
-    "SET search_path; it goes once the pg_cron process job (sql/030) runs the DO block of "
-    "pgmq_jobs._drain_command instead (see the report of issue 18, finding 10)",
-)
 def test_0011_every_routine_pins_its_search_path(db: Connection) -> None:
     # Functions, procedures and aggregates alike: an aggregate or a committing procedure
     # cannot have SET search_path, so neither may exist in our schemas.
@@ -116,24 +110,6 @@ def test_0011_every_routine_pins_its_search_path(db: Connection) -> None:
         """,
     )
     assert mutable == []
-
-
-def test_0011_only_drain_is_left(db: Connection) -> None:
-    # Until the xfail above is lifted: nothing but drain (the aggregate _sum_buckets is gone).
-    mutable = _rows(
-        db,
-        """
-        select p.oid::regprocedure::text
-        from pg_proc as p
-        where p.pronamespace in {ours}
-            and not exists (
-                select from unnest(coalesce(p.proconfig, '{}')) as c (setting)
-                where c.setting like 'search\\_path=%'
-            )
-        order by 1
-        """,
-    )
-    assert set(mutable) <= {"pgmq_jobs.drain(text,double precision)"}
 
 
 def test_0010_no_view_runs_with_its_owners_rights_for_the_api_roles(db: Connection) -> None:
@@ -254,12 +230,6 @@ def test_0029_nothing_for_authenticated_before_allow_enqueue(
         assert _rows(conn, _SECDEF_EXECUTABLE % ("pgmq_jobs", "anon")) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plpy/ (pgmq_jobs_plpy, self-hosted only: Supabase has no plpython3u) does not revoke "
-    "what global default privileges grant anon and authenticated on its SECURITY DEFINER "
-    "functions; plpy/ is not part of this change (see the report of issue 18, finding 10)",
-)
 def test_0028_0029_plpy_functions_not_executable_by_the_api_roles(db: Connection) -> None:
     for role in ("anon", "authenticated"):
         assert _rows(db, _SECDEF_EXECUTABLE % ("pgmq_jobs_plpy", role)) == []

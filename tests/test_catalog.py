@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 Connection = psycopg.Connection[Any]
 
@@ -42,18 +43,24 @@ def functions(conn: Connection) -> list[tuple[str, str, list[str] | None, bool, 
     ).fetchall()
 
 
-def test_the_only_procedure_is_drain_and_it_pins_through_its_step(conn: Connection) -> None:
-    # A procedure that COMMITs may not carry SET search_path or SECURITY DEFINER; drain
-    # therefore only calls schema-qualified functions, and its work runs in _drain_step.
+def test_the_only_procedure_is_0_1_0s_drain_pinned_and_saying_what_to_call_instead(
+    conn: Connection,
+) -> None:
+    # 0.1.0's drain committed between batches, so it could not pin its search_path; 0.2.0
+    # runs that loop as a DO block and keeps the name for one release, pinned, to fail with
+    # an error that says what to call instead.
     rows = conn.execute(
-        "select p.oid::regprocedure::text, p.proconfig, p.prosecdef, p.prosrc from pg_proc p"
+        "select p.oid::regprocedure::text, p.proconfig, p.prosecdef from pg_proc p"
         " where p.pronamespace = 'pgmq_jobs'::regnamespace and p.prokind = 'p'"
     ).fetchall()
-    assert [r[0] for r in rows] == ["pgmq_jobs.drain(text,double precision)"]
-    [(_, config, secdef, body)] = rows
-    assert config is None and secdef is False
-    calls = re.findall(r"([a-z_.]+)\(", body.lower())
-    assert calls and all(c.startswith(("pg_catalog.", "pgmq_jobs.")) for c in calls), calls
+    assert rows == [
+        ("pgmq_jobs.drain(text,double precision)", ["search_path=pg_catalog, pg_temp"], False)
+    ]
+    with pytest.raises(
+        psycopg.errors.FeatureNotSupported, match=r"removed in pgmq-jobs 0\.2\.0"
+    ) as e:
+        conn.execute("call pgmq_jobs.drain('q', 55)")
+    assert "pgmq_jobs.process('q'" in (e.value.diag.message_hint or "")
     public = conn.execute(
         "select has_function_privilege('public', 'pgmq_jobs.drain(text,double precision)',"
         " 'execute')"

@@ -1,4 +1,4 @@
-"""Queues handled entirely inside Postgres: a SQL handler run by process() / drain.
+"""Queues handled entirely inside Postgres: a SQL handler run by process() / the drain loop.
 
 Most tests run in a fresh database without pg_cron so that no scheduled drain races them;
 the pg_cron registration tests use the shared database, where pg_cron lives.
@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 import pgmq_jobs.client as jobs
-from support import make_visible, queue_rows, wait_for
+from support import drain_command, make_visible, queue_rows, wait_for
 
 Connection = psycopg.Connection[Any]
 
@@ -122,7 +122,7 @@ def test_drain_commits_as_it_goes_and_stops_at_its_budget(db: str, conn: Connect
 
     def run() -> None:
         with psycopg.connect(db, autocommit=True) as c:
-            c.execute("call pgmq_jobs.drain('drainq', 3)")
+            c.execute(drain_command(c, "drainq", 3))  # type: ignore[arg-type]
         done.set()
 
     thread = threading.Thread(target=run)
@@ -182,7 +182,7 @@ def test_handler_queue_registers_and_removes_its_cron_job(db_dsn: str, queue_nam
             ).fetchall()
 
         jobs.create_queue(c, queue_name, handler="app.record")
-        assert cron_rows() == [("* * * * *", f"call pgmq_jobs.drain('{queue_name}', 55)")]
+        assert cron_rows() == [("* * * * *", drain_command(c, queue_name, 55))]
         jobs.configure_queue(c, queue_name, max_attempts=3)
         assert len(cron_rows()) == 1
         jobs.configure_queue(c, queue_name, handler="")

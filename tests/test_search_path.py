@@ -6,8 +6,8 @@ project) plants functions and operators that shadow what our SQL uses: ``now()``
 ``clock_timestamp()``, ``jsonb_build_object``, ``format``, ``=``/``<=`` on bigint and
 timestamptz, ``->>``, ``||`` and more, each recording in a table it owns (and in a notice)
 that it ran. It then sets its search_path so that its objects come first and calls every
-API function, the commands pg_cron runs, and the ``drain`` procedure, which cannot pin its
-search_path. Nothing planted may run, and the results must be right.
+API function, the commands pg_cron runs, and the drain loop (a DO block that pins its own
+session's search_path). Nothing planted may run, and the results must be right.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import pgmq_jobs.client as jobs
+from support import drain_command
 
 Connection = psycopg.Connection[Any]
 
@@ -368,9 +369,11 @@ def _run_cron_commands(
     for jobname, command in sorted(commands.items()):
         if jobname.startswith("pgmq_jobs_process_"):
             # The command as pg_cron runs it, with a short budget instead of 55 s.
-            assert command == f"call pgmq_jobs.drain('{attack.handled}', 55)"
+            assert command.startswith("do $drain$") and f"'{attack.handled}'" in command
             if drain:
-                session.execute("call pgmq_jobs.drain(%s, 0.3)", (attack.handled,))
+                short = command.replace("'55'::double precision", "'0.3'::double precision")
+                assert short != command
+                session.execute(short)  # type: ignore[arg-type]
         else:
             session.execute(command)  # type: ignore[arg-type]
 
@@ -415,11 +418,11 @@ def test_cron_commands_under_a_hostile_search_path(
 
 
 def test_admin_can_drain(attack: Attack, conn: Connection) -> None:
-    # drain is no SECURITY DEFINER: the admin needs the private step it calls.
+    # The drain loop (a DO block) is no SECURITY DEFINER: the admin needs the private step.
     _cron_commands(conn, attack)
     jobs.enqueue(conn, attack.handled, {"h": 4})
     with attack.connect("public, pg_catalog") as admin:
-        admin.execute("call pgmq_jobs.drain(%s, 0.3)", (attack.handled,))
+        admin.execute(drain_command(conn, attack.handled, 0.3))  # type: ignore[arg-type]
     handled = conn.execute(
         sql.SQL("select payload from {}.handled").format(sql.Identifier(attack.app))
     ).fetchall()
@@ -430,14 +433,14 @@ def test_admin_can_drain(attack: Attack, conn: Connection) -> None:
 def test_drain_by_its_owner_under_a_hostile_search_path(
     attack: Attack, conn: Connection, search_path: str
 ) -> None:
-    # drain cannot pin its search_path, so whoever calls it (pg_cron's job owner, or a
-    # superuser by hand) brings their own: objects planted in public must not run.
+    # Whoever runs the drain loop (pg_cron's job owner, or a superuser by hand) brings
+    # their own search_path; the DO block pins its session's first: nothing planted runs.
     _cron_commands(conn, attack)
     jobs.enqueue(conn, attack.handled, {"h": 3})
     with psycopg.connect(conn.info.dsn, autocommit=True) as owner:
         owner.add_notice_handler(lambda d: attack.notices.append(d.message_primary or ""))
         owner.execute(sql.SQL("set search_path = {}").format(sql.SQL(search_path)))
-        owner.execute("call pgmq_jobs.drain(%s, 0.3)", (attack.handled,))
+        owner.execute(drain_command(owner, attack.handled, 0.3))  # type: ignore[arg-type]
     assert sorted(set(attack.ran(conn))) == []
     handled = conn.execute(
         sql.SQL("select payload from {}.handled").format(sql.Identifier(attack.app))

@@ -21,7 +21,7 @@ from psycopg import sql
 import pgmq_jobs.client as jobs
 from pgmq_jobs.install import install
 from pgmq_jobs.paths import pgmq_sql_path, repo_root
-from support import make_visible
+from support import drain_command, make_visible
 
 Connection = psycopg.Connection[Any]
 
@@ -146,12 +146,12 @@ def test_a_handler_that_drops_itself_never_hands_its_name_to_an_overload(
         )
 
 
-def test_the_drain_procedure_never_calls_an_overload_either(tenant: Tenant) -> None:
+def test_the_drain_loop_never_calls_an_overload_either(tenant: Tenant) -> None:
     t = tenant
     _as(t, t.role, _handler("drop function s.h(jsonb) cascade;") + OVERLOAD)
     jobs.create_queue(t.owner, "drained", handler="s.h", retry_base=60)
     jobs.enqueue_batch(t.owner, "drained", [{"n": i} for i in range(3)])
-    t.owner.execute("call pgmq_jobs.drain('drained', 0.5)")
+    t.owner.execute(drain_command(t.owner, "drained", 0.5))  # type: ignore[arg-type]
     assert [fn for fn, _ in t.ran()] == ["handler"]
     assert not t.is_superuser(t.role)
 

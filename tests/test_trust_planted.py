@@ -21,7 +21,6 @@ must not read the payloads of the project's queues, archives or dead-letter queu
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from typing import Any, LiteralString, cast
@@ -34,6 +33,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import pgmq_jobs.client as jobs
 from pgmq_jobs.install import install, sql_files
 from pgmq_jobs.paths import pgmq_sql_path
+from support import drain_command
 
 Connection = psycopg.Connection[Any]
 
@@ -308,7 +308,8 @@ def _run_cron_commands(conn: Connection) -> list[str]:
     ).fetchall()
     names = []
     for jobname, command in commands:
-        command = re.sub(r"(pgmq_jobs\.drain\('[a-z0-9_]+', )55\)", r"\g<1>0.3)", command)
+        if jobname.startswith("pgmq_jobs_process_"):
+            command = drain_command(conn, jobname.removeprefix("pgmq_jobs_process_"), 0.3)
         conn.execute(command)
         names.append(jobname)
     return names

@@ -595,3 +595,29 @@ def test_a_worker_warns_of_a_newer_compatible_database_and_works(
     assert PACKAGE_VERSION in result.stderr
     with psycopg.connect(fresh_twin) as conn:
         assert _one(conn, "select count(*) from pgmq.a_up") == 1
+
+
+HANDLER_JOB = "select command from cron.job where jobname = 'pgmq_jobs_process_handled'"
+
+
+def test_the_upgrade_moves_handler_jobs_off_the_drain_procedure(old_db: str) -> None:
+    """0.1.0's pg_cron job of a queue with a SQL handler called the drain procedure, which
+    0.2.0 keeps only to say it is gone: the upgrade rewrites the job to the DO block."""
+    with psycopg.connect(old_db, autocommit=True) as conn:
+        conn.execute("create schema app")
+        conn.execute(
+            "create function app.handle(payload jsonb) returns void language sql"
+            " security definer set search_path = pg_catalog as 'select'"
+        )
+        conn.execute("select pgmq_jobs.create_queue('handled', handler => 'app.handle')")
+        before = _one(conn, HANDLER_JOB)
+        assert before == "call pgmq_jobs.drain('handled', 55)"
+
+    install(old_db)
+
+    with psycopg.connect(old_db, autocommit=True) as conn:
+        after = _one(conn, HANDLER_JOB)
+        assert after == _one(conn, "select pgmq_jobs._drain_command('handled', 55)")
+        conn.execute("select pgmq_jobs.enqueue('handled', '{}')")
+        conn.execute(after.replace("'55'::double precision", "'0.2'::double precision"))
+        assert _one(conn, "select count(*) from pgmq.a_handled") == 1

@@ -259,6 +259,25 @@ def schema_sql() -> str:
     )
 
 
+# Where global default privileges hand new functions to Supabase's API roles (anon,
+# authenticated), take them back, as sql/900_grants.sql does for pgmq_jobs: only the admin
+# may run these SECURITY DEFINER functions.
+API_ROLES_REVOKE = f"""
+do $api_roles$
+declare
+    r text;
+begin
+    foreach r in array array['anon', 'authenticated'] loop
+        if exists (select from pg_catalog.pg_roles where rolname operator(pg_catalog.=) r) then
+            execute pg_catalog.format('revoke all on all functions in schema {SCHEMA} from %I', r);
+            execute pg_catalog.format('revoke all on schema {SCHEMA} from %I', r);
+        end if;
+    end loop;
+end
+$api_roles$;
+"""
+
+
 def install_sql(with_jsonschema: bool = True) -> str:
     """Everything :func:`install_plpython` applies (after ``create extension plpython3u``)."""
     parts = [schema_sql()]
@@ -266,6 +285,7 @@ def install_sql(with_jsonschema: bool = True) -> str:
         function_sql(fn) for fn in FUNCTIONS if with_jsonschema or fn.module != "jsonschema_check"
     ]
     parts.append((plpy_dir() / "invoke_schedule.sql").read_text(encoding="utf-8"))
+    parts.append(API_ROLES_REVOKE)
     return "\n".join(parts)
 
 
