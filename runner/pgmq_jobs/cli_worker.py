@@ -48,6 +48,15 @@ def load_app(spec: str) -> Any:
 # ---------------------------------------------------------------- worker
 
 
+def app_queues(app: Any, spec: str) -> list[str]:
+    """Every queue the registry ``app`` has a handler or task for (``worker`` without
+    ``--queue``); a LookupError when it has none."""
+    queues: list[str] = list(app.queues)
+    if not queues:
+        raise LookupError(f"{spec} registers no handler or task: nothing to work")
+    return queues
+
+
 def worker_options(args: argparse.Namespace) -> Any:
     from pgmq_jobs.worker import WorkerOptions
 
@@ -118,15 +127,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     dsns: list[str] = args.dsn or [resolve_dsn(argparse.Namespace(dsn=None))]
     listen_dsns: list[str] = args.listen_dsn or []
     try:
+        app = load_app(args.app)
+        args.queue = args.queue or app_queues(app, args.app)
         if len(dsns) == 1 and len(listen_dsns) <= 1:
             # One database: the plain worker (a NAME= prefix is allowed and ignored).
             args.listen_dsn = split_named(listen_dsns[0])[1] if listen_dsns else None
             dsn = split_named(dsns[0])[1]
-            summary = run_worker(dsn, load_app(args.app), worker_options(args))
+            summary = run_worker(dsn, app, worker_options(args))
         else:
             args.listen_dsn = None
             group = databases(dsns, listen_dsns)
-            summary = run_worker_group(group, load_app(args.app), worker_options(args))
+            summary = run_worker_group(group, app, worker_options(args))
     except psycopg.Error as exc:
         print(f"pgmq-jobs: {describe(exc)}", file=sys.stderr)
         return 1
@@ -150,7 +161,12 @@ def add_worker_parser(sub: SubParsers) -> None:
         help="database URL (default: $PGMQ_JOBS_DSN or $DATABASE_URL); repeat it to serve "
         "queues spread over several databases, each queue from the one where it exists",
     )
-    p.add_argument("--queue", action="append", required=True, help="queue to work (repeatable)")
+    p.add_argument(
+        "--queue",
+        action="append",
+        default=None,
+        help="queue to work (repeatable; default: every queue the --app registry knows)",
+    )
     p.add_argument("--app", required=True, help="module:registry holding the handlers")
     p.add_argument(
         "--concurrency",

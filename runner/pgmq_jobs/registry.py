@@ -14,7 +14,16 @@ A ``def`` handler runs in the worker's thread pool; an ``async def`` one is awai
 worker's event loop. Either is called as ``func(payload, ctx)``: a function that cannot be
 called so is refused when it is registered.
 
-``pgmq-jobs worker --app mymodule:app --queue emails`` then runs it.
+Typed tasks (:mod:`pgmq_jobs.tasks`) are functions of keyword arguments, deferred by producers
+with their arguments checked against the signature::
+
+    @app.task("signups")
+    def welcome(user_id: int, plan: str = "free") -> None: ...
+
+    welcome.defer(conn, user_id=42)
+
+``pgmq-jobs worker --app mymodule:app`` then runs every queue the registry knows
+(``--queue emails`` narrows it).
 """
 
 from __future__ import annotations
@@ -26,8 +35,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+if TYPE_CHECKING:
+    from pgmq_jobs.tasks import Task
+
+P = ParamSpec("P")
+R = TypeVar("R")
 HandlerFunc = Callable[[dict[str, Any], "JobContext"], Any]
 _CANCELLED_LOCK = threading.Lock()
 
@@ -96,6 +110,12 @@ class Registry:
 
     def __init__(self) -> None:
         self.handlers: dict[str, Handler] = {}
+        self.tasks: dict[str, Task[Any, Any]] = {}
+
+    @property
+    def queues(self) -> list[str]:
+        """Every queue with a handler or task, sorted: what ``worker --app`` works by default."""
+        return sorted(self.handlers)
 
     def handler(
         self,
@@ -134,6 +154,30 @@ class Registry:
         )
         self.handlers[queue] = handler
         return handler
+
+    def task(
+        self,
+        queue: str,
+        *,
+        timeout: float | timedelta | None = None,
+        visibility_timeout: float | timedelta | None = None,
+        context: bool = False,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Decorator: register a function of keyword arguments as ``queue``'s task.
+
+        The decorated name becomes a :class:`~pgmq_jobs.tasks.Task`: ``.defer(conn, **kwargs)``
+        enqueues, ``.configure(...)`` sets enqueue options, and calling it calls the function.
+        The worker calls the function with the payload's keys as keyword arguments (with
+        ``context=True``, the :class:`JobContext` first, positionally)."""
+        from pgmq_jobs.tasks import Task
+
+        def register(func: Callable[P, R]) -> Task[P, R]:
+            task: Task[P, R] = Task(queue, func, with_context=context)
+            self.add(queue, task.handler(), timeout=timeout, visibility_timeout=visibility_timeout)
+            self.tasks[queue] = task
+            return task
+
+        return register
 
     def http(self, queue: str, *, timeout: float | None = None) -> Handler:
         """Register the built-in webhook executor (:func:`pgmq_jobs.webhook.deliver`).
