@@ -131,6 +131,9 @@ def test_every_aio_function_against_the_database(db_dsn: str, queue_name: str) -
         later = datetime.now(UTC) + timedelta(hours=1)
         assert await aio.reschedule(aconn, queue_name, [more[2]], later) == 1
         note("reschedule")
+        delayed = await aio.list_jobs(aconn, queue_name, "delayed")
+        assert [(j.job_id, j.state) for j in delayed] == [(more[2], "delayed")]
+        note("list_jobs")
         assert await aio.cancel(aconn, queue_name, [more[2]]) == 1
         note("cancel")
         snoozed = await aio.enqueue(aconn, queue_name, {"n": 5})

@@ -505,3 +505,268 @@ def snooze(queue: str, job_id: int, attempt: int, by: Duration) -> Call[datetime
         {"queue": queue, "job_id": job_id, "attempt": attempt, "by": duration(by)},
         _scalar,
     )
+
+
+def list_jobs(queue: str, state: str | None = None, limit: int = 100) -> Call[list[JobInfo]]:
+    """Up to ``limit`` (1..1000) jobs of ``queue`` in ``state`` (waiting, delayed, in_flight,
+    retrying, parked, completed, dead, cancelled; None: every job still in the queue), each
+    as ``job`` returns it. A bounded index walk per state (sql/137_list_jobs.sql)."""
+    return Call(
+        "select job_id, state, attempt, max_attempts, priority, payload, enqueued_at,"
+        " visible_at, errors, group_key, dedupe_key"
+        " from pgmq_jobs.list_jobs(%(queue)s, %(state)s::text, %(limit)s::integer)",
+        {"queue": queue, "state": state, "limit": limit},
+        lambda rows: [JobInfo(*r) for r in rows],
+    )
+
+
+# ---------------------------------------------------------------- the worker's statements
+# The worker's hot path: positional parameters and arrays sent as text literals (several
+# times cheaper to send than lists, which the driver adapts element by element), and results
+# read as plain rows. pgmq_jobs.worker.api runs them; see its WorkerApi protocol.
+
+
+def array_literal(numbers: Iterable[float | None]) -> str:
+    """A PostgreSQL array literal of numbers (None as NULL)."""
+    return "{" + ",".join("NULL" if n is None else repr(n) for n in numbers) + "}"
+
+
+def worker_claim(
+    queue: str, qty: int, visibility_timeout: timedelta | None, worker: str
+) -> Call[list[Row]]:
+    """``claim`` for the worker: rows (job_id, attempt, max_attempts, payload, enqueued_at,
+    lease seconds left, payload bytes)."""
+    return Call(
+        "select job_id, attempt, max_attempts, payload, enqueued_at,"
+        " extract(epoch from visible_until - pg_catalog.clock_timestamp())::float8,"
+        " pg_catalog.pg_column_size(payload)"
+        " from pgmq_jobs.claim(%s, %s, visibility_timeout => %s, worker => %s)",
+        (queue, qty, visibility_timeout, worker),
+        list,
+    )
+
+
+def worker_complete(
+    queue: str, job_ids: Sequence[int], attempts: Sequence[int], durations_ms: Sequence[float]
+) -> Call[int]:
+    """``complete`` of many deliveries of ``queue``, with their handlers' durations."""
+    return Call(
+        "select pgmq_jobs.complete(%s, %s::bigint[], %s::int[], %s::float8[])",
+        (queue, array_literal(job_ids), array_literal(attempts), array_literal(durations_ms)),
+        _int,
+    )
+
+
+def worker_release(queue: str, job_ids: Sequence[int], attempts: Sequence[int]) -> Call[int]:
+    """``release`` of many unstarted deliveries of ``queue``."""
+    return Call(
+        "select pgmq_jobs.release(%s, %s::bigint[], %s::int[])",
+        (queue, array_literal(job_ids), array_literal(attempts)),
+        _int,
+    )
+
+
+def worker_fail_batch(
+    queue: str,
+    job_ids: Sequence[int],
+    attempts: Sequence[int],
+    errors: Sequence[str | None],
+    retry_after: Sequence[timedelta | None],
+    permanent: Sequence[bool],
+) -> Call[list[Row]]:
+    """``fail_batch`` for the worker: rows (job_id, outcome, seconds until the next attempt)."""
+    return Call(
+        "select job_id, outcome,"
+        " extract(epoch from next_attempt_at - pg_catalog.clock_timestamp())::float8"
+        " from pgmq_jobs.fail_batch(%s, %s::bigint[], %s::int[], %s::text[], %s::interval[],"
+        " %s::boolean[])",
+        (
+            queue,
+            array_literal(job_ids),
+            array_literal(attempts),
+            list(errors),
+            list(retry_after),
+            list(permanent),
+        ),
+        list,
+    )
+
+
+def worker_fail(
+    queue: str,
+    job_id: int,
+    attempt: int,
+    error: str | None,
+    retry_after: timedelta | None,
+    permanent: bool,
+) -> Call[Row | None]:
+    """``fail`` for the worker: the row (outcome, seconds until the next attempt)."""
+    return Call(
+        "select outcome,"
+        " extract(epoch from next_attempt_at - pg_catalog.clock_timestamp())::float8"
+        " from pgmq_jobs.fail(%s, %s, %s, %s, retry_after => %s, permanent => %s)",
+        (queue, job_id, attempt, error, retry_after, permanent),
+        lambda rows: rows[0] if rows else None,
+    )
+
+
+def extend_batch(
+    queue: str, job_ids: Sequence[int], attempts: Sequence[int], by: Sequence[float]
+) -> Call[list[Row]]:
+    """``extend`` of many deliveries of ``queue`` in one statement, each by its own seconds:
+    rows (job_id, attempt, visible_until), visible_until null for a stale delivery."""
+    return Call(
+        "select e.job_id, e.attempt,"
+        " pgmq_jobs.extend(%s, e.job_id, e.attempt, pg_catalog.make_interval(secs => e.secs))"
+        " from pg_catalog.unnest(%s::bigint[], %s::int[], %s::float8[])"
+        " as e(job_id, attempt, secs)",
+        (queue, array_literal(job_ids), array_literal(attempts), array_literal(by)),
+        list,
+    )
+
+
+def heartbeat(
+    worker_id: str,
+    queues: Sequence[str],
+    *,
+    host: str,
+    pid: int,
+    jobs_done: int,
+    jobs_failed: int,
+    in_flight: int,
+    heartbeat_interval: timedelta,
+    stopping: bool = False,
+) -> Call[None]:
+    """A worker's heartbeat (``stopping``: its last, which also clears its waiting marks)."""
+    return Call(
+        "select pgmq_jobs.heartbeat(worker_id => %s, queues => %s, host => %s, pid => %s,"
+        " jobs_done => %s, jobs_failed => %s, in_flight => %s, heartbeat_interval => %s,"
+        " stopping => %s)",
+        (
+            worker_id,
+            list(queues),
+            host,
+            pid,
+            jobs_done,
+            jobs_failed,
+            in_flight,
+            heartbeat_interval,
+            stopping,
+        ),
+        lambda rows: None,
+    )
+
+
+def wait_for_jobs(worker_id: str, queues: Sequence[str], waiting: bool) -> Call[None]:
+    """Mark a worker waiting for wake-ups of ``queues`` (or busy again)."""
+    return Call(
+        "select pgmq_jobs.wait_for_jobs(%s, %s::text[], %s)",
+        (worker_id, list(queues), waiting),
+        lambda rows: None,
+    )
+
+
+def queues_present(queues: Sequence[str]) -> Call[list[str]]:
+    """Which of ``queues`` exist in the database, from the catalog (readable by every role,
+    unlike ``pgmq_jobs.queues``)."""
+    return Call(
+        "select pg_catalog.substr(c.relname, 3) from pg_catalog.pg_class as c"
+        " join pg_catalog.pg_namespace as n on n.oid operator(pg_catalog.=) c.relnamespace"
+        " where n.nspname operator(pg_catalog.=) 'pgmq'"
+        " and c.relname operator(pg_catalog.=) any(%s::name[])",
+        ([f"q_{q}" for q in queues],),
+        lambda rows: [str(r[0]) for r in rows],
+    )
+
+
+def listen(channel: str) -> Call[None]:
+    """LISTEN on ``channel`` (a queue's wake-ups: ``pgmq_jobs_<queue>``)."""
+    return Call(sql.SQL("listen {}").format(sql.Identifier(channel)), (), lambda rows: None)
+
+
+# ---------------------------------------------------------------- typed text and monitoring
+# What the CLI and the exporter read: text typed by a person, parsed by the database, and the
+# monitoring views.
+
+
+def interval(text: str) -> Call[timedelta]:
+    """``text`` parsed by the database as an ``interval`` (``'90 s'``, ``'1h30m'``,
+    ``'PT10M'``, ``'90'`` = seconds); a bad one gets PostgreSQL's error."""
+    return Call("select %(text)s::text::interval", {"text": text}, _scalar)
+
+
+def timestamp(text: str) -> Call[datetime]:
+    """``text`` parsed by the database as a ``timestamptz`` (ISO 8601, ``'now'``,
+    ``'tomorrow'``, ``'2026-12-24 09:00 Europe/Paris'``)."""
+    return Call("select %(text)s::text::timestamptz", {"text": text}, _scalar)
+
+
+def time_from_now(by: str) -> Call[datetime]:
+    """The database's clock plus ``by`` (interval text)."""
+    return Call("select pg_catalog.clock_timestamp() + %(by)s::text::interval", {"by": by}, _scalar)
+
+
+def queue_stats() -> Call[list[dict[str, Any]]]:
+    """Metrics of every queue (the ``pgmq_jobs.queue_stats`` view)."""
+    return Call("select * from pgmq_jobs.queue_stats order by queue", {}, _dicts, dicts=True)
+
+
+def workers(include_gone: bool = False) -> Call[list[dict[str, Any]]]:
+    """Worker processes and their health (the ``pgmq_jobs.workers`` view), live ones last
+    seen first; ``include_gone`` adds those that are gone."""
+    return Call(
+        "select * from pgmq_jobs.workers where %(all)s or status <> 'gone'"
+        " order by status = 'alive', last_seen_at desc",
+        {"all": include_gone},
+        _dicts,
+        dicts=True,
+    )
+
+
+def worker_counts() -> Call[dict[str, int]]:
+    """How many workers are alive, stale and gone."""
+    return Call(
+        "select status, count(*) from pgmq_jobs.workers group by status",
+        {},
+        lambda rows: {str(r[0]): int(r[1]) for r in rows},
+    )
+
+
+def alerts() -> Call[list[dict[str, Any]]]:
+    """Alert conditions firing now (the ``pgmq_jobs.alerts`` view)."""
+    return Call("select * from pgmq_jobs.alerts order by alert, queue", {}, _dicts, dicts=True)
+
+
+def alert_thresholds() -> Call[list[dict[str, Any]]]:
+    """Every alert threshold in effect: the defaults (queue null) and each queue's own."""
+    return Call(
+        "select alert, queue, threshold, updated_at from pgmq_jobs.alert_thresholds"
+        " order by alert, queue nulls first",
+        {},
+        _dicts,
+        dicts=True,
+    )
+
+
+def set_alert_threshold(
+    alert: str, threshold: float | None, queue: str | None = None
+) -> Call[float]:
+    """Set ``alert``'s threshold (for ``queue``, or the default); None drops a queue's own;
+    ``inf`` turns the alert off. Returns the threshold in effect."""
+    return Call(
+        "select pgmq_jobs.set_alert_threshold(%(alert)s, %(threshold)s, queue => %(queue)s)",
+        {"alert": alert, "threshold": threshold, "queue": queue},
+        lambda rows: float(rows[0][0]),
+    )
+
+
+def outcome_totals(since: datetime) -> Call[list[dict[str, Any]]]:
+    """Per queue, the jobs completed, retried, dead-lettered and expired since ``since``."""
+    return Call(
+        "select * from pgmq_jobs.outcome_totals(%(since)s)", {"since": since}, _dicts, dicts=True
+    )
+
+
+def current_minute() -> Call[datetime]:
+    """The database's clock, truncated to the minute."""
+    return Call("select date_trunc('minute', pg_catalog.clock_timestamp())", {}, _scalar)
