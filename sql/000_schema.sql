@@ -54,6 +54,10 @@ create table if not exists pgmq_jobs.queue_settings (
     -- calls that function and no other. A plain oid, not regprocedure (reg*
     -- columns in user tables block pg_upgrade).
     handler_oid oid,
+    -- The queue's (priority, vt) index is built and valid: claim walks it.
+    -- Until then (an upgrade builds it concurrently, after its transaction)
+    -- claim walks the vt index, oldest visible first, ignoring priorities.
+    priority_index boolean not null default false,
     constraint queue_settings_jitter_check check (
         jitter operator(pg_catalog.=) any(array['none', 'full', 'equal']) -- noqa: LT01
     )

@@ -4,9 +4,33 @@
 -- install or upgrade, so a queue made by an earlier release gets what a new
 -- one has (an upgraded database equals a fresh one, pg_dump for pg_dump).
 
--- The indexes of a queue's table beside PGMQ's own (msg_id, vt).
-create or replace function pgmq_jobs._queue_indexes(queue text, partitioned boolean)
-returns void
+-- The statement that builds a queue's priority index (concurrently or not).
+-- Claim walks it one priority at a time, highest first, each by visibility
+-- time, so the jobs waiting for a later time at any priority are never read
+-- (sql/120_claim.sql). A job's priority is headers.priority, 0 when absent;
+-- the expression is written exactly so in claim and job.
+create or replace function pgmq_jobs._priority_index_sql(queue text, online boolean)
+returns text
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select pg_catalog.format(
+        $sql$create index %s if not exists %I on pgmq.%I
+        ((coalesce((headers ->> 'priority')::smallint, 0::smallint)), vt)$sql$,
+        case when online then 'concurrently' else '' end,
+        'q_' || queue || '_priority_vt', 'q_' || queue
+    )
+$$;
+
+-- The indexes of a queue's table beside PGMQ's own (msg_id, vt). Returns
+-- whether the priority index is built: with defer_priority (an upgrade by
+-- pgmq-jobs install) an unpartitioned queue's is left for install to build
+-- concurrently after the transaction (_finish_priority_index).
+create or replace function pgmq_jobs._queue_indexes(
+    queue text, partitioned boolean, defer_priority boolean default false
+)
+returns boolean
 language plpgsql
 volatile
 set search_path = pg_catalog, pg_temp
@@ -32,21 +56,40 @@ begin
         where headers ? 'group_key'$sql$,
         'q_' || queue || '_group', 'q_' || queue
     );
-    -- Priorities: claim walks this index one priority at a time, highest
-    -- first, each by visibility time, so the jobs waiting for a later time at
-    -- any priority are never read (sql/120_claim.sql). A job's priority is
-    -- headers.priority, 0 when absent; the expression is written exactly so
-    -- in claim and job.
-    execute format(
-        $sql$create index if not exists %I on pgmq.%I
-        ((coalesce((headers ->> 'priority')::smallint, 0::smallint)), vt)$sql$,
-        'q_' || queue || '_priority_vt', 'q_' || queue
-    );
     -- A dead letter by its job id (job() looks a dead job up so).
     execute format(
         $sql$create index if not exists %I on pgmq.%I ((message -> 'job_id'))$sql$,
         'q_' || queue || '_dlq_job_id', 'q_' || queue || '_dlq'
     );
+    if defer_priority and not partitioned then
+        return false;
+    end if;
+    execute pgmq_jobs._priority_index_sql(queue, false);
+    return true;
+end
+$$;
+
+-- After pgmq-jobs install built a queue's priority index concurrently: if
+-- the index is valid, claim may walk it from now on. Returns whether it is.
+create or replace function pgmq_jobs._finish_priority_index(queue text)
+returns boolean
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    ready boolean;
+begin
+    select coalesce(i.indisvalid and i.indisready, false) into ready
+    from pg_catalog.pg_index as i
+    where i.indexrelid operator(pg_catalog.=) pg_catalog.to_regclass(
+        pg_catalog.format('pgmq.%I', 'q_' || queue || '_priority_vt')
+    );
+    update pgmq_jobs.queue_settings as qs
+    set priority_index = coalesce(ready, false)
+    where qs.queue operator(pg_catalog.=) _finish_priority_index.queue
+        and qs.priority_index is distinct from coalesce(ready, false);
+    return coalesce(ready, false);
 end
 $$;
 

@@ -100,7 +100,7 @@ begin
         perform pgmq.create(queue);
     end if;
     perform pgmq.create(queue || '_dlq');
-    perform pgmq_jobs._queue_indexes(queue, s.partitioned);
+    s.priority_index := pgmq_jobs._queue_indexes(queue, s.partitioned);
     perform pgmq_jobs._revoke_monitor_read(queue);
 
     s.created_at := now();

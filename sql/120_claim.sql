@@ -85,7 +85,18 @@ begin
                 else coalesce(pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt), '{}')
                     || jsonb_build_object('worker', $4::text)
             end
-        where q.msg_id = any(array(
+        where q.msg_id = any(array(%2$s))
+        returning
+            q.msg_id as job_id,
+            q.read_ct as attempt,
+            coalesce((q.headers ->> 'max_attempts')::integer, $3) as max_attempts,
+            q.message as payload,
+            q.enqueued_at,
+            q.vt as visible_until
+        $sql$,
+        'q_' || queue,
+        case when s.priority_index then format(
+            $sql$
             with recursive levels (priority) as (
                 select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
                 from pgmq.%1$I as l
@@ -110,16 +121,21 @@ begin
                 for update skip locked
             ) as r
             limit $1
-        ))
-        returning
-            q.msg_id as job_id,
-            q.read_ct as attempt,
-            coalesce((q.headers ->> 'max_attempts')::integer, $3) as max_attempts,
-            q.message as payload,
-            q.enqueued_at,
-            q.vt as visible_until
-        $sql$,
-        'q_' || queue
+            $sql$,
+            'q_' || queue
+        ) else format(
+            -- Until the queue's priority index is built (an upgraded queue, for
+            -- the moments pgmq-jobs install builds it concurrently): by vt alone.
+            $sql$
+            select r.msg_id
+            from pgmq.%1$I as r
+            where r.vt <= $5
+            order by r.vt
+            limit $1
+            for update skip locked
+            $sql$,
+            'q_' || queue
+        ) end
     );
 
     -- Routed dead letters free their slot: look again for ready jobs, a bounded

@@ -11,7 +11,15 @@ begin
     for s in
         select qs.queue, qs.partitioned from pgmq_jobs.queue_settings as qs order by qs.queue
     loop
-        perform pgmq_jobs._queue_indexes(s.queue, s.partitioned);
+        -- pgmq-jobs install sets pgmq_jobs.defer_priority_index: it builds a
+        -- deep queue's priority index concurrently after this transaction.
+        update pgmq_jobs.queue_settings as qs
+        set priority_index = pgmq_jobs._queue_indexes(
+            s.queue, s.partitioned,
+            coalesce(pg_catalog.current_setting('pgmq_jobs.defer_priority_index', true), '')
+            operator(pg_catalog.=) 'on'
+        )
+        where qs.queue operator(pg_catalog.=) s.queue;
         perform pgmq_jobs._revoke_monitor_read(s.queue);
         -- The pg_cron job of a queue with a SQL handler runs this release's
         -- command (0.1.0's called the drain procedure).

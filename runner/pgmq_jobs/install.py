@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, LiteralString, cast
 
 import psycopg
+from psycopg import sql
 
 from pgmq_jobs.paths import pgmq_sql_path, pgmq_sql_version, sql_dir
 from pgmq_jobs.versions import (
@@ -85,6 +86,8 @@ class InstallReport:
     previous_version: str | None = None
     version: str = PACKAGE_VERSION
     steps: list[str] = field(default_factory=list)
+    # Queues whose priority index was built concurrently after the transaction.
+    indexes_built: list[str] = field(default_factory=list)
 
     def schema_line(self) -> str:
         if self.action == "installed":
@@ -107,6 +110,8 @@ class InstallReport:
             + ("yes (created now)" if self.pg_cron_created else "yes" if self.pg_cron else "no"),
             f"sql files applied ({len(self.files)}): {', '.join(self.files) or '-'}",
         ]
+        if self.indexes_built:
+            lines.append("priority indexes built concurrently: " + ", ".join(self.indexes_built))
         if self.plpython is not None:
             lines.append(f"plpython: {'yes (pgmq_jobs_plpy)' if self.plpython else 'no'}")
         lines.extend(f"note: {note}" for note in self.notes)
@@ -225,6 +230,44 @@ def _apply(conn: Connection, source: str, path: Path) -> None:
         raise InstallError(source, exc) from exc
 
 
+_PENDING_INDEXES = """
+select qs.queue, pgmq_jobs._priority_index_sql(qs.queue, true)
+from pgmq_jobs.queue_settings as qs
+where not qs.priority_index and not qs.partitioned
+order by qs.queue
+"""
+
+
+def _build_deferred_indexes(conn: Connection) -> list[str]:
+    """Build, concurrently and outside any transaction, the priority index of every queue
+    whose upgrade left it for later; claims go on meanwhile (by visibility time). Returns
+    the queues done. A build that fails leaves an invalid index: it is dropped and the
+    error raised (the next ``pgmq-jobs install`` tries again)."""
+    if conn.execute(
+        "select pg_catalog.to_regprocedure('pgmq_jobs._finish_priority_index(text)') is null"
+    ).fetchone() != (False,):
+        return []
+    conn.autocommit = True
+    built: list[str] = []
+    for queue, statement in conn.execute(cast(LiteralString, _PENDING_INDEXES)).fetchall():
+        try:
+            conn.execute(cast(LiteralString, statement))
+            finished = conn.execute(
+                "select pgmq_jobs._finish_priority_index(%s)", (queue,)
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise InstallError(f"the priority index of queue {queue}", exc) from exc
+        if finished != (True,):
+            index = sql.Identifier(f"q_{queue}_priority_vt")
+            conn.execute(sql.SQL("drop index concurrently if exists pgmq.{}").format(index))
+            raise InstallError(
+                f"the priority index of queue {queue}",
+                RuntimeError("the concurrent build left an invalid index (dropped); run again"),
+            )
+        built.append(str(queue))
+    return built
+
+
 def _plan(
     installed: str | None, directory: Path | None, cron_created: bool
 ) -> tuple[str, list[Step]]:
@@ -252,28 +295,37 @@ def install(
     files = sql_files(directory)
     plpy_result: PlpythonResult | None = None
     applied: list[str] = []
-    with _connection(target) as conn, conn.transaction(), _pinned_search_path(conn):
-        conn.execute("select pg_catalog.pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
-        try:
-            source, version = _ensure_pgmq(conn)
-        except psycopg.Error as exc:
-            raise InstallError("PGMQ", exc) from exc
-        cron_present, cron_created = _ensure_pg_cron(conn)
-        previous = installed_version(conn)
-        action, steps = _plan(previous, directory, cron_created)
-        for step in steps:
-            _apply(conn, f"sql/upgrades/{step.path.name}", step.path)
-        if action != "unchanged":
-            for path in files:
-                _apply(conn, f"sql/{path.name}", path)
-            applied = [p.name for p in files]
-        if with_plpython:
-            from pgmq_jobs.plpython import install_plpython
-
+    # With a connection of its own, an upgrade leaves deep queues' new indexes to be built
+    # concurrently after its transaction (a plain build would block claims meanwhile).
+    defer = isinstance(target, str)
+    with _connection(target) as conn:
+        with conn.transaction(), _pinned_search_path(conn):
+            conn.execute("select pg_catalog.pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
             try:
-                plpy_result = install_plpython(conn)
+                source, version = _ensure_pgmq(conn)
             except psycopg.Error as exc:
-                raise InstallError("PL/Python support (plpy/)", exc) from exc
+                raise InstallError("PGMQ", exc) from exc
+            cron_present, cron_created = _ensure_pg_cron(conn)
+            previous = installed_version(conn)
+            action, steps = _plan(previous, directory, cron_created)
+            if defer:
+                conn.execute(
+                    "select pg_catalog.set_config('pgmq_jobs.defer_priority_index', 'on', true)"
+                )
+            for step in steps:
+                _apply(conn, f"sql/upgrades/{step.path.name}", step.path)
+            if action != "unchanged":
+                for path in files:
+                    _apply(conn, f"sql/{path.name}", path)
+                applied = [p.name for p in files]
+            if with_plpython:
+                from pgmq_jobs.plpython import install_plpython
+
+                try:
+                    plpy_result = install_plpython(conn)
+                except psycopg.Error as exc:
+                    raise InstallError("PL/Python support (plpy/)", exc) from exc
+        built = _build_deferred_indexes(conn) if defer else []
     report = InstallReport(
         pgmq_source=source,
         pgmq_version=version,
@@ -284,6 +336,7 @@ def install(
         action=action,
         previous_version=previous,
         steps=[step.name for step in steps],
+        indexes_built=built,
     )
     if not cron_present:
         report.notes.append(PG_CRON_ABSENT_NOTE)

@@ -90,6 +90,13 @@ check (threshold operator(pg_catalog.>=) 0::double precision); -- noqa: LT01
 -- now sums its histograms with the function pgmq_jobs._sum_buckets(jsonb).
 drop aggregate if exists pgmq_jobs._sum_buckets(bigint[]);
 
+-- Issue 21, priorities: claim walks a queue's (priority, vt) index once it is
+-- built. For the queues of 0.1.0, pgmq-jobs install builds it concurrently
+-- after this transaction (a plain build would block claims for as long as it
+-- takes on a deep queue); the Supabase migration builds it in its own
+-- transaction (sql/890_queue_tables.sql).
+alter table pgmq_jobs.queue_settings add column if not exists priority_index boolean not null default false;
+
 -- Issue 21, priorities: enqueue and enqueue_batch gained a last argument
 -- (priority, priorities). Calls written for 0.1.0 keep working: the new
 -- argument has a default, so every 0.1.0 call (positional or named) resolves
