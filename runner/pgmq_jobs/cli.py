@@ -1,4 +1,10 @@
-"""Command line entry point ``pgmq-jobs``."""
+"""pgmq-jobs: background jobs in PostgreSQL, on PGMQ.
+
+Every verb takes --dsn (default: $PGMQ_JOBS_DSN or $DATABASE_URL) and has its own --help with
+examples. Durations are what PostgreSQL's interval accepts, checked by the database: 90
+(seconds), '90 s', 1h30m, '10 minutes', PT10M. Errors are one line on stderr starting with
+"pgmq-jobs: error:", exit status 1 (`alerts` exits 2 while an alert fires).
+"""
 
 from __future__ import annotations
 
@@ -45,7 +51,14 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def add_dev_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("dev", help="start (or reuse) a local cluster with pgmq-jobs installed")
+    p = cli_jobs.verb(
+        sub,
+        "dev",
+        "start (or reuse) a local cluster with pgmq-jobs installed",
+        ["export PGMQ_JOBS_DSN=$(pgmq-jobs dev)", "pgmq-jobs dev --stop"],
+        description="Start (or reuse) a throwaway local PostgreSQL cluster from the system's "
+        "binaries, with PGMQ, pg_cron and pgmq-jobs installed; prints its DSN on stdout.",
+    )
     p.add_argument("--stop", action="store_true", help="stop the dev cluster")
     p.add_argument(
         "--reset", action="store_true", help="delete the dev cluster's data first (fresh start)"
@@ -84,10 +97,33 @@ def add_install_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.set_defaults(func=cmd_install)
 
 
+SUMMARY_EPILOG = """\
+getting started:
+  export PGMQ_JOBS_DSN=postgresql://postgres@localhost/app   # or: $(pgmq-jobs dev)
+  pgmq-jobs install
+  pgmq-jobs queues create emails --max-attempts 8 --retry-base 2s
+  pgmq-jobs enqueue emails '{"to": "a@example.com"}' --delay 10m
+  pgmq-jobs worker --app myapp.jobs:app
+  pgmq-jobs stats --watch
+
+verbs by task:
+  set up       dev, install
+  produce      enqueue, schedules
+  run          worker, serve, sweep
+  inspect      queues, jobs, dlq, audit
+  monitor      stats, workers, alerts, exporter, dashboard
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pgmq-jobs", description=__doc__)
+    parser = cli_jobs.Parser(
+        prog="pgmq-jobs",
+        description=__doc__,
+        epilog=SUMMARY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"pgmq-jobs {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, title="verbs", metavar="VERB")
     add_dev_parser(sub)
     add_install_parser(sub)
     cli_jobs.register(sub)
@@ -98,28 +134,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one verb; expected failures print one line on stderr and exit 1."""
+    """Run one verb; expected failures print one ``pgmq-jobs: error:`` line on stderr and
+    exit 1."""
     import psycopg
 
     from pgmq_jobs.cluster import ClusterError
-    from pgmq_jobs.errors import describe
+    from pgmq_jobs.errors import CliError, describe
     from pgmq_jobs.install import InstallError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(
+        cli_jobs.join_negative_durations(sys.argv[1:] if argv is None else argv)
+    )
     try:
         return int(args.func(args))
+    except CliError as exc:
+        _error(exc.message)
     except (ClusterError, InstallError) as exc:
         _error(str(exc))
     except psycopg.Error as exc:
         # describe(): a write on a read replica (SQLSTATE 25006) says to use the primary.
         _error(describe(exc))
+    except OSError as exc:
+        # A busy port, an unreadable file: the system's reason, not a traceback.
+        _error(exc.strerror or str(exc) if not exc.filename else f"{exc.filename}: {exc.strerror}")
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        # A verb that exits with a message ("pgmq-jobs: ..."): the same one-line form.
+        _error(exc.code.removeprefix("pgmq-jobs: ").removeprefix("error: "))
     return 1
 
 
 def _error(message: str) -> None:
     """One line on stderr, whatever the message quotes (a queue name with a newline, say)."""
-    one_line = message.rstrip("\n").replace("\r", "\\r").replace("\n", "\\n")
-    print(f"pgmq-jobs: error: {one_line}", file=sys.stderr)
+    from pgmq_jobs.errors import error_line
+
+    print(error_line(message), file=sys.stderr)
 
 
 if __name__ == "__main__":

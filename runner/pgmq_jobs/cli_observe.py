@@ -11,23 +11,31 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
 
+from pgmq_jobs import client
 from pgmq_jobs.cli_jobs import (
+    DURATIONS_HELP,
     SubParsers,
     _connect,
     _dsn_parent,
+    _json_flag,
     _print_json,
     _print_table,
-    parse_duration,
+    _wants_json,
+    duration_flag,
     resolve_dsn,
     stop_on_signals,
+    to_interval,
+    verb,
 )
+from pgmq_jobs.durations import format_duration
+from pgmq_jobs.errors import CliError
 
 ALERTS_FIRING = 2
 """Exit status of ``pgmq-jobs alerts`` while any alert fires."""
@@ -55,8 +63,7 @@ def named_dsns(args: argparse.Namespace) -> dict[str, str]:
 
     given: list[str] = args.dsns or []
     if not given:
-        args.dsn = None
-        return {"": resolve_dsn(args)}
+        return {"": resolve_dsn(argparse.Namespace())}
     named: dict[str, str] = {}
     for i, text in enumerate(given, start=1):
         name, dsn = split_named(text)
@@ -72,28 +79,20 @@ def _connect_named(name: str, dsn: str) -> psycopg.Connection[Any]:
     except psycopg.OperationalError as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         where = f"database {name}" if name else "the database"
-        print(f"pgmq-jobs: error: {where} is unreachable: {first}", file=sys.stderr)
-        raise SystemExit(1) from exc
+        raise CliError(f"{where} is unreachable: {first}") from exc
 
 
-def _query(
-    conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]
-) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)
-        return [dict(r) for r in cur.fetchall()]
+Read = Callable[[psycopg.Connection[Any]], list[dict[str, Any]]]
 
 
-def _rows(
-    args: argparse.Namespace, query: str, params: tuple[Any, ...] = ()
-) -> list[dict[str, Any]]:
-    """The query's rows from every database; each row names its database when there are
-    several."""
+def _rows(args: argparse.Namespace, read: Read) -> list[dict[str, Any]]:
+    """What ``read`` returns from every database; each row names its database when there
+    are several."""
     dsns = named_dsns(args)
     rows: list[dict[str, Any]] = []
     for name, dsn in dsns.items():
         with _connect_named(name, dsn) as conn:
-            rows.extend(_labelled(_query(conn, query, params), name, len(dsns) > 1))
+            rows.extend(_labelled(read(conn), name, len(dsns) > 1))
     return rows
 
 
@@ -195,9 +194,6 @@ def stats_table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
 # ---------------------------------------------------------------- stats
 
 
-STATS_SQL = "select * from pgmq_jobs.queue_stats order by queue"
-
-
 def _print_stats(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         _print_json(rows)
@@ -208,29 +204,39 @@ def _print_stats(rows: list[dict[str, Any]], as_json: bool) -> None:
     _print_table(table, _columns(rows, STATS_COLUMNS))
 
 
+WATCH_FLOOR = timedelta(seconds=0.2)
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
+    as_json = _wants_json(args)
     if args.watch is None:
-        _print_stats(_rows(args, STATS_SQL), args.json)
+        _print_stats(_rows(args, client.queue_stats), as_json)
         return 0
-    every = max(args.watch.total_seconds(), 0.2)
     dsns = named_dsns(args)
     conns = {name: _connect_named(name, dsn) for name, dsn in dsns.items()}
     stop = stop_on_signals()
     try:
+        watch = to_interval(next(iter(conns.values())), "--watch", args.watch)
+        if watch < WATCH_FLOOR:
+            raise CliError(
+                f"--watch must be at least {format_duration(WATCH_FLOOR)}, "
+                f"got {format_duration(watch)}"
+            )
+        every = watch.total_seconds()
         while not stop.is_set():
             rows = [
                 row
                 for name, conn in conns.items()
-                for row in _labelled(_query(conn, STATS_SQL, ()), name, len(conns) > 1)
+                for row in _labelled(client.queue_stats(conn), name, len(conns) > 1)
             ]
-            if not args.json:
+            if not as_json:
                 # Home the cursor and clear the screen: the table refreshes in place.
                 sys.stdout.write("\x1b[H\x1b[2J")
                 print(
                     f"pgmq-jobs stats  {datetime.now():%Y-%m-%d %H:%M:%S}"
-                    f"  (every {every:g}s; Ctrl-C stops)\n"
+                    f"  (every {format_duration(watch)}; Ctrl-C stops)\n"
                 )
-            _print_stats(rows, args.json)
+            _print_stats(rows, as_json)
             sys.stdout.flush()
             stop.wait(every)
     finally:
@@ -243,14 +249,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_workers(args: argparse.Namespace) -> int:
-    rows = _rows(
-        args,
-        "select * from pgmq_jobs.workers"
-        " where %s or status <> 'gone'"
-        " order by status = 'alive', last_seen_at desc",
-        (args.all,),
-    )
-    if args.json:
+    rows = _rows(args, lambda conn: client.workers(conn, args.all))
+    if _wants_json(args):
         _print_json(rows)
         return 0
     for row in rows:
@@ -278,8 +278,8 @@ def cmd_workers(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    rows = _rows(args, "select * from pgmq_jobs.alerts order by alert, queue")
-    if args.json:
+    rows = _rows(args, client.alerts)
+    if _wants_json(args):
         _print_json(rows)
     elif rows:
         for row in rows:
@@ -311,23 +311,15 @@ def parse_threshold(text: str) -> float | None:
 
 def cmd_alerts_set(args: argparse.Namespace) -> int:
     with _connect(args) as conn:
-        row = conn.execute(
-            "select pgmq_jobs.set_alert_threshold(%s, %s, queue => %s)",
-            (args.alert, args.threshold, args.queue),
-        ).fetchone()
-    assert row is not None
+        threshold = client.set_alert_threshold(conn, args.alert, args.threshold, args.queue)
     where = f"queue {args.queue}" if args.queue else "every queue (default)"
-    print(f"{args.alert} threshold for {where}: {row[0]:g}")
+    print(f"{args.alert} threshold for {where}: {threshold:g}")
     return 0
 
 
 def cmd_alerts_thresholds(args: argparse.Namespace) -> int:
-    rows = _rows(
-        args,
-        "select alert, queue, threshold, updated_at from pgmq_jobs.alert_thresholds"
-        " order by alert, queue nulls first",
-    )
-    if args.json:
+    rows = _rows(args, client.alert_thresholds)
+    if _wants_json(args):
         _print_json(rows)
     else:
         for row in rows:
@@ -344,7 +336,13 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     from pgmq_jobs.exporter import serve
 
     dsns = named_dsns(args)
-    exporter = serve(dsns if len(dsns) > 1 else next(iter(dsns.values())), args.host, args.port)
+    try:
+        exporter = serve(dsns if len(dsns) > 1 else next(iter(dsns.values())), args.host, args.port)
+    except OSError as exc:
+        # A busy port (or an address this host does not have): one line, not a traceback.
+        raise CliError(
+            f"exporter cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from exc
     stop = stop_on_signals()
     print(
         f"pgmq-jobs exporter: serving http://{args.host}:{exporter.port}/metrics",
@@ -379,42 +377,76 @@ def register(sub: SubParsers) -> None:
     dsn = _dsn_parent()
     dsns = _dsns_parent()
 
-    p = sub.add_parser("stats", parents=[dsns], help="metrics of every queue (queue_stats)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument(
+    p = verb(
+        sub,
+        "stats",
+        "metrics of every queue (queue_stats)",
+        ["pgmq-jobs stats", "pgmq-jobs stats --watch 5s --dsn eu=postgresql://… --dsn us=…"],
+        parents=[dsns],
+        description="Metrics of every queue: depth, throughput, retries, processing times, "
+        "live workers (~ marks an estimate). " + DURATIONS_HELP,
+    )
+    _json_flag(p)
+    duration_flag(
+        p,
         "--watch",
+        "refresh in place every DURATION (default 2s) until Ctrl-C",
         nargs="?",
-        type=parse_duration,
-        const=timedelta(seconds=2),
-        default=None,
-        metavar="EVERY",
-        help="refresh in place every EVERY (default 2s) until Ctrl-C",
+        const="2s",
     )
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("workers", parents=[dsns], help="worker processes and their health")
+    p = verb(
+        sub,
+        "workers",
+        "worker processes and their health",
+        ["pgmq-jobs workers", "pgmq-jobs workers --all --json"],
+        parents=[dsns],
+    )
     p.add_argument("--all", action="store_true", help="include workers that are gone")
-    p.add_argument("--json", action="store_true")
+    _json_flag(p)
     p.set_defaults(func=cmd_workers)
 
-    alerts = sub.add_parser(
-        "alerts", parents=[dsns], help="alert conditions firing now (exit status 2 if any)"
+    alerts = verb(
+        sub,
+        "alerts",
+        "alert conditions firing now (exit status 2 if any)",
+        ["pgmq-jobs alerts || notify-ops", "pgmq-jobs alerts set queue_depth 5000 --queue emails"],
+        parents=[dsns],
     )
-    alerts.add_argument("--json", action="store_true")
+    _json_flag(alerts)
     alerts.set_defaults(func=cmd_alerts)
-    asub = alerts.add_subparsers(dest="alerts_command")
-    p = asub.add_parser("set", parents=[dsn], help="set an alert's threshold")
+    asub = alerts.add_subparsers(dest="alerts_command", metavar="{set,thresholds}")
+    p = verb(
+        asub,
+        "set",
+        "set an alert's threshold",
+        ["pgmq-jobs alerts set dead_letters 10", "pgmq-jobs alerts set table_bloat off"],
+        parents=[dsn],
+    )
     p.add_argument("alert", choices=ALERT_NAMES)
     p.add_argument(
         "threshold", type=parse_threshold, help="a number, 'off', or 'default' (with --queue)"
     )
     p.add_argument("--queue", default=None, help="only this queue (default: every queue)")
     p.set_defaults(func=cmd_alerts_set)
-    p = asub.add_parser("thresholds", parents=[dsns], help="every threshold in effect")
-    p.add_argument("--json", action="store_true")
+    p = verb(
+        asub,
+        "thresholds",
+        "every threshold in effect",
+        ["pgmq-jobs alerts thresholds"],
+        parents=[dsns],
+    )
+    _json_flag(p)
     p.set_defaults(func=cmd_alerts_thresholds)
 
-    p = sub.add_parser("exporter", parents=[dsns], help="serve Prometheus metrics over HTTP")
+    p = verb(
+        sub,
+        "exporter",
+        "serve Prometheus metrics over HTTP",
+        ["pgmq-jobs exporter --port 9469", "curl -s localhost:9469/metrics"],
+        parents=[dsns],
+    )
     p.add_argument("--port", type=int, default=EXPORTER_PORT, help=f"default {EXPORTER_PORT}")
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     p.set_defaults(func=cmd_exporter)

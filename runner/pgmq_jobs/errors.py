@@ -66,3 +66,23 @@ def primary_only() -> Iterator[None]:
         if is_read_only(exc) and not isinstance(exc, ReadOnlyReplicaError):
             raise ReadOnlyReplicaError(REPLICA_MESSAGE) from exc
         raise
+
+
+class CliError(SystemExit):
+    """An expected failure of a ``pgmq-jobs`` verb: ``pgmq-jobs main()`` prints its message as
+    one ``pgmq-jobs: error: …`` line on stderr and exits with status 1 (uncaught elsewhere, it
+    still exits 1)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(1)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def error_line(message: str) -> str:
+    """``message`` as the CLI's one error line: the ``pgmq-jobs: error:`` prefix, and a newline
+    (or carriage return) inside the message shown as ``\\n`` so it stays one line."""
+    one_line = message.strip("\n").replace("\r", "\\r").replace("\n", "\\n")
+    return f"pgmq-jobs: error: {one_line}"

@@ -1,7 +1,8 @@
 """Prometheus exporter: ``pgmq-jobs exporter --port 9469`` serves ``/metrics``.
 
-Each scrape runs four queries on one connection (``queue_stats``, ``outcome_totals``,
-``workers``, ``alerts``) and turns them into metric families with conventional names:
+Each scrape runs four calls of :mod:`pgmq_jobs.client` on one connection (``queue_stats``,
+``outcome_totals``, ``worker_counts``, ``alerts``) and turns them into metric families with
+conventional names:
 
 ==============================================  =======  ===================================
 metric                                          type     labels
@@ -53,7 +54,8 @@ import psycopg
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from psycopg.rows import dict_row
+
+from pgmq_jobs import client
 
 log = logging.getLogger("pgmq_jobs.exporter")
 
@@ -122,27 +124,14 @@ class JobsCollector(Collector):
     def read(self) -> Snapshot:
         """One consistent-enough read of everything a scrape exposes."""
         conn = self._connection()
-        snap = Snapshot()
-        with conn.cursor(row_factory=dict_row) as cur:
-            if self._since is None:
-                cur.execute("select date_trunc('minute', clock_timestamp()) as since")
-                row = cur.fetchone()
-                assert row is not None
-                self._since = row["since"]
-            snap.stats = list(cur.execute("select * from pgmq_jobs.queue_stats order by queue"))
-            snap.totals = list(
-                cur.execute("select * from pgmq_jobs.outcome_totals(%s)", (self._since,))
-            )
-            snap.workers = {
-                r["status"]: int(r["n"])
-                for r in cur.execute(
-                    "select status, count(*) as n from pgmq_jobs.workers group by status"
-                )
-            }
-            snap.alerts = list(
-                cur.execute("select alert, queue, value from pgmq_jobs.alerts order by 1, 2")
-            )
-        return snap
+        if self._since is None:
+            self._since = client.current_minute(conn)
+        return Snapshot(
+            stats=client.queue_stats(conn),
+            totals=client.outcome_totals(conn, self._since),
+            workers=client.worker_counts(conn),
+            alerts=client.alerts(conn),
+        )
 
     def collect(self) -> Iterator[Metric]:
         started = time.monotonic()
