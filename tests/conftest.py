@@ -34,6 +34,9 @@ FAST_SETTINGS: dict[str, str | int | bool] = {
     "cron.database_name": TEST_DB,
 }
 
+# The same, for a container (pg_cron's database is given with the preload by the container).
+FAST_SETTINGS_SERVER = {k: v for k, v in FAST_SETTINGS.items() if k != "cron.database_name"}
+
 Connection = psycopg.Connection[Any]
 
 
@@ -66,13 +69,37 @@ def pg_bin_dir() -> Path:
     return find_bin_dir()
 
 
+_SERVER_LINE: list[str] = []  # how the session's server was started: one summary line
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _SERVER_LINE:
+        terminalreporter.write_line(f"pgmq-jobs: {line}")
+
+
 @pytest.fixture(scope="session")
 def cluster_dsn() -> Iterator[str]:
-    """DSN of the ``postgres`` admin database of the session's server."""
+    """DSN of the ``postgres`` admin database of the session's server.
+
+    ``DATABASE_URL``'s server, else an embedded cluster from the local binaries, else (where
+    a Docker engine exists and no local binaries do) a testcontainers container with pg_cron
+    (:mod:`pgmq_jobs.container`); the test summary says in one line which it was."""
     external = os.environ.get("DATABASE_URL")
     if external:
+        _SERVER_LINE.append("PostgreSQL from DATABASE_URL (local binaries and Docker unused)")
         yield dsn_for(external, "postgres")
         return
+    from pgmq_jobs.container import ContainerSpec, choose_server, running_container
+
+    choice = choose_server()
+    _SERVER_LINE.append(choice.line)
+    if choice.kind == "container":
+        spec = ContainerSpec.from_env(TEST_DB, settings=FAST_SETTINGS_SERVER)
+        with running_container(spec) as dsn:
+            yield dsn
+        return
+    if choice.kind == "none":
+        pytest.exit(choice.line, returncode=2)
     # Under /tmp and world-traversable, so the postgres OS user can reach it as well.
     base = Path(tempfile.mkdtemp(prefix="pgmq-jobs-test-"))
     os.chmod(base, 0o755)

@@ -46,3 +46,60 @@ def reset_dev(data_dir: Path | None = None) -> Path:
     cluster = dev_cluster(data_dir)
     cluster.destroy()
     return cluster.data_dir
+
+
+# ---------------------------------------------------------------- in a container
+
+
+class DevContainerError(RuntimeError):
+    """``pgmq-jobs dev --container`` cannot run here; the message says what is missing."""
+
+
+def start_dev_container(ready_timeout: float = 60.0) -> tuple[str, InstallReport]:
+    """Start (or reuse) the dev container ``pgmq-jobs-dev`` (PostgreSQL with pg_cron, see
+    :mod:`pgmq_jobs.container`), create the database and install into it; returns its DSN
+    and the install report. The container keeps running: ``stop_dev_container`` removes it."""
+    import time
+
+    import psycopg
+
+    from pgmq_jobs import container
+    from pgmq_jobs.cluster import create_database
+
+    if not container.docker_available():
+        raise DevContainerError(
+            "--container needs a Docker engine, and none answers here (a docker CLI alone is "
+            "not enough); without --container the dev cluster runs from the local binaries"
+        )
+    if not container.testcontainers_installed():
+        raise DevContainerError("--container needs testcontainers: pip install 'pgmq-jobs[dev]'")
+    spec = container.ContainerSpec.from_env(DEV_DATABASE)
+    admin = container.start_dev_container(spec)
+    deadline = time.monotonic() + ready_timeout
+    while True:  # a reused container that was stopped takes a moment to accept connections
+        try:
+            with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+                create_database(conn, DEV_DATABASE, None)
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    dsn = spec.dsn(*_host_port(admin), DEV_DATABASE)
+    return dsn, install(dsn)
+
+
+def stop_dev_container() -> bool:
+    """Stop and remove the dev container; False if there was none."""
+    from pgmq_jobs import container
+
+    if not container.docker_available():
+        return False
+    return container.stop_dev_container()
+
+
+def _host_port(dsn: str) -> tuple[str, int]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(dsn)
+    return str(params["host"]), int(params["port"])
