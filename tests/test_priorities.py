@@ -164,3 +164,32 @@ def test_pgmq_own_functions_keep_working_on_the_queue(conn: Connection, queue_na
         "select message from pgmq.read(%s, 30, 10) order by msg_id", (queue_name,)
     ).fetchall()
     assert [r[0] for r in read] == [{"p": 1}, {"raw": True}]
+
+
+def test_until_its_priority_index_is_built_a_queue_is_claimed_by_visibility_time(
+    conn: Connection, queue_name: str
+) -> None:
+    """An upgraded queue whose index pgmq-jobs install has not built yet (it builds it
+    concurrently after the upgrade's transaction): claims go on, oldest visible first."""
+    jobs.create_queue(conn, queue_name)
+    first = jobs.enqueue(conn, queue_name, {}, priority=-1)
+    second = jobs.enqueue(conn, queue_name, {}, priority=9)
+    conn.execute(
+        "update pgmq_jobs.queue_settings set priority_index = false where queue = %s",
+        (queue_name,),
+    )
+    conn.execute(f'drop index pgmq."q_{queue_name}_priority_vt"')
+
+    assert claim_order(conn, queue_name, 2) == [first, second]
+
+    statement = conn.execute(
+        "select pgmq_jobs._priority_index_sql(%s, false)", (queue_name,)
+    ).fetchone()
+    assert statement is not None
+    conn.execute(statement[0])
+    assert conn.execute(
+        "select pgmq_jobs._finish_priority_index(%s)", (queue_name,)
+    ).fetchone() == (True,)
+    third = jobs.enqueue(conn, queue_name, {}, priority=-1)
+    fourth = jobs.enqueue(conn, queue_name, {}, priority=9)
+    assert claim_order(conn, queue_name, 2) == [fourth, third]

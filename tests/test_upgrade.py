@@ -217,6 +217,9 @@ def test_upgrade_from_the_shipped_0_1_0_equals_a_fresh_install_and_every_job_goe
         PACKAGE_VERSION,
     )
     assert report.steps == [f"0.1.0--{PACKAGE_VERSION}"]
+    # The 0.1.0 queue's priority index was built concurrently, after the transaction.
+    assert report.indexes_built == ["up"]
+    assert "priority indexes built concurrently: up" in report.summary()
     upgraded = schema_dump(upgrade_cluster, old_db)
     fresh = schema_dump(upgrade_cluster, fresh_twin)
     assert "CREATE TABLE pgmq.q_up" in fresh

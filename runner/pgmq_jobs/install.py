@@ -243,11 +243,11 @@ def _build_deferred_indexes(conn: Connection) -> list[str]:
     whose upgrade left it for later; claims go on meanwhile (by visibility time). Returns
     the queues done. A build that fails leaves an invalid index: it is dropped and the
     error raised (the next ``pgmq-jobs install`` tries again)."""
+    conn.autocommit = True
     if conn.execute(
         "select pg_catalog.to_regprocedure('pgmq_jobs._finish_priority_index(text)') is null"
     ).fetchone() != (False,):
         return []
-    conn.autocommit = True
     built: list[str] = []
     for queue, statement in conn.execute(cast(LiteralString, _PENDING_INDEXES)).fetchall():
         try:
