@@ -4,6 +4,8 @@ container, and the one line the test summary prints about it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +139,13 @@ def test_dev_container_without_a_docker_engine_says_so(monkeypatch: pytest.Monke
     with pytest.raises(dev.DevContainerError, match="needs a Docker engine"):
         dev.start_dev_container()
     assert dev.stop_dev_container() is False
+
+
+def test_the_dev_verbs_container_flag_without_docker_is_one_line() -> None:
+    if container.docker_available():
+        pytest.skip("a Docker engine answers here: dev --container would start a container")
+    cli = str(Path(sys.executable).with_name("pgmq-jobs"))
+    proc = subprocess.run([cli, "dev", "--container"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("pgmq-jobs: error: --container needs a Docker engine")

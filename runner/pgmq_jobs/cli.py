@@ -19,6 +19,8 @@ from pgmq_jobs import __version__, cli_dashboard, cli_jobs, cli_observe, cli_wor
 def cmd_dev(args: argparse.Namespace) -> int:
     from pgmq_jobs.dev import reset_dev, start_dev, stop_dev
 
+    if args.container:
+        return _dev_container(args)
     if args.reset:
         print(f"dev cluster removed ({reset_dev(args.data_dir)})", file=sys.stderr)
         if args.stop:
@@ -34,6 +36,30 @@ def cmd_dev(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(dev.dsn)
+    return 0
+
+
+def _dev_container(args: argparse.Namespace) -> int:
+    """``dev --container``: the dev database in the Docker container ``pgmq-jobs-dev``."""
+    from pgmq_jobs.dev import DevContainerError, start_dev_container, stop_dev_container
+    from pgmq_jobs.errors import CliError
+
+    if args.reset or args.data_dir is not None or args.port is not None:
+        raise CliError("--container takes no --reset, --data-dir or --port (--stop removes it)")
+    if args.stop:
+        stopped = stop_dev_container()
+        print("dev container removed" if stopped else "dev container was not running")
+        return 0
+    try:
+        dsn, report = start_dev_container()
+    except DevContainerError as exc:
+        raise CliError(str(exc)) from None
+    print(report.summary(), file=sys.stderr)
+    print(
+        "dev container pgmq-jobs-dev running; remove it with `pgmq-jobs dev --container --stop`",
+        file=sys.stderr,
+    )
+    print(dsn)
     return 0
 
 
@@ -65,6 +91,12 @@ def add_dev_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     p.add_argument("--data-dir", type=Path, default=None, help="default: .pgmq-jobs/dev")
     p.add_argument("--port", type=int, default=None, help="default: a free port")
+    p.add_argument(
+        "--container",
+        action="store_true",
+        help="run it in the Docker container pgmq-jobs-dev instead (testcontainers; PostgreSQL "
+        "with pg_cron, image: $PGMQ_JOBS_CONTAINER_IMAGE or built from postgres:17-bookworm)",
+    )
     p.set_defaults(func=cmd_dev)
 
 
