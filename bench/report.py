@@ -347,11 +347,13 @@ def targets(results: dict[str, Any]) -> list[str]:
             up["upgrade_seconds"] < 10,
         )
         worst = up.get("claim_ms_max_during")
+        round_worst = up.get("round_ms_max_during")
         add(
             "upgrade blocks claim for well under a second (longest claim overlapping it)",
-            f"{worst} ms (median claim before: {up.get('claim_ms_median_before')} ms, "
-            f"{up.get('claims_during')} claims overlapped)",
-            None if worst is None else worst < 500,
+            f"{worst} ms; longest claim + complete round {round_worst} ms (median claim "
+            f"before: {up.get('claim_ms_median_before')} ms, {up.get('claims_during')} "
+            "claims overlapped)",
+            None if worst is None or round_worst is None else max(worst, round_worst) < 500,
         )
 
     lines = ["| target | figure | |", "|---|---|---|"]
@@ -432,7 +434,8 @@ def upgrade_lines(results: dict[str, Any]) -> list[str]:
         f"{up['table_size']}), upgraded by `pgmq-jobs install` ({', '.join(up['steps'])}) to "
         f"{up['version']} while a worker connection claims and completes one job at a time: "
         f"the upgrade took **{up['upgrade_seconds']} s**; the longest claim that overlapped it "
-        f"took **{up['claim_ms_max_during']} ms** ({up['claims_during']} claims overlapped; "
+        f"took **{up['claim_ms_max_during']} ms**, the longest claim-and-complete round "
+        f"**{up.get('round_ms_max_during')} ms** ({up['claims_during']} claims overlapped; "
         f"median claim before it {up['claim_ms_median_before']} ms). Claim errors: "
         f"{len(up['claim_errors'])}."
     ]
