@@ -34,8 +34,8 @@ import pytest
 from pgmq_jobs import client
 from pgmq_jobs.cli import build_parser
 from pgmq_jobs.dashboard import DashboardServer
-from pgmq_jobs.dashboard.markup import Markup, esc, h
-from pgmq_jobs.dashboard.svg import p95
+from pgmq_jobs.web.dashboard.svg import p95
+from pgmq_jobs.web.dashboard.views import environment
 from pgmq_jobs.plpython import load_plain
 from support import make_visible, wait_for
 
@@ -102,9 +102,14 @@ def fetch(
     opener = urllib.request.build_opener(NoRedirect)
     try:
         with opener.open(req, timeout=15) as resp:
-            return resp.status, resp.read().decode(), dict(resp.headers)
+            return resp.status, resp.read().decode(), _headers(resp.headers)
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(), dict(exc.headers)
+        return exc.code, exc.read().decode(), _headers(exc.headers)
+
+
+def _headers(message: Any) -> dict[str, str]:
+    """Header names as ``Content-Type`` whatever case the server sent (HTTP ignores it)."""
+    return {k.title(): v for k, v in message.items()}
 
 
 def make_dead(conn: Connection, queue: str, payload: dict[str, Any], errors: list[str]) -> int:
@@ -221,11 +226,16 @@ def page(browser: Any) -> Iterator[Any]:
 # ---------------------------------------------------------------- unit
 
 
-def test_markup_escapes_everything_but_markup() -> None:
-    assert esc("<b>&'\"") == "&lt;b&gt;&amp;&#x27;&quot;"
-    assert esc(Markup("<b>")) == "<b>"
-    assert esc(None) == ""
-    assert h("<p title={}>{}</p>", '"x"', "<i>") == "<p title=&quot;x&quot;>&lt;i&gt;</p>"
+def test_templates_escape_every_value() -> None:
+    env = environment()
+    assert env.from_string("<p title={{ v }}>{{ v }}</p>").render(v='<b>&\'"') == (
+        "<p title=&lt;b&gt;&amp;&#39;&#34;>&lt;b&gt;&amp;&#39;&#34;</p>"
+    )
+    # Every page template is autoescaped (chosen by file name; on by default too).
+    assert callable(env.autoescape)
+    names = env.list_templates()
+    assert {"base.html", "queue.html", "job.html"} <= set(names)
+    assert all(env.autoescape(name) for name in names)
 
 
 def test_p95_matches_queue_stats_interpolation() -> None:

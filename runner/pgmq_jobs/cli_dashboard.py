@@ -1,4 +1,4 @@
-"""CLI verb ``dashboard``: serve the local web dashboard (``pgmq_jobs.dashboard``)."""
+"""CLI verb ``dashboard``: serve the local web dashboard (``pgmq_jobs.web.dashboard``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ TOKEN_ENV = "PGMQ_JOBS_DASHBOARD_TOKEN"
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from pgmq_jobs.dashboard.server import DashboardServer, is_loopback
+    from pgmq_jobs.web.dashboard.app import DashboardServer, is_loopback
+    from pgmq_jobs.web.serving import listen_error
 
     try:
         server = DashboardServer(
@@ -28,6 +29,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pgmq-jobs dashboard: --allowed-host: {exc}", file=sys.stderr, flush=True)
         return 2
+    except OSError as exc:  # a busy port, an address not on this machine
+        print(listen_error("pgmq-jobs dashboard", args.host, args.port, exc), file=sys.stderr)
+        return 1
     stop = stop_on_signals()
     server.start()
     print(f"pgmq-jobs dashboard: serving {server.url}", file=sys.stderr, flush=True)
@@ -42,7 +46,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         )
     if server.token is not None:
         print(
-            "pgmq-jobs dashboard: actions enabled (replay, purge); they need this token:\n"
+            "pgmq-jobs dashboard: actions enabled (replay, purge, cancel, run now); they need this"
+            " token:\n"
             f"  {server.token}\n"
             f"  or open {server.url}#token={server.token} (the token stays in the browser tab)",
             file=sys.stderr,
@@ -50,7 +55,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            "pgmq-jobs dashboard: read-only (start with --allow-actions to replay or purge)",
+            "pgmq-jobs dashboard: read-only (start with --allow-actions to replay or purge dead"
+            " letters, cancel or run jobs)",
             file=sys.stderr,
             flush=True,
         )
@@ -65,7 +71,7 @@ def register(sub: SubParsers) -> None:
     p = sub.add_parser(
         "dashboard",
         parents=[_dsn_parent()],
-        help="serve a local web dashboard (queues, charts, dead letters, workers, schedules)",
+        help="serve a local web dashboard (queues, charts, jobs, dead letters, workers, schedules)",
     )
     p.add_argument("--port", type=int, default=DASHBOARD_PORT, help=f"default {DASHBOARD_PORT}")
     p.add_argument(
@@ -83,7 +89,8 @@ def register(sub: SubParsers) -> None:
     p.add_argument(
         "--allow-actions",
         action="store_true",
-        help="allow replaying and purging dead letters from the page; actions need the token "
+        help="allow replaying and purging dead letters, cancelling jobs and running them now "
+        "from the pages; actions need the token "
         f"printed at start-up (or ${TOKEN_ENV})",
     )
     p.add_argument(

@@ -547,7 +547,10 @@ def worker_claim(
 
 
 def worker_complete(
-    queue: str, job_ids: Sequence[int], attempts: Sequence[int], durations_ms: Sequence[float]
+    queue: str,
+    job_ids: Sequence[int],
+    attempts: Sequence[int],
+    durations_ms: Sequence[float | None],
 ) -> Call[int]:
     """``complete`` of many deliveries of ``queue``, with their handlers' durations."""
     return Call(
@@ -770,3 +773,40 @@ def outcome_totals(since: datetime) -> Call[list[dict[str, Any]]]:
 def current_minute() -> Call[datetime]:
     """The database's clock, truncated to the minute."""
     return Call("select date_trunc('minute', pg_catalog.clock_timestamp())", {}, _scalar)
+
+
+# ---------------------------------------------------------------- the dashboard's reads
+
+
+def local_statement_timeout(milliseconds: int) -> Call[None]:
+    """Bound every statement of the current transaction to ``milliseconds``."""
+    return Call(
+        "select pg_catalog.set_config('statement_timeout', %(ms)s::text, true)",
+        {"ms": str(int(milliseconds))},
+        lambda rows: None,
+    )
+
+
+def queue_stat(queue: str) -> Call[dict[str, Any] | None]:
+    """Metrics of one queue (its ``pgmq_jobs.queue_stats`` row); None for an unknown queue."""
+    return Call(
+        "select * from pgmq_jobs.queue_stats where queue = %(queue)s",
+        {"queue": queue},
+        lambda rows: dict(rows[0]) if rows else None,
+        dicts=True,
+    )
+
+
+def queue_history(since: datetime, queue: str | None = None) -> Call[list[dict[str, Any]]]:
+    """``pgmq_jobs.queue_history`` rows from ``since`` on (of ``queue``, or of every queue),
+    by queue and minute."""
+    return Call(
+        "select queue, minute, completed, retried, dead, expired, duration_count,"
+        " duration_ms_sum, duration_buckets, ready, in_flight, delayed, dead_letters"
+        " from pgmq_jobs.queue_history"
+        " where minute >= %(since)s and (%(queue)s::text is null or queue = %(queue)s)"
+        " order by queue, minute",
+        {"since": since, "queue": queue},
+        _dicts,
+        dicts=True,
+    )

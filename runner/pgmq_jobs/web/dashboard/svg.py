@@ -5,7 +5,9 @@ some of them. Bars and points are drawn only where a bucket has data, so a chart
 ``queue_history`` rows has exactly one bar (``rect.bar``) or point (``circle.point``) per
 bucket that holds rows, each with ``data-t`` (the bucket's start, ISO 8601) and
 ``data-value`` for tests and a ``<title>`` tooltip for people.
-Colours are presentation attributes, not ``style=``, so a strict CSP allows them.
+Colours are presentation attributes, not ``style=``, so a strict CSP allows them. Every
+value goes into the SVG through :meth:`markupsafe.Markup.format`, which escapes it (the same
+escaping as the Jinja2 templates that embed the charts).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pgmq_jobs.dashboard.markup import Markup, h, join
+from markupsafe import Markup
 
 WIDTH = 600
 HEIGHT = 170
@@ -23,6 +25,15 @@ LEFT = 44
 RIGHT = 8
 TOP = 22
 BOTTOM = 20
+
+
+def _svg(template: str, *args: object, **kwargs: object) -> Markup:
+    """A trusted SVG template filled with escaped values."""
+    return Markup(template).format(*args, **kwargs)
+
+
+def _join(parts: Sequence[Markup]) -> Markup:
+    return Markup("").join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +107,7 @@ def _frame(
         v = top * k / 2
         y = TOP + ph - ph * k / 2
         parts.append(
-            h(
+            _svg(
                 '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}" stroke="#e5e7eb"/>'
                 '<text class="ytick" x="{}" y="{}" text-anchor="end">{}</text>',
                 LEFT,
@@ -114,7 +125,7 @@ def _frame(
         x = LEFT + pw * i / axis.buckets
         anchor = "start" if k == 0 else "end" if k == ticks else "middle"
         parts.append(
-            h(
+            _svg(
                 '<text class="xtick" x="{}" y="{}" text-anchor="{}">{}</text>',
                 f"{x:.1f}",
                 HEIGHT - 5,
@@ -128,7 +139,7 @@ def _frame(
         w = 14 + 6.2 * len(s.name)
         x -= w
         legend.append(
-            h(
+            _svg(
                 '<rect x="{}" y="6" width="9" height="9" rx="2" fill="{}"/>'
                 '<text class="legend" x="{}" y="14">{}</text>',
                 f"{x:.1f}",
@@ -141,14 +152,14 @@ def _frame(
     empty = all(not s.values for s in series)
     if empty:
         parts.append(
-            h(
+            _svg(
                 '<text class="empty" x="{}" y="{}" text-anchor="middle">no data in this range'
                 "</text>",
                 LEFT + pw / 2,
                 TOP + ph / 2,
             )
         )
-    return h(
+    return _svg(
         '<svg class="chart chart-{kind}" id="chart-{id}" viewBox="0 0 {w} {hgt}" role="img"'
         ' aria-label="{title}" data-buckets="{n}" preserveAspectRatio="xMidYMid meet">'
         '<text class="ctitle" x="{left}" y="14">{title}</text>{legend}{grid}{body}'
@@ -163,8 +174,8 @@ def _frame(
         left=LEFT,
         right=WIDTH - RIGHT,
         base=TOP + ph,
-        legend=join(legend),
-        grid=join(parts),
+        legend=_join(legend),
+        grid=_join(parts),
         body=body,
     )
 
@@ -206,7 +217,7 @@ def bar_chart(
             y -= bh
             tip.append(f"{s.name} {_fmt(v, unit)}")
             rects.append(
-                h(
+                _svg(
                     '<rect class="bar" data-series="{}" data-value="{}" x="{}" y="{}" width="{}"'
                     ' height="{}" fill="{}"/>',
                     s.name,
@@ -219,14 +230,14 @@ def bar_chart(
                 )
             )
         groups.append(
-            h(
+            _svg(
                 '<g class="bucket" data-t="{}"><title>{}</title>{}</g>',
                 axis.at(i).isoformat(),
                 " · ".join(tip),
-                join(rects),
+                _join(rects),
             )
         )
-    return _frame(axis, top, unit, label, chart_id, title, series, join(groups), "bars")
+    return _frame(axis, top, unit, label, chart_id, title, series, _join(groups), "bars")
 
 
 def line_chart(
@@ -259,7 +270,7 @@ def line_chart(
             runs[-1].append((x, y))
             prev = i
             dots.append(
-                h(
+                _svg(
                     '<circle class="point" data-series="{}" data-t="{}" data-value="{}" cx="{}"'
                     ' cy="{}" r="{}" fill="{}"><title>{} · {} {}</title></circle>',
                     s.name,
@@ -277,7 +288,7 @@ def line_chart(
         for run in runs:
             if len(run) > 1:
                 body.append(
-                    h(
+                    _svg(
                         '<polyline class="line" fill="none" stroke="{}" stroke-width="1.8"'
                         ' stroke-linejoin="round" points="{}"/>',
                         s.color,
@@ -285,7 +296,7 @@ def line_chart(
                     )
                 )
         body.extend(dots)
-    return _frame(axis, top, unit, label, chart_id, title, series, join(body), "lines")
+    return _frame(axis, top, unit, label, chart_id, title, series, _join(body), "lines")
 
 
 def sparkline(axis: Axis, values: dict[int, float], *, color: str, title: str) -> Markup:
@@ -294,7 +305,7 @@ def sparkline(axis: Axis, values: dict[int, float], *, color: str, title: str) -
     top = max(values.values(), default=0.0) or 1.0
     bw = w / axis.buckets
     bars = [
-        h(
+        _svg(
             '<rect class="spark" x="{}" y="{}" width="{}" height="{}" fill="{}"/>',
             f"{bw * i:.2f}",
             f"{hgt - max(1.0, hgt * v / top):.2f}" if v else hgt - 1,
@@ -304,7 +315,7 @@ def sparkline(axis: Axis, values: dict[int, float], *, color: str, title: str) -
         )
         for i, v in sorted(values.items())
     ]
-    return h(
+    return _svg(
         '<svg class="sparkline" viewBox="0 0 {} {}" width="{}" height="{}" role="img"'
         ' aria-label="{}"><title>{}</title>'
         '<line x1="0" x2="{}" y1="{}" y2="{}" stroke="#e5e7eb"/>{}</svg>',
@@ -317,7 +328,7 @@ def sparkline(axis: Axis, values: dict[int, float], *, color: str, title: str) -
         w,
         hgt - 0.5,
         hgt - 0.5,
-        join(bars),
+        _join(bars),
     )
 
 

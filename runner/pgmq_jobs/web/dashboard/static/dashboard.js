@@ -32,14 +32,15 @@
       try { sessionStorage.setItem(KEY, input.value); } catch (e) { /* ignore */ }
     }
   });
-  var all = document.getElementById("select-all");
-  if (all) {
+  // "Select all" boxes: data-select names the checkboxes they tick (dead_id, job_id).
+  document.querySelectorAll("input.select-all[data-select]").forEach(function (all) {
     all.addEventListener("change", function () {
-      document.querySelectorAll('input[name="dead_id"]').forEach(function (box) {
+      var name = all.getAttribute("data-select");
+      document.querySelectorAll('input[name="' + name + '"]').forEach(function (box) {
         box.checked = all.checked;
       });
     });
-  }
+  });
 
   var every = Number(document.body.getAttribute("data-refresh") || 0);
   var live = document.getElementById("live");
