@@ -718,3 +718,29 @@ def test_allow_enqueue_again_restores_access_after_reapplying_the_migration(
         assert scalar(conn, "select pgmq_jobs.allow_enqueue('contact', 'authenticated')") is False
         job_id = _enqueue_as(conn, "authenticated", "contact", {"n": 1})
         assert _jobs_in(conn, "contact") == [(job_id, {"n": 1})]
+
+
+def test_the_matrix_covers_this_rounds_functions(conn: Connection) -> None:
+    """0.2.0's functions are in the matrix with the roles the contract gives them: cancel
+    and reschedule for the admin, job for admin and worker, snooze for the worker (and
+    admin), schema_info (the release check) for every role."""
+    expected = expected_grants(conn)
+
+    def roles(proname: str) -> set[str]:
+        return {
+            g.role
+            for g in expected
+            if g.kind == "function" and g.name.startswith(f"pgmq_jobs.{proname}(")
+        }
+
+    assert roles("cancel") == roles("reschedule") == {ADMIN}
+    assert roles("job") == roles("snooze") == {ADMIN, WORKER}
+    assert roles("schema_info") == {ADMIN, WORKER, PRODUCER}
+    for proname in ("cancel", "reschedule", "job", "snooze", "schema_info"):
+        rows = conn.execute(
+            "select r.role from pg_proc as p cross join unnest(%s::text[]) as r (role)"
+            " where p.pronamespace = 'pgmq_jobs'::regnamespace and p.proname = %s"
+            " and has_function_privilege(r.role, p.oid, 'execute')",
+            ([PRODUCER, WORKER, ADMIN, "public"], proname),
+        ).fetchall()
+        assert {r[0] for r in rows} == roles(proname), proname
