@@ -33,10 +33,10 @@ import pytest
 
 from pgmq_jobs import client
 from pgmq_jobs.cli import build_parser
-from pgmq_jobs.dashboard import DashboardServer
+from pgmq_jobs.plpython import load_plain
+from pgmq_jobs.web.dashboard import DashboardServer
 from pgmq_jobs.web.dashboard.svg import p95
 from pgmq_jobs.web.dashboard.views import environment
-from pgmq_jobs.plpython import load_plain
 from support import make_visible, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -228,7 +228,7 @@ def page(browser: Any) -> Iterator[Any]:
 
 def test_templates_escape_every_value() -> None:
     env = environment()
-    assert env.from_string("<p title={{ v }}>{{ v }}</p>").render(v='<b>&\'"') == (
+    assert env.from_string("<p title={{ v }}>{{ v }}</p>").render(v="<b>&'\"") == (
         "<p title=&lt;b&gt;&amp;&#39;&#34;>&lt;b&gt;&amp;&#39;&#34;</p>"
     )
     # Every page template is autoescaped (chosen by file name; on by default too).

@@ -1,5 +1,7 @@
 """An Edge-Function-style invoker: ``POST /invoke`` drains a batch of one queue over HTTP.
 
+An ASGI app on Starlette, served by uvicorn (:class:`InvokerServer`).
+
 ``pgmq-jobs serve --dsn … --app module:registry --port 8787 --secret-env INVOKER_SECRET``
 
 Request: ``POST /invoke`` with ``Authorization: Bearer <secret>`` and a JSON body
@@ -24,17 +26,22 @@ import hmac
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
 
+import h11
 import psycopg
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pgmq_jobs.registry import Registry
+from pgmq_jobs.web.serving import Served, bind, listen_error, wait_for_signal
 from pgmq_jobs.worker import Summary, Worker, WorkerOptions
 
 log = logging.getLogger("pgmq_jobs.invoker")
@@ -159,92 +166,136 @@ def invoke(config: InvokerConfig, invocation: Invocation) -> Summary:
     )
     worker = Worker(config.dsn, config.registry, options)
     summary = worker.run()
-    # The worker counts failed connection attempts since its last good one.
-    if getattr(worker, "_failures", 0):
+    if _connection_lost(worker):
         raise DatabaseUnavailable("database unavailable: the connection was lost", summary)
     return summary
 
 
-class InvokeHandler(BaseHTTPRequestHandler):
-    """Routes: POST /invoke, GET /healthz."""
-
-    server: InvokerServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        if self.path == "/healthz":
-            self._send(200, {"status": "ok"})
-        else:
-            self._send(404, {"error": f"no route {self.path}; use POST /invoke"})
-
-    def do_POST(self) -> None:
-        if self.path != "/invoke":
-            self._send(404, {"error": f"no route {self.path}; use POST /invoke"})
-            return
-        config = self.server.config
-        if not authorised(self.headers.get("Authorization"), config.secret):
-            self.close_connection = True  # the body is not read
-            self._send(401, {"error": "missing or wrong Authorization: Bearer <secret>"})
-            return
-        try:
-            invocation = parse_invocation(self._body(), config)
-            summary = invoke(config, invocation)
-        except BadRequest as exc:
-            self._send(400, {"error": str(exc)})
-        except DatabaseUnavailable as exc:
-            partial = json.loads(exc.summary.to_json()) if exc.summary is not None else {}
-            self._send(503, {"error": str(exc), **partial})
-        except psycopg.OperationalError as exc:
-            self._send(503, {"error": f"database unavailable: {_first_line(exc)}"})
-        except psycopg.Error as exc:
-            self._send(400, {"error": (exc.diag.message_primary or str(exc)).strip()})
-        else:
-            self._send(200, {"queue": invocation.queue, **json.loads(summary.to_json())})
-
-    def _body(self) -> bytes:
-        text = (self.headers.get("Content-Length") or "0").strip()
-        if not (text.isascii() and text.isdigit()):
-            self.close_connection = True  # where the body ends is unknown
-            raise BadRequest(f"Content-Length must be a number of bytes, got {text[:40]!r}")
-        length = int(text)
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = (json.dumps(body) + "\n").encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _connection_lost(worker: Worker) -> bool:
+    """Whether the worker ended without the database: it counts failed connection attempts
+    since its last good one (``worker.connection.failures``; ``_failures`` in releases whose
+    Worker was one class)."""
+    connection = getattr(worker, "connection", None)
+    failures = getattr(connection, "failures", None)
+    if failures is None:
+        failures = getattr(worker, "_failures", 0)
+    return bool(failures)
 
 
-class InvokerServer(ThreadingHTTPServer):
-    daemon_threads = True
+def answer(status: int, body: dict[str, Any]) -> Response:
+    """A JSON answer, as ``json.dumps`` writes it, with a newline."""
+    return Response((json.dumps(body) + "\n").encode(), status, media_type="application/json")
 
-    def __init__(self, address: tuple[str, int], config: InvokerConfig) -> None:
-        super().__init__(address, InvokeHandler)
+
+class Invoker:
+    """Routes: POST /invoke, GET /healthz; anything else 404."""
+
+    def __init__(self, config: InvokerConfig) -> None:
         self.config = config
 
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/invoke", self.invoke, methods=["POST"]),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/{path:path}", self.no_route, methods=["GET", "POST", "PUT", "DELETE"]),
+            ]
+        )
 
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    async def healthz(self, request: Request) -> Response:
+        return answer(200, {"status": "ok"})
+
+    async def no_route(self, request: Request) -> Response:
+        return answer(404, {"error": f"no route {request.url.path}; use POST /invoke"})
+
+    async def invoke(self, request: Request) -> Response:
+        config = self.config
+        if not authorised(request.headers.get("authorization"), config.secret):
+            return answer(401, {"error": "missing or wrong Authorization: Bearer <secret>"})
+        try:
+            invocation = parse_invocation(await self._body(request), config)
+            summary = await run_in_threadpool(invoke, config, invocation)
+        except BadRequest as exc:
+            return answer(400, {"error": str(exc)})
+        except DatabaseUnavailable as exc:
+            partial = json.loads(exc.summary.to_json()) if exc.summary is not None else {}
+            return answer(503, {"error": str(exc), **partial})
+        except psycopg.OperationalError as exc:
+            return answer(503, {"error": f"database unavailable: {_first_line(exc)}"})
+        except psycopg.Error as exc:
+            return answer(400, {"error": (exc.diag.message_primary or str(exc)).strip()})
+        return answer(200, {"queue": invocation.queue, **json.loads(summary.to_json())})
+
+    async def _body(self, request: Request) -> bytes:
+        text = (request.headers.get("content-length") or "0").strip()
+        if not (text.isascii() and text.isdigit()):
+            raise BadRequest(f"Content-Length must be a number of bytes, got {text[:40]!r}")
+        if int(text) > MAX_BODY_BYTES:
+            raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes")
+        return bytes(body)
+
+
+BAD_HTTP = (
+    "the HTTP request could not be read: a malformed request line or header"
+    " (Content-Length must be a number of bytes)"
+)
+
+
+class JsonErrorsH11(H11Protocol):
+    """uvicorn's h11 protocol, answering a request it cannot parse (a Content-Length that is
+    not a number, say) with the invoker's JSON error instead of plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        data = (json.dumps({"error": BAD_HTTP}) + "\n").encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()),
+            (b"connection", b"close"),
+        ]
+        self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers)))
+        self.transport.write(self.conn.send(h11.Data(data=data)))
+        self.transport.write(self.conn.send(h11.EndOfMessage()))
+        self.transport.close()
+
+
+class InvokerServer:
+    """The invoker on ``address`` (bound here: ``OSError`` for a busy port); :meth:`start`
+    serves in a background thread, :meth:`stop` ends it."""
+
+    def __init__(self, address: tuple[str, int], config: InvokerConfig) -> None:
+        self.config = config
+        self.app = Invoker(config).app()
+        self._served = Served(
+            self.app, bind(*address), name="pgmq-jobs-invoker", http=JsonErrorsH11
+        )
+        self.server_address = (address[0], self._served.port)
+
+    @property
+    def port(self) -> int:
+        return self._served.port
+
+    def start(self) -> None:
+        self._served.start()
+
+    def stop(self) -> None:
+        self._served.stop()
 
 
 def serve(config: InvokerConfig, host: str, port: int) -> None:
-    """Serve until SIGTERM/SIGINT."""
-    server = InvokerServer((host, port), config)
-    signal.signal(signal.SIGTERM, _interrupt)
-    print(f"pgmq-jobs invoker listening on http://{host}:{server.server_port}", file=sys.stderr)
+    """Serve until SIGTERM/SIGINT; a port that cannot be had ends the process with one line."""
+    try:
+        server = InvokerServer((host, port), config)
+    except OSError as exc:
+        raise SystemExit(listen_error("pgmq-jobs serve", host, port, exc)) from None
+    server.start()
+    print(f"pgmq-jobs invoker listening on http://{host}:{server.port}", file=sys.stderr)
     sys.stderr.flush()
     try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
+        wait_for_signal()
     finally:
-        server.server_close()
+        server.stop()

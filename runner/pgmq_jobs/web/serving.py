@@ -45,7 +45,14 @@ def listen_error(what: str, host: str, port: int, exc: OSError) -> str:
 class Served:
     """``app`` served by uvicorn on ``sock`` in a background thread."""
 
-    def __init__(self, app: Any, sock: socket.socket, *, name: str) -> None:
+    def __init__(
+        self,
+        app: Any,
+        sock: socket.socket,
+        *,
+        name: str,
+        http: type[asyncio.Protocol] | str = "h11",
+    ) -> None:
         self.sock = sock
         self.name = name
         config = uvicorn.Config(
@@ -53,7 +60,7 @@ class Served:
             log_config=None,  # leave the process's logging alone
             access_log=False,
             lifespan="off",
-            http="h11",
+            http=http,
             timeout_graceful_shutdown=5,
             server_header=False,
         )
