@@ -445,11 +445,10 @@ def _not_in(
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
     with _connect(args) as conn:
+        # What cannot be cancelled, as it stands before the call: unknown or finished jobs.
+        live = {"waiting", "delayed", "in_flight", "retrying", "parked"}
+        left = _not_in(conn, args.queue, args.ids, live)
         count = client.cancel(conn, args.queue, args.ids)
-        # A job this call did not cancel: unknown, finished, or cancelled before.
-        left = None
-        if count < len(set(args.ids)):
-            left = _not_in(conn, args.queue, args.ids, {"cancelled"}) or "ids cancelled before"
     print(f"cancelled {count} job(s) of {args.queue}")
     if left:
         raise CliError(f"not cancelled: {left}")
