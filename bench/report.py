@@ -339,6 +339,19 @@ def targets(results: dict[str, Any]) -> list[str]:
         or None
     )
     add("≤ 2 connections per worker", f"{conns}", None if conns is None else conns <= 2)
+    pr = dig(results, "priorities")
+    if isinstance(pr, dict) and "mixed_vs_none" in pr:
+        add(
+            f"claim with priorities {pr['mixed']} ≥ 0.8× claim without",
+            f"{pr['mixed_vs_none']}× ({median(pr['mixed'])} vs {median(pr['none'])} jobs/s)",
+            None if pr["mixed_vs_none"] is None else pr["mixed_vs_none"] >= 0.8,
+        )
+        add(
+            f"claim at {pr['depth']:,} deep with {pr['delayed_ahead']:,} delayed jobs of the "
+            "top priority ahead ≥ 0.8× shallow",
+            f"{pr['deep_vs_none']}× ({median(pr['deep'])} jobs/s)",
+            None if pr["deep_vs_none"] is None else pr["deep_vs_none"] >= 0.8,
+        )
     up = dig(results, "upgrade")
     if isinstance(up, dict) and "upgrade_seconds" in up:
         add(

@@ -26,6 +26,7 @@ import psycopg
 
 from bench import deep as deep_mod
 from bench import peers, report, scenarios
+from bench import priorities as priorities_mod
 from bench import upgrade as upgrade_mod
 from bench.common import elapsed, loadavg, progress
 from bench.scenarios import Plan
@@ -34,7 +35,16 @@ from bench.systems import pgmq_jobs as pgmq_jobs_sys
 from bench.systems import raw_pgmq as raw_sys
 from bench.systems.base import ROOT, System
 
-SCENARIOS = ["enqueue", "processing", "latency", "failure", "deep", "issue11", "upgrade"]
+SCENARIOS = [
+    "enqueue",
+    "processing",
+    "latency",
+    "failure",
+    "deep",
+    "issue11",
+    "priorities",
+    "upgrade",
+]
 SYSTEM_KEYS = ["pgmq_jobs", "raw_pgmq", "procrastinate", "pgqueuer", "pgboss", "graphile"]
 CLUSTER_DIR = ROOT / ".pgmq-jobs" / "bench-cluster"
 
@@ -339,6 +349,14 @@ def main(argv: list[str] | None = None) -> int:
                     "issue11",
                     "issue11",
                     lambda: deep_mod.issue11(jobs_dsn, plan, deep_claim),
+                )
+            if "priorities" in only:
+                progress("issue 21: claim with priorities, and behind delayed top-priority jobs")
+                guarded(
+                    results,
+                    "priorities",
+                    "priorities",
+                    lambda: priorities_mod.priorities(jobs_dsn, plan),
                 )
         if "upgrade" in only:
             progress(f"upgrade 0.1.0 -> this release of a {plan.deep_n:,}-job database")
