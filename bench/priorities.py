@@ -47,7 +47,7 @@ def priorities(jobs_dsn: str, plan: Plan) -> dict[str, Any]:
         "jobs": plan.shallow_n,
         "depth": plan.deep_n,
         "delayed_ahead": plan.delayed_n,
-        "mixed": list(MIXED),
+        "priorities": list(MIXED),
         "top": TOP,
     }
     with connect(jobs_dsn) as conn:
@@ -70,8 +70,8 @@ def priorities(jobs_dsn: str, plan: Plan) -> dict[str, Any]:
             runs["mixed"].append(claim_loop(conn, "prio_mixed", plan.measure_n))
             runs["deep"].append(claim_loop(conn, "prio_deep", plan.measure_n))
     for key, values in runs.items():
-        out[key] = stats(values, 1)
-    base = out["none"]["median"]
-    out["mixed_vs_none"] = round(out["mixed"]["median"] / base, 3) if base else None
-    out["deep_vs_none"] = round(out["deep"]["median"] / base, 3) if base else None
+        out[f"rate_{key}"] = stats(values, 1)
+    base = out["rate_none"]["median"]
+    out["mixed_vs_none"] = round(out["rate_mixed"]["median"] / base, 3) if base else None
+    out["deep_vs_none"] = round(out["rate_deep"]["median"] / base, 3) if base else None
     return out

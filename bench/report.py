@@ -342,14 +342,15 @@ def targets(results: dict[str, Any]) -> list[str]:
     pr = dig(results, "priorities")
     if isinstance(pr, dict) and "mixed_vs_none" in pr:
         add(
-            f"claim with priorities {pr['mixed']} ≥ 0.8× claim without",
-            f"{pr['mixed_vs_none']}× ({median(pr['mixed'])} vs {median(pr['none'])} jobs/s)",
+            f"claim with priorities {pr['priorities']} ≥ 0.8× claim without",
+            f"{pr['mixed_vs_none']}× ({median(pr['rate_mixed'])} vs "
+            f"{median(pr['rate_none'])} jobs/s)",
             None if pr["mixed_vs_none"] is None else pr["mixed_vs_none"] >= 0.8,
         )
         add(
             f"claim at {pr['depth']:,} deep with {pr['delayed_ahead']:,} delayed jobs of the "
             "top priority ahead ≥ 0.8× shallow",
-            f"{pr['deep_vs_none']}× ({median(pr['deep'])} jobs/s)",
+            f"{pr['deep_vs_none']}× ({median(pr['rate_deep'])} jobs/s)",
             None if pr["deep_vs_none"] is None else pr["deep_vs_none"] >= 0.8,
         )
     up = dig(results, "upgrade")
