@@ -158,6 +158,17 @@ def test_every_aio_function_against_the_database(db_dsn: str, queue_name: str) -
         info_row = await aio.schema_info(aconn)
         assert info_row is not None and info_row.version == pgmq_jobs_version()
         note("schema_info")
+        await aio.local_statement_timeout(aconn, 5000)
+        note("local_statement_timeout")
+        stat = await aio.queue_stat(aconn, queue_name)
+        assert stat is not None and stat["queue"] == queue_name
+        assert await aio.queue_stat(aconn, f"{queue_name}_none") is None
+        note("queue_stat")
+        since = datetime.now(UTC) - timedelta(hours=1)
+        history = await aio.queue_history(aconn, since, queue_name)
+        assert {(r["queue"], r["minute"] >= since) for r in history} <= {(queue_name, True)}
+        assert await aio.queue_history(aconn, since, f"{queue_name}_none") == []
+        note("queue_history")
         assert await aio.drop_queue(aconn, queue_name)
         note("drop_queue")
 
