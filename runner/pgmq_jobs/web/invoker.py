@@ -40,6 +40,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from pgmq_jobs.api import sync as api
 from pgmq_jobs.registry import Registry
 from pgmq_jobs.web.serving import Served, bind, listen_error, wait_for_signal
 from pgmq_jobs.worker import Summary, Worker, WorkerOptions
@@ -136,7 +137,7 @@ def check_database(dsn: str, timeout: int = 5) -> None:
     """Raise :class:`DatabaseUnavailable` unless the database answers now."""
     try:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=timeout) as conn:
-            conn.execute("select 1")
+            api.current_minute(conn)  # any statement: the database answers
     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
         raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from None
 
