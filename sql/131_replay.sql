@@ -1,6 +1,8 @@
 -- 131_replay.sql: replay, move dead letters back into their queue.
 
-create or replace function pgmq_jobs.replay(queue text, dead_ids bigint[] default null)
+create or replace function pgmq_jobs.replay(
+    queue text, dead_ids bigint[] default null, strict boolean default false
+)
 returns integer
 language plpgsql
 volatile
@@ -51,11 +53,12 @@ begin
         $sql$,
         'q_' || queue || '_dlq', 'q_' || queue
     ) into moved, groups, grouped_ids, revived_ids using dead_ids;
-    -- Ids that were not dead letters (in the same statement's view, so no race): the
-    -- error undoes the whole call, replayed jobs and audit row included.
+    -- strict: ids that were not dead letters (in the same statement's view, so no
+    -- race) are an error that undoes the whole call, replayed jobs and audit row
+    -- included. Otherwise they are ignored, as in 0.1.0.
     select array_agg(distinct m.id order by m.id) into missing
     from unnest(dead_ids) as m (id)
-    where m.id <> all(coalesce(revived_ids, '{}'));
+    where strict and m.id <> all(coalesce(revived_ids, '{}'));
     if missing is not null then
         raise exception 'not dead letters of queue %: %; nothing was replayed',
             queue,
@@ -88,9 +91,10 @@ begin
 end
 $$;
 
-comment on function pgmq_jobs.replay(text, bigint[]) is
+comment on function pgmq_jobs.replay(text, bigint[], boolean) is
 'Put dead letters (dead_ids from dead_letters; null = all) back into their queue as new jobs
-with a fresh attempt count. Returns how many were replayed. Ids not in the dead-letter queue
-are refused: the call changes nothing (no job, no audit row) and its error names them. The new
+with a fresh attempt count. Returns how many were replayed; ids not in the dead-letter queue
+are ignored, or with strict => true refused: the call then changes nothing (no job, no audit
+row) and its error names them (the CLI replays strictly). The new
 job remembers its original job id and first enqueue time, and keeps its priority and group (not
 its dedupe key).';

@@ -365,7 +365,7 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
         raise CliError("give dead ids to replay, or --all")
     with _connect(args) as conn:
         # Ids that are not dead letters: the database refuses the whole call, naming them.
-        count = client.replay(conn, args.queue, None if args.all else args.ids)
+        count = client.replay(conn, args.queue, None if args.all else args.ids, strict=True)
     print(f"replayed {count} dead letter(s) into {args.queue}")
     return 0
 

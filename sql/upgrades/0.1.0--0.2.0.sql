@@ -103,3 +103,8 @@ alter table pgmq_jobs.queue_settings add column if not exists priority_index boo
 -- to the new signature.
 drop function if exists pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text);
 drop function if exists pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[]);
+
+-- Issue 20: replay gained strict (refuse ids that are not dead letters, for
+-- the CLI); 0.1.0 calls resolve to the new signature and ignore such ids, as
+-- before.
+drop function if exists pgmq_jobs.replay(text, bigint[]);

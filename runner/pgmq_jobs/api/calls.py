@@ -367,11 +367,14 @@ def dead_letters(
     )
 
 
-def replay(queue: str, dead_ids: Sequence[int] | None = None) -> Call[int]:
-    """Put dead letters (all when ``dead_ids`` is None) back as new jobs; returns the count."""
+def replay(queue: str, dead_ids: Sequence[int] | None = None, *, strict: bool = False) -> Call[int]:
+    """Put dead letters (all when ``dead_ids`` is None) back as new jobs; returns the count.
+
+    Ids that are not dead letters are ignored, or with ``strict`` refused (an error naming
+    them, and nothing replayed)."""
     return Call(
-        "select pgmq_jobs.replay(%(queue)s, %(ids)s::bigint[])",
-        {"queue": queue, "ids": None if dead_ids is None else list(dead_ids)},
+        "select pgmq_jobs.replay(%(queue)s, %(ids)s::bigint[], strict => %(strict)s)",
+        {"queue": queue, "ids": None if dead_ids is None else list(dead_ids), "strict": strict},
         _int,
     )
 
