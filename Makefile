@@ -28,8 +28,8 @@ dev: setup ## start (or reuse) the local cluster in .pgmq-jobs/dev and print its
 demo: setup ## set up and run the demo: retries, a dead letter, replay, stats (embedded database)
 	@$(PGMQ_JOBS) demo
 
-test: setup ## run the test suite against a throwaway cluster (or $$DATABASE_URL)
-	$(PYTEST) -q tests
+test: setup ## the fast tier (no database) first, then the suite against a throwaway cluster (or $$DATABASE_URL)
+	$(PYTEST) -q tests/fast && $(PYTEST) -q tests --ignore=tests/fast
 
 lint: setup ## ruff check, ruff format --check, sqlfluff lint sql/
 	$(RUFF) check .

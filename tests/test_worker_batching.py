@@ -11,30 +11,44 @@ import pytest
 
 import pgmq_jobs
 import pgmq_jobs.client as jobs
-import pgmq_jobs.worker as worker_module
+import pgmq_jobs.worker.options as worker_options
 from pgmq_jobs.registry import JobContext
+from pgmq_jobs.worker.api import Claimed, DatabaseApi, Failed
 
 Connection = psycopg.Connection[Any]
 
 
-class ClaimSpy(pgmq_jobs.Worker):
-    """A worker that notes how many jobs it asked for in each claim."""
+class SpyApi(DatabaseApi):
+    """The worker's real database api, noting how many jobs each claim asked for, how many
+    failures each ``fail_batch`` carried and how many went one by one (``fail``)."""
 
-    asked: list[int]
+    def __init__(self, dsn: str) -> None:
+        super().__init__(dsn)
+        self.asked: list[int] = []
+        self.bursts: list[int] = []
+        self.singles = 0
 
-    def _claim_rows(self, conn: Connection, queue: str, qty: int) -> list[tuple[Any, ...]]:
+    def claim(self, queue: str, qty: int, vt: float | None, worker_id: str) -> list[Claimed]:
         self.asked.append(qty)
-        return super()._claim_rows(conn, queue, qty)
+        return super().claim(queue, qty, vt, worker_id)
+
+    def fail_batch(self, queue: str, deliveries: Any, *args: Any) -> list[Failed]:
+        self.bursts.append(len(deliveries))
+        return super().fail_batch(queue, deliveries, *args)
+
+    def fail(self, queue: str, job_id: int, *args: Any) -> Failed:
+        self.singles += 1
+        return super().fail(queue, job_id, *args)
 
 
-def drain(db_dsn: str, registry: pgmq_jobs.Registry, queue: str, concurrency: int) -> ClaimSpy:
+def drain(
+    db_dsn: str, registry: pgmq_jobs.Registry, queue: str, concurrency: int
+) -> tuple[pgmq_jobs.Summary, SpyApi]:
     options = pgmq_jobs.WorkerOptions(
         [queue], concurrency=concurrency, drain=True, max_seconds=60, listen=False
     )
-    worker = ClaimSpy(db_dsn, registry, options)
-    worker.asked = []
-    worker.run()
-    return worker
+    api = SpyApi(db_dsn)
+    return pgmq_jobs.Worker(db_dsn, registry, options, api=api).run(), api
 
 
 def test_fast_handlers_are_claimed_in_large_batches(
@@ -44,8 +58,8 @@ def test_fast_handlers_are_claimed_in_large_batches(
     jobs.enqueue_batch(conn, queue_name, [{"i": i} for i in range(600)])
     app = pgmq_jobs.Registry()
     app.add(queue_name, lambda payload, ctx: None)
-    worker = drain(db_dsn, app, queue_name, concurrency=2)
-    assert worker.summary.completed == 600
+    summary, worker = drain(db_dsn, app, queue_name, concurrency=2)
+    assert summary.completed == 600
     # The first claim knows nothing of the pace: threads plus as many again. Once no-op
     # handlers are measured, the claims grow well beyond that (automatic prefetch).
     assert worker.asked[0] == 4
@@ -56,13 +70,13 @@ def test_large_payloads_bound_the_prefetch(
     db_dsn: str, conn: Connection, queue_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 10 kB payloads (random, so not compressed) against a 100 kB budget: about 10 ahead.
-    monkeypatch.setattr(worker_module, "AUTO_PREFETCH_BYTES", 100_000)
+    monkeypatch.setattr(worker_options, "AUTO_PREFETCH_BYTES", 100_000)
     jobs.create_queue(conn, queue_name)
     jobs.enqueue_batch(conn, queue_name, [{"blob": os.urandom(5000).hex()} for _ in range(200)])
     app = pgmq_jobs.Registry()
     app.add(queue_name, lambda payload, ctx: None)
-    worker = drain(db_dsn, app, queue_name, concurrency=2)
-    assert worker.summary.completed == 200
+    summary, worker = drain(db_dsn, app, queue_name, concurrency=2)
+    assert summary.completed == 200
     assert max(worker.asked) <= 2 + 11, worker.asked
     assert max(worker.asked) > 4, worker.asked  # still more than the threads: the pace allows
 
@@ -72,8 +86,8 @@ def test_slow_handlers_are_not_hoarded(db_dsn: str, conn: Connection, queue_name
     jobs.enqueue_batch(conn, queue_name, [{"i": i} for i in range(12)])
     app = pgmq_jobs.Registry()
     app.add(queue_name, lambda payload, ctx: threading.Event().wait(0.1))
-    worker = drain(db_dsn, app, queue_name, concurrency=2)
-    assert worker.summary.completed == 12
+    summary, worker = drain(db_dsn, app, queue_name, concurrency=2)
+    assert summary.completed == 12
     # 100 ms per job: 50 ms of work per thread is less than a job, so the prefetch stays
     # at the thread count and another worker would get the rest of the queue.
     assert max(worker.asked) <= 4, worker.asked
@@ -100,24 +114,9 @@ def test_a_timed_out_handler_sees_ctx_cancelled(
     assert dead.job_id == job_id and "TimeoutError" in (dead.last_error or "")
 
 
-class FailSpy(pgmq_jobs.Worker):
-    """A worker that notes how many failures each flush reported, and the one-by-one ones."""
-
-    bursts: list[int]
-    singles: int
-
-    def _report_failures(self, conn: Connection, pending: list[Any]) -> None:
-        failed = sum(1 for r in pending if r.error is not None)
-        if failed:
-            self.bursts.append(failed)
-        super()._report_failures(conn, pending)
-
-    def _report_failure(self, conn: Connection, report: Any) -> None:
-        self.singles += 1
-        super()._report_failure(conn, report)
-
-
-def _fail_once_drain(dsn: str, conn: Connection, queue: str, n: int) -> FailSpy:
+def _fail_once_drain(
+    dsn: str, conn: Connection, queue: str, n: int
+) -> tuple[pgmq_jobs.Summary, SpyApi]:
     jobs.create_queue(conn, queue, retry_base=0.001, jitter="none")
     jobs.enqueue_batch(conn, queue, [{"i": i} for i in range(n)])
 
@@ -128,17 +127,15 @@ def _fail_once_drain(dsn: str, conn: Connection, queue: str, n: int) -> FailSpy:
     app = pgmq_jobs.Registry()
     app.add(queue, fail_once)
     options = pgmq_jobs.WorkerOptions([queue], drain=True, max_seconds=60, listen=False)
-    worker = FailSpy(dsn, app, options)
-    worker.bursts, worker.singles = [], 0
-    worker.run()
-    return worker
+    api = SpyApi(dsn)
+    return pgmq_jobs.Worker(dsn, app, options, api=api).run(), api
 
 
 def test_a_burst_of_failures_is_reported_in_one_call(
     db_dsn: str, conn: Connection, queue_name: str
 ) -> None:
-    worker = _fail_once_drain(db_dsn, conn, queue_name, 300)
-    assert (worker.summary.completed, worker.summary.failed, worker.summary.stale) == (300, 300, 0)
+    summary, worker = _fail_once_drain(db_dsn, conn, queue_name, 300)
+    assert (summary.completed, summary.failed, summary.stale) == (300, 300, 0)
     assert worker.singles == 0
     assert sum(worker.bursts) == 300 and max(worker.bursts) > 20, worker.bursts
     # Every failure is on record, its NUL and lone surrogate escaped rather than refused.
@@ -160,6 +157,6 @@ def test_failures_go_one_by_one_where_fail_batch_is_missing(fresh_db: Any, queue
             "drop function pgmq_jobs.fail_batch(text, bigint[], integer[], text[], interval[],"
             " boolean[])"
         )
-        worker = _fail_once_drain(dsn, conn, queue_name, 40)
-        assert (worker.summary.completed, worker.summary.failed) == (40, 40)
+        summary, worker = _fail_once_drain(dsn, conn, queue_name, 40)
+        assert (summary.completed, summary.failed) == (40, 40)
         assert worker.singles == 40

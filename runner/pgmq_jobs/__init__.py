@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgmq_jobs.outcomes import Permanent, Retry
+from pgmq_jobs.outcomes import Permanent, Retry, Snooze
 from pgmq_jobs.registry import JobContext, Registry
 from pgmq_jobs.versions import PACKAGE_VERSION
 from pgmq_jobs.worker import Summary, Worker, WorkerOptions
@@ -14,6 +14,7 @@ __all__ = [
     "Permanent",
     "Registry",
     "Retry",
+    "Snooze",
     "Summary",
     "Worker",
     "WorkerOptions",

@@ -28,12 +28,11 @@ def _one_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, log_format: str = "text") -> None:
+    """stderr at ``level``, as text lines or (``json``) one JSON object per line."""
+    from pgmq_jobs.worker.logs import setup_logging as setup
+
+    setup(level, log_format)
 
 
 def load_app(spec: str) -> Any:
@@ -123,7 +122,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from pgmq_jobs.versions import VersionError
     from pgmq_jobs.worker import run_worker, run_worker_group
 
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     dsns: list[str] = args.dsn or [resolve_dsn(argparse.Namespace(dsn=None))]
     listen_dsns: list[str] = args.listen_dsn or []
     try:
@@ -209,6 +208,13 @@ def add_worker_parser(sub: SubParsers) -> None:
     )
     p.add_argument("--worker-id", default=None, help="default: host:pid:random")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines, or one JSON object per line with the structured fields of each"
+        " record (queue, job_id, attempt, worker, error_type, error_message)",
+    )
     p.set_defaults(func=cmd_worker)
 
 

@@ -2,8 +2,9 @@
 
 A handler that returns completes its job. Raising :class:`Retry` schedules the next attempt
 after a given delay (or, without one, the queue's backoff), :class:`Permanent` sends the job
-straight to the dead-letter queue, and any other exception is an ordinary failure that the
-queue's backoff (in SQL) retries or dead-letters. The runner only reports; every decision
+straight to the dead-letter queue, :class:`Snooze` puts the job off for a while without using
+up an attempt, and any other exception is an ordinary failure that the queue's backoff (in
+SQL) retries or dead-letters. The runner only reports; every decision
 stays in the database.
 """
 
@@ -42,6 +43,20 @@ class Retry(Exception):
 
 class Permanent(Exception):
     """Fail this job for good: it goes to the dead-letter queue without further attempts."""
+
+
+class Snooze(Exception):
+    """Not yet: end this delivery and run the job again after ``after`` (seconds or
+    timedelta) without using up an attempt (``pgmq_jobs.snooze``). Not a failure: nothing
+    is recorded in the job's errors. A snooze of a delivery that is no longer the worker's
+    (timed out, redelivered, cancelled) is ignored, as a late completion is."""
+
+    def __init__(self, after: timedelta | Seconds, message: str = "snoozed") -> None:
+        super().__init__(message)
+        snooze = as_timedelta(after)
+        if snooze is None:
+            raise TypeError("Snooze needs after: a timedelta or seconds")
+        self.after = snooze
 
 
 def error_text(exc: BaseException) -> str:

@@ -624,8 +624,8 @@ def extend_batch(
     return Call(
         "select e.job_id, e.attempt,"
         " pgmq_jobs.extend(%s, e.job_id, e.attempt, pg_catalog.make_interval(secs => e.secs))"
-        " from pg_catalog.unnest(%s::bigint[], %s::int[], %s::float8[])"
-        " as e(job_id, attempt, secs)",
+        " from rows from (pg_catalog.unnest(%s::bigint[]), pg_catalog.unnest(%s::int[]),"
+        " pg_catalog.unnest(%s::float8[])) as e(job_id, attempt, secs)",
         (queue, array_literal(job_ids), array_literal(attempts), array_literal(by)),
         list,
     )
