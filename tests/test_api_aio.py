@@ -169,6 +169,35 @@ def test_every_aio_function_against_the_database(db_dsn: str, queue_name: str) -
         assert {(r["queue"], r["minute"] >= since) for r in history} <= {(queue_name, True)}
         assert await aio.queue_history(aconn, since, f"{queue_name}_none") == []
         note("queue_history")
+        assert await aio.interval(aconn, "1h30m") == timedelta(minutes=90)
+        note("interval")
+        assert (await aio.timestamp(aconn, "2026-12-24 09:00+00")).hour == 9
+        note("timestamp")
+        assert await aio.time_from_now(aconn, "1 hour") > datetime.now(UTC)
+        note("time_from_now")
+        assert queue_name in [q["queue"] for q in await aio.queue_stats(aconn)]
+        note("queue_stats")
+        assert isinstance(await aio.workers(aconn, include_gone=True), list)
+        note("workers")
+        assert set(await aio.worker_counts(aconn)) <= {"alive", "stale", "gone"}
+        note("worker_counts")
+        assert isinstance(await aio.alerts(aconn), list)
+        note("alerts")
+        assert await aio.set_alert_threshold(aconn, "queue_depth", 12345, queue_name) == 12345
+        note("set_alert_threshold")
+        own = [
+            t
+            for t in await aio.alert_thresholds(aconn)
+            if t["queue"] == queue_name and t["alert"] == "queue_depth"
+        ]
+        assert [t["threshold"] for t in own] == [12345]
+        note("alert_thresholds")
+        minute = await aio.current_minute(aconn)
+        assert minute.second == 0 and minute.microsecond == 0
+        note("current_minute")
+        totals = await aio.outcome_totals(aconn, since)
+        assert queue_name in {t["queue"] for t in totals}
+        note("outcome_totals")
         assert await aio.drop_queue(aconn, queue_name)
         note("drop_queue")
 
