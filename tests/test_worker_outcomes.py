@@ -1,15 +1,21 @@
-"""Handler outcomes through a real worker process: return, Retry(after), Permanent, any other
-exception, a timeout, and lease extension for a job longer than its visibility timeout."""
+"""Handler outcomes through a real worker process: return, Retry(after), Permanent, Snooze, any
+other exception, a timeout, lease extension for a job longer than its visibility timeout, and
+a job cancelled while it runs."""
 
 from __future__ import annotations
 
+import json
+import logging
+import signal
 from collections.abc import Callable
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import psycopg
 import pytest
 
+import pgmq_jobs
 import pgmq_jobs.client as jobs
 from apps.harness import archived_ids, create_ledger, ledger, running_worker, worker_env
 from support import db_now, queue_rows, wait_for
@@ -112,3 +118,87 @@ def test_a_job_longer_than_its_visibility_timeout_is_extended_not_redelivered(
     assert len(ledger(conn, queue_name, "start")) == 1
     [row] = queue_rows(conn, queue_name, "a")
     assert row["read_ct"] == 1
+
+
+def test_snooze_brings_the_job_back_without_using_an_attempt(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name, max_attempts=1)
+    job_id = jobs.enqueue(conn, queue_name, {"action": "snooze", "snoozes": 2, "after": 0.3})
+    with running_worker(db_dsn, [queue_name], "--poll-interval", "30") as proc:
+        wait_for(lambda: job_id in archived_ids(conn, queue_name), timeout=20, what="the job")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    # Three runs, every one attempt 1 (max_attempts 1: a counted snooze would have
+    # dead-lettered it), each after the snooze's delay; the worker woke for them on its own.
+    starts = ledger(conn, queue_name, "start")
+    assert [row[1] for row in starts] == [1, 1, 1]
+    times = ledger_times(conn, queue_name, job_id)
+    assert all(later - earlier >= timedelta(seconds=0.25) for earlier, later in pairwise(times))
+    [row] = queue_rows(conn, queue_name, "a")
+    assert row["read_ct"] == 1 and not row["headers"].get("errors")
+    assert jobs.dead_letters(conn, queue_name) == []
+    assert "snoozed" in err
+
+
+def test_a_job_cancelled_while_it_runs_sees_ctx_cancelled(
+    db_dsn: str, conn: Connection, queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    job_id = jobs.enqueue(conn, queue_name, {"action": "await_cancel", "wait": 30})
+    # A 1 s lease: the worker extends it every half second, and the first extend after the
+    # cancel comes back null.
+    env = worker_env(db_dsn, [queue_name], LEDGER_VT="1")
+    with running_worker(db_dsn, [queue_name], env=env):
+        wait_for(lambda: ledger(conn, queue_name, "start"), timeout=15, what="the start")
+        assert jobs.cancel(conn, queue_name, [job_id]) == 1
+        wait_for(lambda: ledger(conn, queue_name, "cancelled"), timeout=15, what="ctx.cancelled")
+    assert jobs.job(conn, queue_name, job_id).state == "cancelled"
+    assert ledger(conn, queue_name, "done") == []
+
+
+def test_failures_log_where_people_look(
+    db_dsn: str, conn: Connection, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In process, against the database: a failed attempt is a WARNING and a dead letter an
+    ERROR, with the exception and structured fields; the traceback comes at DEBUG."""
+    jobs.create_queue(conn, queue_name, max_attempts=2, retry_base=0.001, jitter="none")
+    job_id = jobs.enqueue(conn, queue_name, {})
+
+    def broken(payload: dict[str, Any], ctx: Any) -> None:
+        raise ConnectionRefusedError("payment gateway down")
+
+    app = pgmq_jobs.Registry()
+    app.add(queue_name, broken)
+    options = pgmq_jobs.WorkerOptions(
+        [queue_name], drain=True, max_seconds=20, listen=False, worker_id="w-caplog"
+    )
+    caplog.set_level(logging.DEBUG, logger="pgmq_jobs.worker")
+    summary = pgmq_jobs.Worker(db_dsn, app, options).run()
+    assert (summary.failed, summary.dead) == (2, 1)
+    mine = [r for r in caplog.records if getattr(r, "job_id", None) == job_id]
+    [warning] = [r for r in mine if r.levelno == logging.WARNING]
+    [error] = [r for r in mine if r.levelno == logging.ERROR]
+    for record, attempt in ((warning, 1), (error, 2)):
+        assert "ConnectionRefusedError: payment gateway down" in record.getMessage()
+        assert (record.queue, record.attempt, record.worker) == (queue_name, attempt, "w-caplog")
+        assert (record.error_type, record.error_message) == (
+            "ConnectionRefusedError",
+            "payment gateway down",
+        )
+    debug = [r for r in mine if r.levelno == logging.DEBUG]
+    assert len(debug) == 2 and all("Traceback" in r.getMessage() for r in debug)
+
+
+def test_the_worker_logs_json_lines(db_dsn: str, conn: Connection, queue_name: str) -> None:
+    jobs.create_queue(conn, queue_name, max_attempts=1)
+    job_id = jobs.enqueue(conn, queue_name, {"action": "fail"})
+    with running_worker(db_dsn, [queue_name], "--log-format", "json", "--drain") as proc:
+        _, err = proc.communicate(timeout=30)
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    [dead] = [line for line in lines if line.get("outcome") == "dead"]
+    assert dead["level"] == "ERROR" and dead["logger"] == "pgmq_jobs.worker"
+    assert (dead["queue"], dead["job_id"], dead["attempt"]) == (queue_name, job_id, 1)
+    assert dead["error_type"] == "ValueError"
+    assert dead["error_message"] == f"job {job_id} failed on purpose"
+    assert "dead-letter" in dead["message"] and dead["time"]

@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
-from psycopg import sql
+
+from pgmq_jobs.api import calls
+from pgmq_jobs.api.sync import run
 
 log = logging.getLogger("pgmq_jobs.worker")
 
@@ -82,7 +84,7 @@ class Listener(threading.Thread):
             application_name=f"pgmq-jobs listen {os.getpid()}",
         )
         for channel in self.queues:
-            self._conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
+            run(self._conn, calls.listen(channel))
         self.listening.set()
         self._failures = 0
         self.on_wake(None)

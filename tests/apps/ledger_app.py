@@ -7,7 +7,10 @@ The payload steers the handler:
 - ``action``: ``fail`` (ValueError), ``retry`` (Retry(after=payload["after"]), or with no
   ``after`` the queue's backoff),
   ``permanent`` (Permanent), ``kill`` (SIGKILL its own worker process),
-  ``flaky`` (ValueError while attempt <= payload["fail_times"]).
+  ``flaky`` (ValueError while attempt <= payload["fail_times"]),
+  ``snooze`` (Snooze(after=payload["after"]) while the job has started at most
+  payload["snoozes"] times), ``await_cancel`` (wait up to payload["wait"] seconds for
+  ``ctx.cancelled``, recording ``cancelled`` when it comes).
 
 Rows: (queue, job_id, attempt, event 'start' | 'done', pid, at). The ledger connection is
 the app's own (one per handler thread), not the worker's.
@@ -66,6 +69,19 @@ def record(ctx: JobContext, event: str) -> None:
             time.sleep(0.1)
 
 
+def _starts(ctx: JobContext) -> int:
+    """How many times this job has started (its ledger rows), this run included."""
+    row = (
+        _connection()
+        .execute(
+            "select count(*) from ledger where queue = %s and job_id = %s and event = 'start'",
+            (ctx.queue, ctx.job_id),
+        )
+        .fetchone()
+    )
+    return int(row[0]) if row else 0
+
+
 def run(payload: dict[str, Any], ctx: JobContext) -> None:
     record(ctx, "start")
     action = payload.get("action")
@@ -80,6 +96,11 @@ def run(payload: dict[str, Any], ctx: JobContext) -> None:
         raise pgmq_jobs.Retry("come back later", after=after)
     if action == "permanent":
         raise pgmq_jobs.Permanent("this payload can never work")
+    if action == "snooze" and _starts(ctx) <= int(payload.get("snoozes", 1)):
+        raise pgmq_jobs.Snooze(float(payload.get("after", 0.1)))
+    if action == "await_cancel" and ctx.cancelled.wait(float(payload.get("wait", 30))):
+        record(ctx, "cancelled")
+        return
     if action == "flaky" and ctx.attempt <= int(payload.get("fail_times", 1)):
         raise ValueError(f"flaky failure on attempt {ctx.attempt}")
     record(ctx, "done")
