@@ -387,7 +387,38 @@ def processing(system: System, dsn: str, plan: Plan) -> dict[str, Any]:
                 )
             )
         out[name] = summarize_runs(runs, procs, conc or system.default_concurrency)
+    if system.key == "pgmq_jobs":
+        out.update(async_vs_sync(system, dsn, plan))
     reset(system, dsn)
+    return out
+
+
+def async_vs_sync(system: System, dsn: str, plan: Plan) -> dict[str, Any]:
+    """One pgmq-jobs worker process at its default concurrency, an ``async def`` no-op
+    handler against the ``def`` one, run after run in turn (so both see the same machine):
+    ``one_async`` and ``one_sync_paired``."""
+    runs: dict[str, list[dict[str, Any]]] = {"sync": [], "async": []}
+    try:
+        for r in range(plan.process_runs):
+            for kind in ("sync", "async"):
+                progress(f"  {system.name}: processing one_{kind} run {r + 1}/{plan.process_runs}")
+                system.handler_kind = kind  # type: ignore[attr-defined]
+                run = process_once(
+                    system, dsn, plan, n=plan.process_n, procs=1, concurrency=0, drain=True
+                )
+                runs[kind].append(run)
+    finally:
+        system.handler_kind = "sync"  # type: ignore[attr-defined]
+    out = {
+        "one_sync_paired": summarize_runs(runs["sync"], 1, system.default_concurrency),
+        "one_async": summarize_runs(runs["async"], 1, system.default_concurrency),
+    }
+    pairs = [
+        a["jobs_per_s"] / s_["jobs_per_s"]
+        for s_, a in zip(runs["sync"], runs["async"], strict=True)
+        if a.get("jobs_per_s") and s_.get("jobs_per_s")
+    ]
+    out["one_async"]["vs_sync"] = stats([round(p, 3) for p in pairs], 3) if pairs else None
     return out
 
 

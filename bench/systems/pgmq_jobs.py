@@ -11,9 +11,14 @@ from bench.systems.base import ROOT, System
 
 QUEUE = "bench"
 APP = "bench.systems.pgmq_jobs_app:app"
+ASYNC_APP = "bench.systems.pgmq_jobs_app:async_app"
 
 
 class PgmqJobs(System):
+    # The handler the workers run: "sync" (a def) or "async" (an async def); the processing
+    # scenario switches it for its async rows.
+    handler_kind: str = "sync"
+
     def worker_argv(self, dsn: str, concurrency: int, drain: bool, max_seconds: float) -> list[str]:
         argv = [
             str(ROOT / ".venv" / "bin" / "pgmq-jobs"),
@@ -21,7 +26,7 @@ class PgmqJobs(System):
             "--dsn",
             dsn,
             "--app",
-            APP,
+            ASYNC_APP if self.handler_kind == "async" else APP,
             "--queue",
             QUEUE,
             "--log-level",
