@@ -77,7 +77,10 @@ create table if not exists pgmq_jobs.outcome_log (
     expired integer not null default 0,
     duration_count integer not null default 0,
     duration_ms_sum double precision not null default 0,
-    duration_buckets integer[]
+    duration_buckets integer[],
+    -- Jobs enqueued (enqueue, enqueue_batch) by the transaction that wrote the
+    -- row: rolled back with it, so only committed jobs are ever counted.
+    enqueued integer not null default 0
 );
 create index if not exists outcome_log_at_idx on pgmq_jobs.outcome_log (at);
 comment on table pgmq_jobs.outcome_log is
@@ -102,10 +105,40 @@ create table if not exists pgmq_jobs.queue_history (
     delayed bigint,
     dead_letters bigint,
     enqueued_total bigint,
+    -- Jobs enqueued in this minute by transactions that committed.
+    enqueued bigint not null default 0,
     primary key (queue, minute)
 );
 comment on table pgmq_jobs.queue_history is
 'Per-minute outcome counts and gauges of every queue, recorded by sweep()';
+
+-- Committed enqueues of every queue folded so far (the sweep adds each
+-- minute's from outcome_log): queue_stats.enqueued_total is this plus the log
+-- not folded yet. One row per queue, written by the sweep only.
+create table if not exists pgmq_jobs.queue_totals (
+    queue text primary key references pgmq_jobs.queue_settings (queue) on delete cascade,
+    enqueued bigint not null default 0
+);
+comment on table pgmq_jobs.queue_totals is
+'Committed enqueues per queue folded from outcome_log by sweep(), for queue_stats.enqueued_total';
+
+-- The sweep's per-minute samples of each queue table's tuple statistics, for
+-- the table_bloat alert (which fires on dead tuples that persist, not on the
+-- ones autovacuum is about to remove). written and vacuums are the
+-- cumulative counters: rows inserted, updated or deleted (each can leave a
+-- dead tuple) and vacuums (manual and auto). Kept two hours.
+create table if not exists pgmq_jobs.table_samples (
+    queue text not null references pgmq_jobs.queue_settings (queue) on delete cascade,
+    dlq boolean not null,
+    at timestamptz not null,
+    n_dead bigint not null,
+    n_live bigint not null,
+    written bigint not null,
+    vacuums bigint not null,
+    primary key (queue, dlq, at)
+);
+comment on table pgmq_jobs.table_samples is
+'Per-minute tuple statistics of each queue table and DLQ, recorded by sweep() for the table_bloat alert';
 
 -- Cron schedules created by pgmq_jobs.schedule (the pg_cron job holds the timing).
 create table if not exists pgmq_jobs.schedule_settings (

@@ -217,11 +217,16 @@ begin
 end
 $$;
 
--- Processing times as count, sum and power-of-two histogram: bucket 1 counts
--- durations under 1 ms, bucket i (2..24) those in [2^(i-2), 2^(i-1)) ms,
--- bucket 25 everything from 2^23 ms (2.3 hours) up. A loop over the array
--- (exact bounds through width_bucket; plans cached): complete calls this for
--- every batch, and a set-based SQL function was planned anew on each call.
+-- Processing times as count, sum and power-of-two histogram of 35 buckets.
+-- Buckets 1..25 are those of 0.1.0, but for the first: bucket 1 counts
+-- [0.5, 1) ms, bucket i (2..24) [2^(i-2), 2^(i-1)) ms, bucket 25 everything
+-- from 2^23 ms (2.3 hours) up. Below half a millisecond, appended so that
+-- histograms of both releases add up element by element: bucket 26 counts
+-- [0, 2^-10) ms (under about a microsecond), bucket i (27..35)
+-- [2^(i-37), 2^(i-36)) ms. (0.1.0's bucket 1 counted all of [0, 1) ms with 25
+-- buckets; queue_stats reads it so.) A loop over the array (exact
+-- bounds through width_bucket; plans cached): complete calls this for every
+-- batch, and a set-based SQL function was planned anew on each call.
 create or replace function pgmq_jobs._duration_histogram(durations_ms double precision[])
 returns table (n integer, total double precision, buckets integer[])
 language plpgsql
@@ -229,20 +234,26 @@ immutable
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    bounds constant double precision[] := array(select 2.0 ^ i from generate_series(0, 23) as i);
+    -- 2^-10 .. 2^23 ms: width_bucket gives 0 below 2^-10, k for
+    -- [2^(k-11), 2^(k-10)), 34 from 2^23 up.
+    bounds constant double precision[] := array(select 2.0 ^ i from generate_series(-10, 23) as i);
     ms double precision;
+    k integer;
     i integer;
 begin
     n := 0;
     total := 0;
-    buckets := array_fill(0, array[25]);
+    buckets := array_fill(0, array[35]);
     foreach ms in array coalesce(durations_ms, '{}') loop
         -- Unmeasurable times are left out rather than fail the completion.
         continue when ms is null or ms = 'NaN' or ms = 'Infinity';
         ms := greatest(ms, 0);
         n := n + 1;
         total := total + ms;
-        i := width_bucket(ms, bounds) + 1;
+        k := width_bucket(ms, bounds);
+        -- k 0..9: below 0.5 ms (buckets 26..35); k 10: [0.5, 1) ms (bucket 1);
+        -- k 11..34: bucket k - 9 (2..25).
+        i := case when k < 10 then k + 26 else k - 9 end;
         buckets[i] := buckets[i] + 1;
     end loop;
     return next;

@@ -176,6 +176,9 @@ begin
             created_at = excluded.created_at,
             keep_until = excluded.keep_until;
     end if;
+    -- Counted for queue_stats.enqueued_total, in the caller's transaction: a
+    -- rolled-back enqueue is never counted (a dedupe hit returned above).
+    insert into pgmq_jobs.outcome_log (queue, enqueued) values (queue, 1);
     -- _wake's test inline, a call fewer: most enqueues find no worker waiting.
     if visible_at <= clock_timestamp() and s.notify
         and exists (select from pgmq_jobs.waiting_workers as w where w.queue = enqueue.queue) then

@@ -99,6 +99,9 @@ begin
     if coalesce(delay, interval '0') = interval '0' then
         perform pgmq_jobs._wake(queue, s.notify);
     end if;
+    -- Counted for queue_stats.enqueued_total, in this transaction: a batch
+    -- rolled back is never counted (per-key batches count in enqueue).
+    insert into pgmq_jobs.outcome_log (queue, enqueued) values (queue, cardinality(payloads));
     -- The insert PGMQ's send_batch makes, without its layers of calls (as in
     -- enqueue); ids are drawn in input order, and returned in it.
     if priorities is null then

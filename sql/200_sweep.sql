@@ -131,7 +131,7 @@ begin
         execute format(
             $sql$
             insert into pgmq_jobs.queue_history as h (
-                queue, minute, ready, in_flight, delayed, dead_letters, enqueued_total
+                queue, minute, ready, in_flight, delayed, dead_letters
             )
             select
                 %3$L, $1,
@@ -139,8 +139,7 @@ begin
                     select from pgmq.%1$I as q where q.vt <= $3 order by q.vt limit $2) as c),
                 f.in_flight,
                 greatest(f.future - f.in_flight, 0),
-                (select count(*) from (select from pgmq.%2$I limit $2) as c),
-                (select case when sq.is_called then sq.last_value else 0 end from %4$s as sq)
+                (select count(*) from (select from pgmq.%2$I limit $2) as c)
             from (
                 -- offset 0 keeps f a subquery: pulled up, each use of
                 -- in_flight would count it again.
@@ -150,7 +149,7 @@ begin
                     ) as future,
                     (select count(*) from (
                         select from pgmq.%1$I as q
-                        where q.vt > $3 and q.read_ct > 0 and %5$s limit $2) as c
+                        where q.vt > $3 and q.read_ct > 0 and %4$s limit $2) as c
                     ) as in_flight
                 offset 0
             ) as f
@@ -158,30 +157,40 @@ begin
                 ready = excluded.ready,
                 in_flight = excluded.in_flight,
                 delayed = excluded.delayed,
-                dead_letters = excluded.dead_letters,
-                enqueued_total = excluded.enqueued_total
+                dead_letters = excluded.dead_letters
             $sql$,
             'q_' || s.queue, 'q_' || s.queue || '_dlq', s.queue,
-            pg_get_serial_sequence(format('pgmq.%I', 'q_' || s.queue), 'msg_id'),
             pgmq_jobs._sql_open_delivery('q')
         ) using this_minute, count_cap, clock_timestamp();
         snapshots := snapshots + 1;
     end loop;
 
-    -- 4. Fold the outcome log of finished minutes into the history.
+    -- 4. Fold the outcome log of finished minutes into the history, and the
+    --    committed enqueues into each queue's running total (queue_totals).
     with moved as (
         delete from pgmq_jobs.outcome_log as o
         where o.at < this_minute
         returning o.*
+    ),
+
+    totals as (
+        insert into pgmq_jobs.queue_totals as t (queue, enqueued)
+        select m.queue, sum(m.enqueued)
+        from moved as m
+        where exists (select from pgmq_jobs.queue_settings as qs where qs.queue = m.queue)
+        group by m.queue
+        having sum(m.enqueued) > 0
+        on conflict (queue) do update set enqueued = t.enqueued + excluded.enqueued
     )
+
     insert into pgmq_jobs.queue_history as h (
         queue, minute, completed, retried, dead, expired,
-        duration_count, duration_ms_sum, duration_buckets
+        duration_count, duration_ms_sum, duration_buckets, enqueued
     )
     select
         m.queue, date_trunc('minute', m.at), sum(m.completed), sum(m.retried), sum(m.dead),
         sum(m.expired), sum(m.duration_count), sum(m.duration_ms_sum),
-        pgmq_jobs._sum_buckets(jsonb_agg(m.duration_buckets))
+        pgmq_jobs._sum_buckets(jsonb_agg(m.duration_buckets)), sum(m.enqueued)
     from moved as m
     group by m.queue, date_trunc('minute', m.at)
     on conflict (queue, minute) do update set
@@ -191,8 +200,24 @@ begin
         expired = h.expired + excluded.expired,
         duration_count = h.duration_count + excluded.duration_count,
         duration_ms_sum = h.duration_ms_sum + excluded.duration_ms_sum,
-        duration_buckets = pgmq_jobs._add_buckets(h.duration_buckets, excluded.duration_buckets);
+        duration_buckets = pgmq_jobs._add_buckets(h.duration_buckets, excluded.duration_buckets),
+        enqueued = h.enqueued + excluded.enqueued;
     get diagnostics folded = row_count;
+
+    -- This minute's snapshot of committed enqueues so far: the folded total
+    -- plus the log of this minute (a rolled-back enqueue is in neither).
+    update pgmq_jobs.queue_history as h
+    set enqueued_total = coalesce(
+        (select t.enqueued from pgmq_jobs.queue_totals as t where t.queue = h.queue), 0
+    ) + coalesce(l.enqueued, 0)
+    from pgmq_jobs.queue_settings as qs
+    left join (
+        select o.queue, sum(o.enqueued) as enqueued from pgmq_jobs.outcome_log as o group by o.queue
+    ) as l on l.queue = qs.queue
+    where h.queue = qs.queue and h.minute = this_minute;
+
+    -- 4b. Each queue table's tuple statistics, for the table_bloat alert.
+    perform pgmq_jobs._sample_tables(clock_timestamp());
 
     -- 5. Dedupe keys past their window, oldest first, bounded.
     delete from pgmq_jobs.dedupe_keys as k
@@ -242,6 +267,7 @@ comment on function pgmq_jobs.sweep(integer, interval, integer) is
 'Periodic maintenance (pg_cron runs it every minute as job pgmq_jobs_sweep): routes deliveries
 past max_attempts whose visibility timeout expired to the DLQ (reason expired); deletes
 completions and cancelled jobs older than keep_completed and dead letters older than
-dead_letter_retention; records this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history;
+dead_letter_retention; records this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history
+(committed enqueues also into queue_totals); samples each queue table''s tuple statistics for the table_bloat alert;
 deletes dedupe keys past their window; forgets workers gone for a week; trims cron.job_run_details older than cron_history. At most
 max_rows rows per queue and kind per run; never two sweeps at once. Returns a summary.';

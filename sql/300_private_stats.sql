@@ -14,7 +14,9 @@
 -- The counts are ordered by vt so that they walk the vt index and stop at the
 -- cap, rather than scan the table past rows on the other side of the time.
 -- in_flight walks the small partial index of delivered jobs; oldest_ready_at is
--- the first entry of the vt index; enqueued_total is the msg_id sequence.
+-- the first entry of the vt index; enqueued_total is the committed enqueues
+-- the sweep has folded (queue_totals; queue_stats adds the log not folded yet).
+-- The msg_id sequence would count rolled-back enqueues too.
 create or replace function pgmq_jobs._queue_gauges(queue text, cap integer)
 returns table (
     ready bigint,
@@ -53,11 +55,10 @@ begin
                 where q.vt > $2 and q.read_ct > 0 and pgmq_jobs._open_delivery(q.headers, q.read_ct)
                 limit $1) as c),
             (select min(q.vt) from pgmq.%1$I as q where q.vt <= $2),
-            (select case when sq.is_called then sq.last_value else 0 end from %2$s as sq)
+            coalesce((select t.enqueued from pgmq_jobs.queue_totals as t where t.queue = $3), 0)
         $sql$,
-        'q_' || queue,
-        pg_get_serial_sequence(format('pgmq.%I', 'q_' || queue), 'msg_id')
-    ) into ready, future, in_flight, oldest_ready_at, enqueued_total using cap, t;
+        'q_' || queue
+    ) into ready, future, in_flight, oldest_ready_at, enqueued_total using cap, t, queue;
     -- Past the cap, the total from the statistics minus the other (exact) count;
     -- when both reached it, only ready is estimated and delayed stays at the cap.
     ready_estimated := ready >= cap or future >= cap;
@@ -172,10 +173,64 @@ begin
 end
 $$;
 
+-- The sweep's sample of every queue table's (and DLQ's) tuple statistics,
+-- taken as of at (the sweep passes its clock; a test passes the times it
+-- plays), for the table_bloat alert; samples older than two hours before at
+-- are dropped. pg_stat_get_* read the cumulative statistics, current to
+-- about a second. Partitioned queues are sampled on their parent, which holds
+-- no rows. Returns how many tables were sampled.
+create or replace function pgmq_jobs._sample_tables(at timestamptz)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    sampled integer;
+begin
+    if at is null or not isfinite(at) then
+        raise exception 'at must be a finite time, got %', coalesce(at::text, 'null')
+            using errcode = '22023';
+    end if;
+    insert into pgmq_jobs.table_samples as t (queue, dlq, at, n_dead, n_live, written, vacuums)
+    select
+        qs.queue,
+        r.dlq,
+        _sample_tables.at,
+        pg_stat_get_dead_tuples(r.rel),
+        pg_stat_get_live_tuples(r.rel),
+        pg_stat_get_tuples_inserted(r.rel) + pg_stat_get_tuples_updated(r.rel)
+        + pg_stat_get_tuples_deleted(r.rel),
+        pg_stat_get_vacuum_count(r.rel) + pg_stat_get_autovacuum_count(r.rel)
+    from pgmq_jobs.queue_settings as qs
+    cross join lateral (
+        values
+        (false, to_regclass(format('pgmq.%I', 'q_' || qs.queue))),
+        (true, to_regclass(format('pgmq.%I', 'q_' || qs.queue || '_dlq')))
+    ) as r (dlq, rel)
+    where r.rel is not null
+    on conflict on constraint table_samples_pkey do update set
+        n_dead = excluded.n_dead,
+        n_live = excluded.n_live,
+        written = excluded.written,
+        vacuums = excluded.vacuums;
+    get diagnostics sampled = row_count;
+    delete from pgmq_jobs.table_samples as t where t.at < _sample_tables.at - interval '2 hours';
+    return sampled;
+end
+$$;
+
+comment on function pgmq_jobs._sample_tables(timestamptz) is
+'Record, as of at, each queue table''s and DLQ''s dead and live tuples and cumulative write and
+vacuum counts in table_samples (for the table_bloat alert); drop samples older than two hours.
+Called by sweep() with its clock.';
+
 revoke all on function pgmq_jobs._queue_gauges(text, integer) from public;
 revoke all on function pgmq_jobs._nth_at(text, text, bigint) from public;
 revoke all on function pgmq_jobs._xmin_holders() from public;
 revoke all on function pgmq_jobs._default_partition_jobs() from public;
+revoke all on function pgmq_jobs._sample_tables(timestamptz) from public;
 grant execute on function
     pgmq_jobs._queue_gauges(text, integer),
     pgmq_jobs._nth_at(text, text, bigint),

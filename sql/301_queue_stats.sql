@@ -35,16 +35,17 @@ logged as (
         coalesce(pg_catalog.sum(o.completed) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as completed_5m,
         coalesce(pg_catalog.sum(o.retried) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as retried_5m,
         coalesce(pg_catalog.sum(o.dead operator(pg_catalog.+) o.expired) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as dead_5m,
-        coalesce(pg_catalog.sum(o.completed), 0) as completed_1h,
-        coalesce(pg_catalog.sum(o.retried), 0) as retried_1h,
-        coalesce(pg_catalog.sum(o.dead operator(pg_catalog.+) o.expired), 0) as dead_1h,
+        coalesce(pg_catalog.sum(o.completed) filter (where o.at operator(pg_catalog.>=) w.since_1h), 0) as completed_1h,
+        coalesce(pg_catalog.sum(o.retried) filter (where o.at operator(pg_catalog.>=) w.since_1h), 0) as retried_1h,
+        coalesce(pg_catalog.sum(o.dead operator(pg_catalog.+) o.expired) filter (where o.at operator(pg_catalog.>=) w.since_1h), 0) as dead_1h,
         coalesce(pg_catalog.sum(o.duration_count) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as timed_5m,
         coalesce(pg_catalog.sum(o.duration_ms_sum) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as ms_5m,
-        coalesce(pg_catalog.sum(o.duration_count), 0) as timed_1h,
-        coalesce(pg_catalog.sum(o.duration_ms_sum), 0) as ms_1h
+        coalesce(pg_catalog.sum(o.duration_count) filter (where o.at operator(pg_catalog.>=) w.since_1h), 0) as timed_1h,
+        coalesce(pg_catalog.sum(o.duration_ms_sum) filter (where o.at operator(pg_catalog.>=) w.since_1h), 0) as ms_1h,
+        -- Every row of the log is not folded yet: all of it adds to the total.
+        coalesce(pg_catalog.sum(o.enqueued), 0) as enqueued_log
     from pgmq_jobs.outcome_log as o
     cross join w
-    where o.at operator(pg_catalog.>=) w.since_1h
     group by o.queue
 ),
 
@@ -78,29 +79,50 @@ counted as (
         h.ms_5m operator(pg_catalog.+) coalesce(l.ms_5m, 0) as ms_5m,
         h.timed_1h operator(pg_catalog.+) coalesce(l.timed_1h, 0) as timed_1h,
         h.ms_1h operator(pg_catalog.+) coalesce(l.ms_1h, 0) as ms_1h,
+        coalesce(l.enqueued_log, 0) as enqueued_log,
         (
             -- The 95th percentile of the 5m window: the histogram bucket that
             -- holds it (from the folded minutes and the log), interpolated
-            -- linearly inside it. Bucket 1 is [0, 1) ms, bucket i (2..24) is
-            -- [2^(i-2), 2^(i-1)) ms, bucket 25 is 2^23 ms and up (its lower
-            -- bound is reported).
+            -- linearly inside it. Buckets (sql/020's _duration_histogram), in
+            -- order of duration: 26 is [0, 2^-10) ms, i (27..35) is
+            -- [2^(i-37), 2^(i-36)) ms, 1 is [0.5, 1) ms ([0, 1) ms when only
+            -- 0.1.0's 25 buckets are there), i (2..24) is [2^(i-2), 2^(i-1))
+            -- ms, 25 is 2^23 ms and up (its lower bound is reported).
             select case
-                when y.i operator(pg_catalog.=) 1 then y.frac
-                when y.i operator(pg_catalog.>=) 25 then pg_catalog.power(2, 23)
-                else pg_catalog.power(2, y.i operator(pg_catalog.-) 2) operator(pg_catalog.*) (1 operator(pg_catalog.+) y.frac)
+                when y.i operator(pg_catalog.=) 25 then pg_catalog.power(2, 23)
+                else y.lo operator(pg_catalog.+) ((y.hi operator(pg_catalog.-) y.lo) operator(pg_catalog.*) y.frac)
             end
             from (
                 select
                     z.i,
+                    z.lo,
+                    z.hi,
                     ((0.95 operator(pg_catalog.*) z.total) operator(pg_catalog.-) (z.cum operator(pg_catalog.-) z.n)) operator(pg_catalog./) z.n as frac
                 from (
                     select
                         x.i,
                         x.n,
-                        pg_catalog.sum(x.n) over (order by x.i) as cum,
-                        pg_catalog.sum(x.n) over () as total
+                        pg_catalog.sum(x.n) over (order by x.ord) as cum,
+                        pg_catalog.sum(x.n) over () as total,
+                        case
+                            when x.i operator(pg_catalog.=) 26 then 0
+                            when x.i operator(pg_catalog.>) 26 then pg_catalog.power(2, x.i operator(pg_catalog.-) 37)
+                            when x.i operator(pg_catalog.>) 1 then pg_catalog.power(2, x.i operator(pg_catalog.-) 2)
+                            when pg_catalog.max(x.i) over () operator(pg_catalog.<=) 25 then 0
+                            else 0.5
+                        end as lo,
+                        case
+                            when x.i operator(pg_catalog.>=) 26 then pg_catalog.power(2, x.i operator(pg_catalog.-) 36)
+                            else pg_catalog.power(2, x.i operator(pg_catalog.-) 1)
+                        end as hi
                     from (
-                        select u.i, pg_catalog.sum(u.n) as n
+                        select
+                            u.i,
+                            case
+                                when u.i operator(pg_catalog.>=) 26 then u.i operator(pg_catalog.-) 26
+                                else u.i operator(pg_catalog.+) 9
+                            end as ord,
+                            pg_catalog.sum(u.n) as n
                         from (
                             select b.i, b.n
                             from pgmq_jobs.queue_history as hb
@@ -179,7 +201,7 @@ select
         select pg_catalog.count(*) from pgmq_jobs.workers as wk
         where wk.status operator(pg_catalog.=) 'alive' and c.queue operator(pg_catalog.=) any(wk.queues)
     ) as live_workers,
-    c.enqueued_total,
+    (c.enqueued_total operator(pg_catalog.+) c.enqueued_log)::bigint as enqueued_total,
     c.ready_estimated,
     coalesce(c.dead_estimated, false) as dead_estimated,
     c.t as measured_at
@@ -199,9 +221,11 @@ ago (5m) or an hour ago (1h) until now, from queue_history plus the outcome log 
 retried / (completed + retried + dead_lettered). timed_jobs_5m, avg_processing_ms_5m,
 p95_processing_ms_5m, avg_processing_ms_1h: handler durations that workers passed to complete
 (durations_ms) over the 5m / 1h window; the average is exact, p95 is an ESTIMATE interpolated
-inside its power-of-two histogram bucket (within a factor of two); null when none reported.
-live_workers: workers alive that serve the queue. enqueued_total: jobs ever sent (the msg_id
-sequence).';
+inside its power-of-two histogram bucket (within a factor of two, from 2^-10 ms, about a
+microsecond, up); null when none reported.
+live_workers: workers alive that serve the queue. enqueued_total: jobs enqueued by committed
+transactions (enqueue, enqueue_batch, schedules; not replays) since the queue was created, or
+since the upgrade to 0.2.0 for an older queue: a rolled-back enqueue is never counted.';
 
 revoke all on pgmq_jobs.queue_stats from public;
 grant select on pgmq_jobs.queue_stats to pgmq_jobs_admin;

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -225,23 +225,159 @@ def test_idle_in_transaction_session_holding_xmin(quiet: tuple[str, Connection])
         assert firing(conn, "xmin_horizon") is None
 
 
-def test_table_bloat_on_a_queue_table(quiet: tuple[str, Connection]) -> None:
-    _, conn = quiet
-    jobs.create_queue(conn, "churn", keep_completed=0)
-    conn.execute("alter table pgmq.q_churn set (autovacuum_enabled = false)")
-    jobs.enqueue_batch(conn, "churn", [{"i": i} for i in range(2000)])
-    for _ in range(2):
-        jobs.complete(conn, "churn", jobs.claim(conn, "churn", 1000))
-    jobs.enqueue(conn, "churn", {"left": 1})
-    conn.execute("select pg_stat_force_next_flush()")
-    conn.execute("select 1")
+def churn(conn: Connection, queue: str, n: int) -> None:
+    """n jobs through the queue (enqueue, claim, complete): 2n dead tuples on a queue that
+    keeps no completions (each claim's update and each completion's delete)."""
+    jobs.enqueue_batch(conn, queue, [{"i": i} for i in range(n)])
+    claimed = jobs.claim(conn, queue, n)
+    assert jobs.complete(conn, queue, claimed) == n
 
-    row = wait_for(lambda: firing(conn, "table_bloat", "churn"), what="the table_bloat alert")
-    assert row["details"]["table"] == "pgmq.q_churn"
-    assert row["details"]["n_dead_tup"] >= 2000 and row["value"] > 0.9
-    assert row["threshold"] == 0.5
-    conn.execute("vacuum pgmq.q_churn")
-    wait_for(lambda: firing(conn, "table_bloat", "churn") is None, what="table_bloat to clear")
+
+def sample(conn: Connection, at: datetime) -> None:
+    """The sweep's table sample, taken as of ``at`` (a test plays the sweep's clock), after
+    this session's statistics are flushed."""
+    conn.execute("select pg_stat_force_next_flush()")
+    conn.execute("select pgmq_jobs._sample_tables(%s)", (at,))
+
+
+def samples(conn: Connection, queue: str) -> list[tuple[int, int]]:
+    rows = conn.execute(
+        "select n_dead, n_live from pgmq_jobs.table_samples where queue = %s and not dlq"
+        " order by at",
+        (queue,),
+    ).fetchall()
+    return [(int(d), int(live)) for d, live in rows]
+
+
+def bloat_queue(conn: Connection, queue: str) -> None:
+    """A queue whose table only the test vacuums (standing in for autovacuum), with one
+    live job left in it, as on the queue of issue 20 (1,120 dead tuples, 1 live)."""
+    jobs.create_queue(conn, queue, keep_completed=0)
+    conn.execute(
+        sql.SQL("alter table pgmq.{} set (autovacuum_enabled = false)").format(
+            sql.Identifier(f"q_{queue}")
+        )
+    )
+    jobs.enqueue(conn, queue, {"left": 1}, delay=3600)
+    # The floor of 0.1.0 (1000 dead tuples), so that each sample below would have fired.
+    conn.execute("set pgmq_jobs.table_bloat_min_dead_tuples = 1000")
+
+
+def test_table_bloat_quiet_across_autovacuum_cycles_of_a_healthy_queue(
+    quiet: tuple[str, Connection],
+) -> None:
+    _, conn = quiet
+    bloat_queue(conn, "steady")
+    start = db_now(conn)
+    # Thirteen minutes at a steady rate (600 jobs, 1,200 dead tuples, between two vacuums),
+    # each sweep sample taken at the worst moment: just before the next vacuum.
+    for k in range(13):
+        churn(conn, "steady", 600)
+        conn.execute("vacuum pgmq.q_steady")
+        churn(conn, "steady", 600)
+        sample(conn, start - timedelta(minutes=13 - k))
+        assert firing(conn, "table_bloat", "steady") is None, k
+    # Every sample was over 0.1.0's condition (>= 1000 dead tuples, over half the rows),
+    # which fired on each: dead tuples are there, but each vacuum clears them.
+    taken = samples(conn, "steady")
+    assert len(taken) == 13
+    assert all(dead >= 1000 and dead / (dead + live) > 0.5 for dead, live in taken), taken
+    assert firing(conn, "table_bloat", "steady") is None
+
+
+def test_table_bloat_fires_when_vacuum_cannot_remove_dead_tuples(
+    quiet: tuple[str, Connection],
+) -> None:
+    dsn, conn = quiet
+    bloat_queue(conn, "stuck")
+    start = db_now(conn)
+    with psycopg.connect(dsn) as holder:
+        # A repeatable-read snapshot held open: vacuum runs, and removes nothing newer.
+        holder.execute("set transaction isolation level repeatable read")
+        holder.execute("select 1")
+        times = [start - timedelta(minutes=12 - k) for k in range(13)]
+        for at in times:
+            churn(conn, "stuck", 600)
+            conn.execute("vacuum pgmq.q_stuck")
+            sample(conn, at)
+        dead = [d for d, _ in samples(conn, "stuck")]
+        assert dead == sorted(dead) and dead[-1] >= 13 * 1200, dead
+
+        row = firing(conn, "table_bloat", "stuck")
+        assert row is not None
+        assert row["details"]["table"] == "pgmq.q_stuck"
+        assert row["details"]["n_dead_tup"] >= 13 * 1200 and row["value"] > 0.99
+        assert row["details"]["min_dead_tuples"] == 1000
+        assert row["threshold"] == 0.5 and row["must_hold"] == timedelta(minutes=10)
+        # The first sample has none before it to judge by; from the second on, vacuum
+        # left more dead tuples behind than were written since the sample before.
+        assert row["since"] == times[1]
+        assert "for 11 minutes" in row["message"]
+        # It must hold that long: asked for 12 minutes, it does not fire yet.
+        conn.execute("set pgmq_jobs.table_bloat_minutes = 12")
+        assert firing(conn, "table_bloat", "stuck") is None
+        conn.execute("reset pgmq_jobs.table_bloat_minutes")
+        assert firing(conn, "table_bloat", "stuck") is not None
+        holder.rollback()
+
+    # The snapshot gone, a vacuum removes them and the alert clears at once.
+    conn.execute("vacuum pgmq.q_stuck")
+    assert firing(conn, "table_bloat", "stuck") is None
+
+
+def test_table_bloat_fires_when_vacuum_never_runs(quiet: tuple[str, Connection]) -> None:
+    _, conn = quiet
+    bloat_queue(conn, "novac")
+    start = db_now(conn)
+    for minutes_ago in (12, 11, 6, 1):
+        churn(conn, "novac", 600)
+        sample(conn, start - timedelta(minutes=minutes_ago))
+    # No vacuum between the samples: the condition has held since the second (the first
+    # has none before it to judge by).
+    row = firing(conn, "table_bloat", "novac")
+    assert row is not None and row["since"] == start - timedelta(minutes=11)
+    assert row["details"]["n_dead_tup"] >= 4 * 1200
+    # Below the floor of dead tuples (the default, 10000), nothing fires.
+    conn.execute("reset pgmq_jobs.table_bloat_min_dead_tuples")
+    assert firing(conn, "table_bloat", "novac") is None
+    conn.execute("set pgmq_jobs.table_bloat_min_dead_tuples = 1000")
+    # A per-queue threshold above the dead share turns it off for that queue.
+    set_threshold(conn, "table_bloat", 0.9999, "novac")
+    assert firing(conn, "table_bloat", "novac") is None
+    set_threshold(conn, "table_bloat", None, "novac")
+    conn.execute("vacuum pgmq.q_novac")
+    assert firing(conn, "table_bloat", "novac") is None
+
+
+def test_sweep_samples_the_queue_tables(quiet: tuple[str, Connection]) -> None:
+    _, conn = quiet
+    jobs.create_queue(conn, "sampled")
+    jobs.sweep(conn)
+    rows = conn.execute(
+        "select dlq, n_dead, n_live, written, vacuums from pgmq_jobs.table_samples"
+        " where queue = 'sampled' order by dlq"
+    ).fetchall()
+    assert [r[0] for r in rows] == [False, True]
+    # Samples older than two hours are dropped.
+    conn.execute("update pgmq_jobs.table_samples set at = at - interval '3 hours'")
+    jobs.sweep(conn)
+    assert conn.execute("select count(*) from pgmq_jobs.table_samples").fetchone() == (2,)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="at must be a finite time"):
+        conn.execute("select pgmq_jobs._sample_tables('infinity')")
+
+
+def test_every_alert_says_how_long_it_must_hold(quiet: tuple[str, Connection]) -> None:
+    _, conn = quiet
+    jobs.create_queue(conn, "deep")
+    jobs.enqueue_batch(conn, "deep", [{"i": i} for i in range(3)])
+    set_threshold(conn, "queue_depth", 2, "deep")
+    set_threshold(conn, "wraparound", 1e-9, None)
+    holds = {r["alert"]: r["must_hold"] for r in alerts(conn)}
+    assert holds == {"queue_depth": timedelta(0), "wraparound": timedelta(0)}
+    row = conn.execute(
+        "select obj_description('pgmq_jobs.alerts'::regclass, 'pg_class')"
+    ).fetchone()
+    assert row is not None and "must_hold" in row[0] and "table_bloat_minutes" in row[0]
 
 
 def test_wraparound_against_a_lowered_threshold(quiet: tuple[str, Connection]) -> None:

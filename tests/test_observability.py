@@ -158,7 +158,8 @@ def test_processing_times_from_the_durations_workers_report(
 
 
 def test_duration_buckets_have_exact_power_of_two_bounds(conn: Connection) -> None:
-    durations = [-5.0, 0.0, 0.999, 1.0, 1.999, 2.0, 3.9, 4.0, 2.0**22, 2.0**23, 1e12]
+    durations = [-5.0, 0.0, 2.0**-11, 2.0**-10, 0.055, 0.4999, 0.5, 0.999, 1.0, 1.999, 2.0]
+    durations += [3.9, 4.0, 2.0**22, 2.0**23, 1e12]
     row = conn.execute(
         "select n, total, buckets from pgmq_jobs._duration_histogram(%s::float8[])",
         ([*durations, None, float("nan"), float("inf")],),
@@ -168,10 +169,112 @@ def test_duration_buckets_have_exact_power_of_two_bounds(conn: Connection) -> No
     # Unmeasurable times (null, NaN, infinity) are left out; negative ones count as 0 ms.
     assert n == len(durations)
     assert total == pytest.approx(sum(max(d, 0) for d in durations))
-    expected = [0] * 25
-    for bucket in (1, 1, 1, 2, 2, 3, 3, 4, 24, 25, 25):
+    # Buckets 1..25 as in 0.1.0 (bucket 1 now [0.5, 1) ms), then 26: [0, 2^-10) ms and
+    # 27..35: [2^(i-37), 2^(i-36)) ms below half a millisecond.
+    expected = [0] * 35
+    for bucket in (26, 26, 26, 27, 32, 35, 1, 1, 2, 2, 3, 3, 4, 24, 25, 25):
         expected[bucket - 1] += 1
     assert buckets == expected
+
+
+def p95_of(conn: Connection, queue: str, *histograms: list[int]) -> float | None:
+    """queue_stats' p95 over queue_history minutes holding these histograms (one minute each,
+    within the 5m window)."""
+    conn.execute("delete from pgmq_jobs.queue_history where queue = %s", (queue,))
+    for k, buckets in enumerate(histograms):
+        conn.execute(
+            "insert into pgmq_jobs.queue_history (queue, minute, duration_count, duration_buckets)"
+            " values (%s, date_trunc('minute', now()) - make_interval(mins => %s), %s, %s)",
+            (queue, k, sum(buckets), buckets),
+        )
+    return stats(conn, queue)["p95_processing_ms_5m"]
+
+
+def test_p95_of_sub_millisecond_handlers(quiet: tuple[str, Connection]) -> None:
+    """Handlers averaging 0.055 ms: p95 reads about 0.06 ms, not 0.95 ms (issue 20, item 7)."""
+    _, conn = quiet
+    jobs.create_queue(conn, "quick")
+    durations = [0.050 + 0.010 * i / 99 for i in range(100)]  # 0.050 .. 0.060 ms
+    jobs.enqueue_batch(conn, "quick", [{"i": i} for i in range(100)])
+    complete_with_durations(conn, "quick", durations)
+    s = stats(conn, "quick")
+    assert s["avg_processing_ms_5m"] == pytest.approx(0.055)
+    # All in the bucket [2^-5, 2^-4) ms: within it, a factor of two at most.
+    assert 2**-5 <= s["p95_processing_ms_5m"] < 2**-4
+    assert s["p95_processing_ms_5m"] == pytest.approx(2**-5 * 1.95)
+    # Folded into queue_history by the sweep, the same.
+    conn.execute("update pgmq_jobs.outcome_log set at = at - interval '1 minute'")
+    jobs.sweep(conn)
+    assert stats(conn, "quick")["p95_processing_ms_5m"] == pytest.approx(2**-5 * 1.95)
+
+
+def test_p95_reads_both_histogram_layouts(quiet: tuple[str, Connection]) -> None:
+    _, conn = quiet
+    jobs.create_queue(conn, "layouts")
+    # This release's 35 buckets: 95 jobs under a microsecond, 5 at 3 ms.
+    new = [0] * 35
+    new[26 - 1], new[3 - 1] = 95, 5
+    assert p95_of(conn, "layouts", new) == pytest.approx(2**-10)
+    # 0.1.0's 25 buckets: bucket 1 was all of [0, 1) ms, read as before.
+    assert p95_of(conn, "layouts", [100] + [0] * 24) == pytest.approx(0.95)
+    assert p95_of(conn, "layouts", [0, 0, 0, 0, 100] + [0] * 20) == pytest.approx(8 * 1.95)
+    assert p95_of(conn, "layouts", [0] * 24 + [3]) == 2**23
+    # A 0.1.0 minute beside a new one: they add up element by element, the old sub-ms
+    # counts read as [0.5, 1) ms (an upper bound).
+    old = [10] + [0] * 24
+    assert p95_of(conn, "layouts", old, new) == pytest.approx(0.5 + 0.5 * (104.5 - 95) / 10)
+    folded = conn.execute(
+        "select pgmq_jobs._add_buckets(%s::bigint[], %s::bigint[])", (old, new)
+    ).fetchone()
+    assert folded is not None and len(folded[0]) == 35 and sum(folded[0]) == 110
+    assert p95_of(conn, "layouts", folded[0]) == pytest.approx(0.5 + 0.5 * (104.5 - 95) / 10)
+    assert p95_of(conn, "layouts", [0] * 35) is None
+
+
+def rolled_back(dsn: str, action: Callable[[Connection], object]) -> None:
+    with psycopg.connect(dsn) as tx:
+        action(tx)
+        tx.rollback()
+
+
+def test_enqueued_total_counts_committed_jobs_only(quiet: tuple[str, Connection]) -> None:
+    dsn, conn = quiet
+    jobs.create_queue(conn, "sent")
+    jobs.enqueue(conn, "sent", {"kept": 1})
+    jobs.enqueue_batch(conn, "sent", [{"kept": i} for i in range(3)])
+    rolled_back(dsn, lambda tx: jobs.enqueue(tx, "sent", {"rolled": "back"}))
+    rolled_back(dsn, lambda tx: jobs.enqueue_batch(tx, "sent", [{"rolled": i} for i in range(5)]))
+    # A dedupe hit enqueues nothing and counts nothing.
+    jobs.enqueue(conn, "sent", {"kept": 2}, dedupe_key="k")
+    assert jobs.enqueue(conn, "sent", {"again": 1}, dedupe_key="k") is not None
+    # Per-key batches go through enqueue and count there.
+    jobs.enqueue_batch(conn, "sent", [{"g": 1}, {"g": 2}], group_keys=["a", "b"])
+    assert stats(conn, "sent")["enqueued_total"] == 7
+    # The sequence moved past the rolled-back ids: reading it would have said 13.
+    row = conn.execute("select last_value from pgmq.q_sent_msg_id_seq").fetchone()
+    assert row == (13,)
+
+    # Folded by the sweep (the log of a finished minute), the total stays.
+    conn.execute("update pgmq_jobs.outcome_log set at = at - interval '1 minute'")
+    jobs.sweep(conn)
+    assert conn.execute("select count(*) from pgmq_jobs.outcome_log").fetchone() == (0,)
+    assert conn.execute(
+        "select enqueued from pgmq_jobs.queue_totals where queue = 'sent'"
+    ).fetchone() == (7,)
+    assert conn.execute(
+        "select sum(enqueued) from pgmq_jobs.queue_history where queue = 'sent'"
+    ).fetchone() == (7,)
+    jobs.enqueue(conn, "sent", {"after": "the sweep"})
+    rolled_back(dsn, lambda tx: jobs.enqueue(tx, "sent", {"rolled": "back"}))
+    assert stats(conn, "sent")["enqueued_total"] == 8
+    jobs.sweep(conn)  # the snapshot of this minute records the same committed total
+    assert conn.execute(
+        "select enqueued_total from pgmq_jobs.queue_history where queue = 'sent'"
+        " order by minute desc limit 1"
+    ).fetchone() == (8,)
+    # A dropped queue's total goes with it.
+    jobs.drop_queue(conn, "sent")
+    assert conn.execute("select count(*) from pgmq_jobs.queue_totals").fetchone() == (0,)
 
 
 def test_counts_survive_the_sweep_folding_them_into_history(

@@ -104,6 +104,15 @@ alter table pgmq_jobs.queue_settings add column if not exists priority_index boo
 drop function if exists pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text);
 drop function if exists pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[]);
 
+-- Issue 20, item 7: queue_stats.enqueued_total (and the exporter's
+-- pgmq_jobs_jobs_enqueued_total) count committed enqueues only, from the
+-- outcome log that enqueue appends to in the caller's transaction, folded per
+-- minute into queue_history (and into the new table queue_totals). The
+-- msg_id sequence they read before counted rolled-back enqueues too. Queues
+-- of 0.1.0 count from the upgrade on.
+alter table pgmq_jobs.outcome_log add column if not exists enqueued integer not null default 0;
+alter table pgmq_jobs.queue_history add column if not exists enqueued bigint not null default 0;
+
 -- Issue 20: replay gained strict (refuse ids that are not dead letters, for
 -- the CLI); 0.1.0 calls resolve to the new signature and ignore such ids, as
 -- before.

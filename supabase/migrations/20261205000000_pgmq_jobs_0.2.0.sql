@@ -134,12 +134,33 @@ check (threshold operator(pg_catalog.>=) 0::double precision); -- noqa: LT01
 -- now sums its histograms with the function pgmq_jobs._sum_buckets(jsonb).
 drop aggregate if exists pgmq_jobs._sum_buckets(bigint[]);
 
+-- Issue 21, priorities: claim walks a queue's (priority, vt) index once it is
+-- built. For the queues of 0.1.0, pgmq-jobs install builds it concurrently
+-- after this transaction (a plain build would block claims for as long as it
+-- takes on a deep queue); the Supabase migration builds it in its own
+-- transaction (sql/890_queue_tables.sql).
+alter table pgmq_jobs.queue_settings add column if not exists priority_index boolean not null default false;
+
 -- Issue 21, priorities: enqueue and enqueue_batch gained a last argument
 -- (priority, priorities). Calls written for 0.1.0 keep working: the new
 -- argument has a default, so every 0.1.0 call (positional or named) resolves
 -- to the new signature.
 drop function if exists pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text);
 drop function if exists pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[]);
+
+-- Issue 20, item 7: queue_stats.enqueued_total (and the exporter's
+-- pgmq_jobs_jobs_enqueued_total) count committed enqueues only, from the
+-- outcome log that enqueue appends to in the caller's transaction, folded per
+-- minute into queue_history (and into the new table queue_totals). The
+-- msg_id sequence they read before counted rolled-back enqueues too. Queues
+-- of 0.1.0 count from the upgrade on.
+alter table pgmq_jobs.outcome_log add column if not exists enqueued integer not null default 0;
+alter table pgmq_jobs.queue_history add column if not exists enqueued bigint not null default 0;
+
+-- Issue 20: replay gained strict (refuse ids that are not dead letters, for
+-- the CLI); 0.1.0 calls resolve to the new signature and ignore such ids, as
+-- before.
+drop function if exists pgmq_jobs.replay(text, bigint[]);
 
 -- ======================================================================
 -- sql/000_schema.sql
@@ -200,6 +221,10 @@ create table if not exists pgmq_jobs.queue_settings (
     -- calls that function and no other. A plain oid, not regprocedure (reg*
     -- columns in user tables block pg_upgrade).
     handler_oid oid,
+    -- The queue's (priority, vt) index is built and valid: claim walks it.
+    -- Until then (an upgrade builds it concurrently, after its transaction)
+    -- claim walks the vt index, oldest visible first, ignoring priorities.
+    priority_index boolean not null default false,
     constraint queue_settings_jitter_check check (
         jitter operator(pg_catalog.=) any(array['none', 'full', 'equal']) -- noqa: LT01
     )
@@ -219,7 +244,10 @@ create table if not exists pgmq_jobs.outcome_log (
     expired integer not null default 0,
     duration_count integer not null default 0,
     duration_ms_sum double precision not null default 0,
-    duration_buckets integer[]
+    duration_buckets integer[],
+    -- Jobs enqueued (enqueue, enqueue_batch) by the transaction that wrote the
+    -- row: rolled back with it, so only committed jobs are ever counted.
+    enqueued integer not null default 0
 );
 create index if not exists outcome_log_at_idx on pgmq_jobs.outcome_log (at);
 comment on table pgmq_jobs.outcome_log is
@@ -244,10 +272,40 @@ create table if not exists pgmq_jobs.queue_history (
     delayed bigint,
     dead_letters bigint,
     enqueued_total bigint,
+    -- Jobs enqueued in this minute by transactions that committed.
+    enqueued bigint not null default 0,
     primary key (queue, minute)
 );
 comment on table pgmq_jobs.queue_history is
 'Per-minute outcome counts and gauges of every queue, recorded by sweep()';
+
+-- Committed enqueues of every queue folded so far (the sweep adds each
+-- minute's from outcome_log): queue_stats.enqueued_total is this plus the log
+-- not folded yet. One row per queue, written by the sweep only.
+create table if not exists pgmq_jobs.queue_totals (
+    queue text primary key references pgmq_jobs.queue_settings (queue) on delete cascade,
+    enqueued bigint not null default 0
+);
+comment on table pgmq_jobs.queue_totals is
+'Committed enqueues per queue folded from outcome_log by sweep(), for queue_stats.enqueued_total';
+
+-- The sweep's per-minute samples of each queue table's tuple statistics, for
+-- the table_bloat alert (which fires on dead tuples that persist, not on the
+-- ones autovacuum is about to remove). written and vacuums are the
+-- cumulative counters: rows inserted, updated or deleted (each can leave a
+-- dead tuple) and vacuums (manual and auto). Kept two hours.
+create table if not exists pgmq_jobs.table_samples (
+    queue text not null references pgmq_jobs.queue_settings (queue) on delete cascade,
+    dlq boolean not null,
+    at timestamptz not null,
+    n_dead bigint not null,
+    n_live bigint not null,
+    written bigint not null,
+    vacuums bigint not null,
+    primary key (queue, dlq, at)
+);
+comment on table pgmq_jobs.table_samples is
+'Per-minute tuple statistics of each queue table and DLQ, recorded by sweep() for the table_bloat alert';
 
 -- Cron schedules created by pgmq_jobs.schedule (the pg_cron job holds the timing).
 create table if not exists pgmq_jobs.schedule_settings (
@@ -1111,11 +1169,16 @@ begin
 end
 $$;
 
--- Processing times as count, sum and power-of-two histogram: bucket 1 counts
--- durations under 1 ms, bucket i (2..24) those in [2^(i-2), 2^(i-1)) ms,
--- bucket 25 everything from 2^23 ms (2.3 hours) up. A loop over the array
--- (exact bounds through width_bucket; plans cached): complete calls this for
--- every batch, and a set-based SQL function was planned anew on each call.
+-- Processing times as count, sum and power-of-two histogram of 35 buckets.
+-- Buckets 1..25 are those of 0.1.0, but for the first: bucket 1 counts
+-- [0.5, 1) ms, bucket i (2..24) [2^(i-2), 2^(i-1)) ms, bucket 25 everything
+-- from 2^23 ms (2.3 hours) up. Below half a millisecond, appended so that
+-- histograms of both releases add up element by element: bucket 26 counts
+-- [0, 2^-10) ms (under about a microsecond), bucket i (27..35)
+-- [2^(i-37), 2^(i-36)) ms. (0.1.0's bucket 1 counted all of [0, 1) ms with 25
+-- buckets; queue_stats reads it so.) A loop over the array (exact
+-- bounds through width_bucket; plans cached): complete calls this for every
+-- batch, and a set-based SQL function was planned anew on each call.
 create or replace function pgmq_jobs._duration_histogram(durations_ms double precision[])
 returns table (n integer, total double precision, buckets integer[])
 language plpgsql
@@ -1123,20 +1186,26 @@ immutable
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    bounds constant double precision[] := array(select 2.0 ^ i from generate_series(0, 23) as i);
+    -- 2^-10 .. 2^23 ms: width_bucket gives 0 below 2^-10, k for
+    -- [2^(k-11), 2^(k-10)), 34 from 2^23 up.
+    bounds constant double precision[] := array(select 2.0 ^ i from generate_series(-10, 23) as i);
     ms double precision;
+    k integer;
     i integer;
 begin
     n := 0;
     total := 0;
-    buckets := array_fill(0, array[25]);
+    buckets := array_fill(0, array[35]);
     foreach ms in array coalesce(durations_ms, '{}') loop
         -- Unmeasurable times are left out rather than fail the completion.
         continue when ms is null or ms = 'NaN' or ms = 'Infinity';
         ms := greatest(ms, 0);
         n := n + 1;
         total := total + ms;
-        i := width_bucket(ms, bounds) + 1;
+        k := width_bucket(ms, bounds);
+        -- k 0..9: below 0.5 ms (buckets 26..35); k 10: [0.5, 1) ms (bucket 1);
+        -- k 11..34: bucket k - 9 (2..25).
+        i := case when k < 10 then k + 26 else k - 9 end;
         buckets[i] := buckets[i] + 1;
     end loop;
     return next;
@@ -2014,9 +2083,33 @@ $$;
 -- install or upgrade, so a queue made by an earlier release gets what a new
 -- one has (an upgraded database equals a fresh one, pg_dump for pg_dump).
 
--- The indexes of a queue's table beside PGMQ's own (msg_id, vt).
-create or replace function pgmq_jobs._queue_indexes(queue text, partitioned boolean)
-returns void
+-- The statement that builds a queue's priority index (concurrently or not).
+-- Claim walks it one priority at a time, highest first, each by visibility
+-- time, so the jobs waiting for a later time at any priority are never read
+-- (sql/120_claim.sql). A job's priority is headers.priority, 0 when absent;
+-- the expression is written exactly so in claim and job.
+create or replace function pgmq_jobs._priority_index_sql(queue text, online boolean)
+returns text
+language sql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+    select pg_catalog.format(
+        $sql$create index %s if not exists %I on pgmq.%I
+        ((coalesce((headers ->> 'priority')::smallint, 0::smallint)), vt)$sql$,
+        case when online then 'concurrently' else '' end,
+        'q_' || queue || '_priority_vt', 'q_' || queue
+    )
+$$;
+
+-- The indexes of a queue's table beside PGMQ's own (msg_id, vt). Returns
+-- whether the priority index is built: with defer_priority (an upgrade by
+-- pgmq-jobs install) an unpartitioned queue's is left for install to build
+-- concurrently after the transaction (_finish_priority_index).
+create or replace function pgmq_jobs._queue_indexes(
+    queue text, partitioned boolean, defer_priority boolean default false
+)
+returns boolean
 language plpgsql
 volatile
 set search_path = pg_catalog, pg_temp
@@ -2042,21 +2135,40 @@ begin
         where headers ? 'group_key'$sql$,
         'q_' || queue || '_group', 'q_' || queue
     );
-    -- Priorities: claim walks this index one priority at a time, highest
-    -- first, each by visibility time, so the jobs waiting for a later time at
-    -- any priority are never read (sql/120_claim.sql). A job's priority is
-    -- headers.priority, 0 when absent; the expression is written exactly so
-    -- in claim and job.
-    execute format(
-        $sql$create index if not exists %I on pgmq.%I
-        ((coalesce((headers ->> 'priority')::smallint, 0::smallint)), vt)$sql$,
-        'q_' || queue || '_priority_vt', 'q_' || queue
-    );
     -- A dead letter by its job id (job() looks a dead job up so).
     execute format(
         $sql$create index if not exists %I on pgmq.%I ((message -> 'job_id'))$sql$,
         'q_' || queue || '_dlq_job_id', 'q_' || queue || '_dlq'
     );
+    if defer_priority and not partitioned then
+        return false;
+    end if;
+    execute pgmq_jobs._priority_index_sql(queue, false);
+    return true;
+end
+$$;
+
+-- After pgmq-jobs install built a queue's priority index concurrently: if
+-- the index is valid, claim may walk it from now on. Returns whether it is.
+create or replace function pgmq_jobs._finish_priority_index(queue text)
+returns boolean
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    ready boolean;
+begin
+    select coalesce(i.indisvalid and i.indisready, false) into ready
+    from pg_catalog.pg_index as i
+    where i.indexrelid operator(pg_catalog.=) pg_catalog.to_regclass(
+        pg_catalog.format('pgmq.%I', 'q_' || queue || '_priority_vt')
+    );
+    update pgmq_jobs.queue_settings as qs
+    set priority_index = coalesce(ready, false)
+    where qs.queue operator(pg_catalog.=) _finish_priority_index.queue
+        and qs.priority_index is distinct from coalesce(ready, false);
+    return coalesce(ready, false);
 end
 $$;
 
@@ -2294,7 +2406,7 @@ begin
         perform pgmq.create(queue);
     end if;
     perform pgmq.create(queue || '_dlq');
-    perform pgmq_jobs._queue_indexes(queue, s.partitioned);
+    s.priority_index := pgmq_jobs._queue_indexes(queue, s.partitioned);
     perform pgmq_jobs._revoke_monitor_read(queue);
 
     s.created_at := now();
@@ -2703,6 +2815,9 @@ begin
             created_at = excluded.created_at,
             keep_until = excluded.keep_until;
     end if;
+    -- Counted for queue_stats.enqueued_total, in the caller's transaction: a
+    -- rolled-back enqueue is never counted (a dedupe hit returned above).
+    insert into pgmq_jobs.outcome_log (queue, enqueued) values (queue, 1);
     -- _wake's test inline, a call fewer: most enqueues find no worker waiting.
     if visible_at <= clock_timestamp() and s.notify
         and exists (select from pgmq_jobs.waiting_workers as w where w.queue = enqueue.queue) then
@@ -2829,6 +2944,9 @@ begin
     if coalesce(delay, interval '0') = interval '0' then
         perform pgmq_jobs._wake(queue, s.notify);
     end if;
+    -- Counted for queue_stats.enqueued_total, in this transaction: a batch
+    -- rolled back is never counted (per-key batches count in enqueue).
+    insert into pgmq_jobs.outcome_log (queue, enqueued) values (queue, cardinality(payloads));
     -- The insert PGMQ's send_batch makes, without its layers of calls (as in
     -- enqueue); ids are drawn in input order, and returned in it.
     if priorities is null then
@@ -2963,7 +3081,18 @@ begin
                 else coalesce(pgmq_jobs._timed_out(q.headers, q.read_ct, q.vt), '{}')
                     || jsonb_build_object('worker', $4::text)
             end
-        where q.msg_id = any(array(
+        where q.msg_id = any(array(%2$s))
+        returning
+            q.msg_id as job_id,
+            q.read_ct as attempt,
+            coalesce((q.headers ->> 'max_attempts')::integer, $3) as max_attempts,
+            q.message as payload,
+            q.enqueued_at,
+            q.vt as visible_until
+        $sql$,
+        'q_' || queue,
+        case when s.priority_index then format(
+            $sql$
             with recursive levels (priority) as (
                 select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
                 from pgmq.%1$I as l
@@ -2988,16 +3117,21 @@ begin
                 for update skip locked
             ) as r
             limit $1
-        ))
-        returning
-            q.msg_id as job_id,
-            q.read_ct as attempt,
-            coalesce((q.headers ->> 'max_attempts')::integer, $3) as max_attempts,
-            q.message as payload,
-            q.enqueued_at,
-            q.vt as visible_until
-        $sql$,
-        'q_' || queue
+            $sql$,
+            'q_' || queue
+        ) else format(
+            -- Until the queue's priority index is built (an upgraded queue, for
+            -- the moments pgmq-jobs install builds it concurrently): by vt alone.
+            $sql$
+            select r.msg_id
+            from pgmq.%1$I as r
+            where r.vt <= $5
+            order by r.vt
+            limit $1
+            for update skip locked
+            $sql$,
+            'q_' || queue
+        ) end
     );
 
     -- Routed dead letters free their slot: look again for ready jobs, a bounded
@@ -3460,7 +3594,9 @@ in any recorded error); died more than older_than / less than newer_than ago.';
 -- ======================================================================
 -- 131_replay.sql: replay, move dead letters back into their queue.
 
-create or replace function pgmq_jobs.replay(queue text, dead_ids bigint[] default null)
+create or replace function pgmq_jobs.replay(
+    queue text, dead_ids bigint[] default null, strict boolean default false
+)
 returns integer
 language plpgsql
 volatile
@@ -3511,11 +3647,12 @@ begin
         $sql$,
         'q_' || queue || '_dlq', 'q_' || queue
     ) into moved, groups, grouped_ids, revived_ids using dead_ids;
-    -- Ids that were not dead letters (in the same statement's view, so no race): the
-    -- error undoes the whole call, replayed jobs and audit row included.
+    -- strict: ids that were not dead letters (in the same statement's view, so no
+    -- race) are an error that undoes the whole call, replayed jobs and audit row
+    -- included. Otherwise they are ignored, as in 0.1.0.
     select array_agg(distinct m.id order by m.id) into missing
     from unnest(dead_ids) as m (id)
-    where m.id <> all(coalesce(revived_ids, '{}'));
+    where strict and m.id <> all(coalesce(revived_ids, '{}'));
     if missing is not null then
         raise exception 'not dead letters of queue %: %; nothing was replayed',
             queue,
@@ -3548,10 +3685,11 @@ begin
 end
 $$;
 
-comment on function pgmq_jobs.replay(text, bigint[]) is
+comment on function pgmq_jobs.replay(text, bigint[], boolean) is
 'Put dead letters (dead_ids from dead_letters; null = all) back into their queue as new jobs
-with a fresh attempt count. Returns how many were replayed. Ids not in the dead-letter queue
-are refused: the call changes nothing (no job, no audit row) and its error names them. The new
+with a fresh attempt count. Returns how many were replayed; ids not in the dead-letter queue
+are ignored, or with strict => true refused: the call then changes nothing (no job, no audit
+row) and its error names them (the CLI replays strictly). The new
 job remembers its original job id and first enqueue time, and keeps its priority and group (not
 its dedupe key).';
 
@@ -4900,7 +5038,7 @@ begin
         execute format(
             $sql$
             insert into pgmq_jobs.queue_history as h (
-                queue, minute, ready, in_flight, delayed, dead_letters, enqueued_total
+                queue, minute, ready, in_flight, delayed, dead_letters
             )
             select
                 %3$L, $1,
@@ -4908,8 +5046,7 @@ begin
                     select from pgmq.%1$I as q where q.vt <= $3 order by q.vt limit $2) as c),
                 f.in_flight,
                 greatest(f.future - f.in_flight, 0),
-                (select count(*) from (select from pgmq.%2$I limit $2) as c),
-                (select case when sq.is_called then sq.last_value else 0 end from %4$s as sq)
+                (select count(*) from (select from pgmq.%2$I limit $2) as c)
             from (
                 -- offset 0 keeps f a subquery: pulled up, each use of
                 -- in_flight would count it again.
@@ -4919,7 +5056,7 @@ begin
                     ) as future,
                     (select count(*) from (
                         select from pgmq.%1$I as q
-                        where q.vt > $3 and q.read_ct > 0 and %5$s limit $2) as c
+                        where q.vt > $3 and q.read_ct > 0 and %4$s limit $2) as c
                     ) as in_flight
                 offset 0
             ) as f
@@ -4927,30 +5064,40 @@ begin
                 ready = excluded.ready,
                 in_flight = excluded.in_flight,
                 delayed = excluded.delayed,
-                dead_letters = excluded.dead_letters,
-                enqueued_total = excluded.enqueued_total
+                dead_letters = excluded.dead_letters
             $sql$,
             'q_' || s.queue, 'q_' || s.queue || '_dlq', s.queue,
-            pg_get_serial_sequence(format('pgmq.%I', 'q_' || s.queue), 'msg_id'),
             pgmq_jobs._sql_open_delivery('q')
         ) using this_minute, count_cap, clock_timestamp();
         snapshots := snapshots + 1;
     end loop;
 
-    -- 4. Fold the outcome log of finished minutes into the history.
+    -- 4. Fold the outcome log of finished minutes into the history, and the
+    --    committed enqueues into each queue's running total (queue_totals).
     with moved as (
         delete from pgmq_jobs.outcome_log as o
         where o.at < this_minute
         returning o.*
+    ),
+
+    totals as (
+        insert into pgmq_jobs.queue_totals as t (queue, enqueued)
+        select m.queue, sum(m.enqueued)
+        from moved as m
+        where exists (select from pgmq_jobs.queue_settings as qs where qs.queue = m.queue)
+        group by m.queue
+        having sum(m.enqueued) > 0
+        on conflict (queue) do update set enqueued = t.enqueued + excluded.enqueued
     )
+
     insert into pgmq_jobs.queue_history as h (
         queue, minute, completed, retried, dead, expired,
-        duration_count, duration_ms_sum, duration_buckets
+        duration_count, duration_ms_sum, duration_buckets, enqueued
     )
     select
         m.queue, date_trunc('minute', m.at), sum(m.completed), sum(m.retried), sum(m.dead),
         sum(m.expired), sum(m.duration_count), sum(m.duration_ms_sum),
-        pgmq_jobs._sum_buckets(jsonb_agg(m.duration_buckets))
+        pgmq_jobs._sum_buckets(jsonb_agg(m.duration_buckets)), sum(m.enqueued)
     from moved as m
     group by m.queue, date_trunc('minute', m.at)
     on conflict (queue, minute) do update set
@@ -4960,8 +5107,24 @@ begin
         expired = h.expired + excluded.expired,
         duration_count = h.duration_count + excluded.duration_count,
         duration_ms_sum = h.duration_ms_sum + excluded.duration_ms_sum,
-        duration_buckets = pgmq_jobs._add_buckets(h.duration_buckets, excluded.duration_buckets);
+        duration_buckets = pgmq_jobs._add_buckets(h.duration_buckets, excluded.duration_buckets),
+        enqueued = h.enqueued + excluded.enqueued;
     get diagnostics folded = row_count;
+
+    -- This minute's snapshot of committed enqueues so far: the folded total
+    -- plus the log of this minute (a rolled-back enqueue is in neither).
+    update pgmq_jobs.queue_history as h
+    set enqueued_total = coalesce(
+        (select t.enqueued from pgmq_jobs.queue_totals as t where t.queue = h.queue), 0
+    ) + coalesce(l.enqueued, 0)
+    from pgmq_jobs.queue_settings as qs
+    left join (
+        select o.queue, sum(o.enqueued) as enqueued from pgmq_jobs.outcome_log as o group by o.queue
+    ) as l on l.queue = qs.queue
+    where h.queue = qs.queue and h.minute = this_minute;
+
+    -- 4b. Each queue table's tuple statistics, for the table_bloat alert.
+    perform pgmq_jobs._sample_tables(clock_timestamp());
 
     -- 5. Dedupe keys past their window, oldest first, bounded.
     delete from pgmq_jobs.dedupe_keys as k
@@ -5011,7 +5174,8 @@ comment on function pgmq_jobs.sweep(integer, interval, integer) is
 'Periodic maintenance (pg_cron runs it every minute as job pgmq_jobs_sweep): routes deliveries
 past max_attempts whose visibility timeout expired to the DLQ (reason expired); deletes
 completions and cancelled jobs older than keep_completed and dead letters older than
-dead_letter_retention; records this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history;
+dead_letter_retention; records this minute''s gauges (counts capped at count_cap) and folds outcome counts into queue_history
+(committed enqueues also into queue_totals); samples each queue table''s tuple statistics for the table_bloat alert;
 deletes dedupe keys past their window; forgets workers gone for a week; trims cron.job_run_details older than cron_history. At most
 max_rows rows per queue and kind per run; never two sweeps at once. Returns a summary.';
 
@@ -5362,7 +5526,9 @@ installed) its next run';
 -- The counts are ordered by vt so that they walk the vt index and stop at the
 -- cap, rather than scan the table past rows on the other side of the time.
 -- in_flight walks the small partial index of delivered jobs; oldest_ready_at is
--- the first entry of the vt index; enqueued_total is the msg_id sequence.
+-- the first entry of the vt index; enqueued_total is the committed enqueues
+-- the sweep has folded (queue_totals; queue_stats adds the log not folded yet).
+-- The msg_id sequence would count rolled-back enqueues too.
 create or replace function pgmq_jobs._queue_gauges(queue text, cap integer)
 returns table (
     ready bigint,
@@ -5401,11 +5567,10 @@ begin
                 where q.vt > $2 and q.read_ct > 0 and pgmq_jobs._open_delivery(q.headers, q.read_ct)
                 limit $1) as c),
             (select min(q.vt) from pgmq.%1$I as q where q.vt <= $2),
-            (select case when sq.is_called then sq.last_value else 0 end from %2$s as sq)
+            coalesce((select t.enqueued from pgmq_jobs.queue_totals as t where t.queue = $3), 0)
         $sql$,
-        'q_' || queue,
-        pg_get_serial_sequence(format('pgmq.%I', 'q_' || queue), 'msg_id')
-    ) into ready, future, in_flight, oldest_ready_at, enqueued_total using cap, t;
+        'q_' || queue
+    ) into ready, future, in_flight, oldest_ready_at, enqueued_total using cap, t, queue;
     -- Past the cap, the total from the statistics minus the other (exact) count;
     -- when both reached it, only ready is estimated and delayed stays at the cap.
     ready_estimated := ready >= cap or future >= cap;
@@ -5520,10 +5685,64 @@ begin
 end
 $$;
 
+-- The sweep's sample of every queue table's (and DLQ's) tuple statistics,
+-- taken as of at (the sweep passes its clock; a test passes the times it
+-- plays), for the table_bloat alert; samples older than two hours before at
+-- are dropped. pg_stat_get_* read the cumulative statistics, current to
+-- about a second. Partitioned queues are sampled on their parent, which holds
+-- no rows. Returns how many tables were sampled.
+create or replace function pgmq_jobs._sample_tables(at timestamptz)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    sampled integer;
+begin
+    if at is null or not isfinite(at) then
+        raise exception 'at must be a finite time, got %', coalesce(at::text, 'null')
+            using errcode = '22023';
+    end if;
+    insert into pgmq_jobs.table_samples as t (queue, dlq, at, n_dead, n_live, written, vacuums)
+    select
+        qs.queue,
+        r.dlq,
+        _sample_tables.at,
+        pg_stat_get_dead_tuples(r.rel),
+        pg_stat_get_live_tuples(r.rel),
+        pg_stat_get_tuples_inserted(r.rel) + pg_stat_get_tuples_updated(r.rel)
+        + pg_stat_get_tuples_deleted(r.rel),
+        pg_stat_get_vacuum_count(r.rel) + pg_stat_get_autovacuum_count(r.rel)
+    from pgmq_jobs.queue_settings as qs
+    cross join lateral (
+        values
+        (false, to_regclass(format('pgmq.%I', 'q_' || qs.queue))),
+        (true, to_regclass(format('pgmq.%I', 'q_' || qs.queue || '_dlq')))
+    ) as r (dlq, rel)
+    where r.rel is not null
+    on conflict on constraint table_samples_pkey do update set
+        n_dead = excluded.n_dead,
+        n_live = excluded.n_live,
+        written = excluded.written,
+        vacuums = excluded.vacuums;
+    get diagnostics sampled = row_count;
+    delete from pgmq_jobs.table_samples as t where t.at < _sample_tables.at - interval '2 hours';
+    return sampled;
+end
+$$;
+
+comment on function pgmq_jobs._sample_tables(timestamptz) is
+'Record, as of at, each queue table''s and DLQ''s dead and live tuples and cumulative write and
+vacuum counts in table_samples (for the table_bloat alert); drop samples older than two hours.
+Called by sweep() with its clock.';
+
 revoke all on function pgmq_jobs._queue_gauges(text, integer) from public;
 revoke all on function pgmq_jobs._nth_at(text, text, bigint) from public;
 revoke all on function pgmq_jobs._xmin_holders() from public;
 revoke all on function pgmq_jobs._default_partition_jobs() from public;
+revoke all on function pgmq_jobs._sample_tables(timestamptz) from public;
 grant execute on function
     pgmq_jobs._queue_gauges(text, integer),
     pgmq_jobs._nth_at(text, text, bigint),
@@ -5571,16 +5790,17 @@ logged as (
         coalesce(pg_catalog.sum(o.completed) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as completed_5m,
         coalesce(pg_catalog.sum(o.retried) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as retried_5m,
         coalesce(pg_catalog.sum(o.dead operator(pg_catalog.+) o.expired) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as dead_5m,
-        coalesce(pg_catalog.sum(o.completed), 0) as completed_1h,
-        coalesce(pg_catalog.sum(o.retried), 0) as retried_1h,
-        coalesce(pg_catalog.sum(o.dead operator(pg_catalog.+) o.expired), 0) as dead_1h,
+        coalesce(pg_catalog.sum(o.completed) filter (where o.at operator(pg_catalog.>=) w.since_1h), 0) as completed_1h,
+        coalesce(pg_catalog.sum(o.retried) filter (where o.at operator(pg_catalog.>=) w.since_1h), 0) as retried_1h,
+        coalesce(pg_catalog.sum(o.dead operator(pg_catalog.+) o.expired) filter (where o.at operator(pg_catalog.>=) w.since_1h), 0) as dead_1h,
         coalesce(pg_catalog.sum(o.duration_count) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as timed_5m,
         coalesce(pg_catalog.sum(o.duration_ms_sum) filter (where o.at operator(pg_catalog.>=) w.since_5m), 0) as ms_5m,
-        coalesce(pg_catalog.sum(o.duration_count), 0) as timed_1h,
-        coalesce(pg_catalog.sum(o.duration_ms_sum), 0) as ms_1h
+        coalesce(pg_catalog.sum(o.duration_count) filter (where o.at operator(pg_catalog.>=) w.since_1h), 0) as timed_1h,
+        coalesce(pg_catalog.sum(o.duration_ms_sum) filter (where o.at operator(pg_catalog.>=) w.since_1h), 0) as ms_1h,
+        -- Every row of the log is not folded yet: all of it adds to the total.
+        coalesce(pg_catalog.sum(o.enqueued), 0) as enqueued_log
     from pgmq_jobs.outcome_log as o
     cross join w
-    where o.at operator(pg_catalog.>=) w.since_1h
     group by o.queue
 ),
 
@@ -5614,29 +5834,50 @@ counted as (
         h.ms_5m operator(pg_catalog.+) coalesce(l.ms_5m, 0) as ms_5m,
         h.timed_1h operator(pg_catalog.+) coalesce(l.timed_1h, 0) as timed_1h,
         h.ms_1h operator(pg_catalog.+) coalesce(l.ms_1h, 0) as ms_1h,
+        coalesce(l.enqueued_log, 0) as enqueued_log,
         (
             -- The 95th percentile of the 5m window: the histogram bucket that
             -- holds it (from the folded minutes and the log), interpolated
-            -- linearly inside it. Bucket 1 is [0, 1) ms, bucket i (2..24) is
-            -- [2^(i-2), 2^(i-1)) ms, bucket 25 is 2^23 ms and up (its lower
-            -- bound is reported).
+            -- linearly inside it. Buckets (sql/020's _duration_histogram), in
+            -- order of duration: 26 is [0, 2^-10) ms, i (27..35) is
+            -- [2^(i-37), 2^(i-36)) ms, 1 is [0.5, 1) ms ([0, 1) ms when only
+            -- 0.1.0's 25 buckets are there), i (2..24) is [2^(i-2), 2^(i-1))
+            -- ms, 25 is 2^23 ms and up (its lower bound is reported).
             select case
-                when y.i operator(pg_catalog.=) 1 then y.frac
-                when y.i operator(pg_catalog.>=) 25 then pg_catalog.power(2, 23)
-                else pg_catalog.power(2, y.i operator(pg_catalog.-) 2) operator(pg_catalog.*) (1 operator(pg_catalog.+) y.frac)
+                when y.i operator(pg_catalog.=) 25 then pg_catalog.power(2, 23)
+                else y.lo operator(pg_catalog.+) ((y.hi operator(pg_catalog.-) y.lo) operator(pg_catalog.*) y.frac)
             end
             from (
                 select
                     z.i,
+                    z.lo,
+                    z.hi,
                     ((0.95 operator(pg_catalog.*) z.total) operator(pg_catalog.-) (z.cum operator(pg_catalog.-) z.n)) operator(pg_catalog./) z.n as frac
                 from (
                     select
                         x.i,
                         x.n,
-                        pg_catalog.sum(x.n) over (order by x.i) as cum,
-                        pg_catalog.sum(x.n) over () as total
+                        pg_catalog.sum(x.n) over (order by x.ord) as cum,
+                        pg_catalog.sum(x.n) over () as total,
+                        case
+                            when x.i operator(pg_catalog.=) 26 then 0
+                            when x.i operator(pg_catalog.>) 26 then pg_catalog.power(2, x.i operator(pg_catalog.-) 37)
+                            when x.i operator(pg_catalog.>) 1 then pg_catalog.power(2, x.i operator(pg_catalog.-) 2)
+                            when pg_catalog.max(x.i) over () operator(pg_catalog.<=) 25 then 0
+                            else 0.5
+                        end as lo,
+                        case
+                            when x.i operator(pg_catalog.>=) 26 then pg_catalog.power(2, x.i operator(pg_catalog.-) 36)
+                            else pg_catalog.power(2, x.i operator(pg_catalog.-) 1)
+                        end as hi
                     from (
-                        select u.i, pg_catalog.sum(u.n) as n
+                        select
+                            u.i,
+                            case
+                                when u.i operator(pg_catalog.>=) 26 then u.i operator(pg_catalog.-) 26
+                                else u.i operator(pg_catalog.+) 9
+                            end as ord,
+                            pg_catalog.sum(u.n) as n
                         from (
                             select b.i, b.n
                             from pgmq_jobs.queue_history as hb
@@ -5715,7 +5956,7 @@ select
         select pg_catalog.count(*) from pgmq_jobs.workers as wk
         where wk.status operator(pg_catalog.=) 'alive' and c.queue operator(pg_catalog.=) any(wk.queues)
     ) as live_workers,
-    c.enqueued_total,
+    (c.enqueued_total operator(pg_catalog.+) c.enqueued_log)::bigint as enqueued_total,
     c.ready_estimated,
     coalesce(c.dead_estimated, false) as dead_estimated,
     c.t as measured_at
@@ -5735,9 +5976,11 @@ ago (5m) or an hour ago (1h) until now, from queue_history plus the outcome log 
 retried / (completed + retried + dead_lettered). timed_jobs_5m, avg_processing_ms_5m,
 p95_processing_ms_5m, avg_processing_ms_1h: handler durations that workers passed to complete
 (durations_ms) over the 5m / 1h window; the average is exact, p95 is an ESTIMATE interpolated
-inside its power-of-two histogram bucket (within a factor of two); null when none reported.
-live_workers: workers alive that serve the queue. enqueued_total: jobs ever sent (the msg_id
-sequence).';
+inside its power-of-two histogram bucket (within a factor of two, from 2^-10 ms, about a
+microsecond, up); null when none reported.
+live_workers: workers alive that serve the queue. enqueued_total: jobs enqueued by committed
+transactions (enqueue, enqueue_batch, schedules; not replays) since the queue was created, or
+since the upgrade to 0.2.0 for an older queue: a rolled-back enqueue is never counted.';
 
 revoke all on pgmq_jobs.queue_stats from public;
 grant select on pgmq_jobs.queue_stats to pgmq_jobs_admin;
@@ -5912,7 +6155,8 @@ stalled as (
         qn.queue,
         pg_catalog.count(*) as n,
         pg_catalog.min(wk.last_seen_at operator(pg_catalog.+) (wk.heartbeat_interval operator(pg_catalog.*) 3)) as since,
-        pg_catalog.jsonb_agg(wk.worker_id order by wk.worker_id) as workers
+        pg_catalog.jsonb_agg(wk.worker_id order by wk.worker_id) as workers,
+        pg_catalog.max(wk.heartbeat_interval operator(pg_catalog.*) 3) as hold
     from pgmq_jobs.workers as wk
     cross join lateral pg_catalog.unnest(wk.queues) as qn (queue)
     where wk.status operator(pg_catalog.=) 'stale'
@@ -5930,6 +6174,94 @@ holders as (
     from pgmq_jobs._xmin_holders() as h
     order by h.xact_start
     limit 1
+),
+
+-- table_bloat: dead tuples that persist. The floor (dead tuples) and how long
+-- the condition must hold come from the settings pgmq_jobs.table_bloat_min_dead_tuples
+-- (default 10000) and pgmq_jobs.table_bloat_minutes (default 10).
+bloat_settings as (
+    select
+        coalesce(nullif(pg_catalog.current_setting('pgmq_jobs.table_bloat_min_dead_tuples', true), '')::bigint, 10000) as floor,
+        pg_catalog.make_interval(
+            mins => coalesce(nullif(pg_catalog.current_setting('pgmq_jobs.table_bloat_minutes', true), '')::integer, 10)
+        ) as hold,
+        pg_catalog.statement_timestamp() as t
+),
+
+-- Each queue table and DLQ now, from the cumulative statistics (found by
+-- name in pg_class: to_regclass would need USAGE on schema pgmq).
+bloat_now as (
+    select
+        l.queue,
+        l.threshold,
+        c.relname operator(pg_catalog.<>) ('q_' operator(pg_catalog.||) l.queue) as dlq,
+        c.relname::text as relname,
+        c.oid as rel,
+        pg_catalog.pg_stat_get_dead_tuples(c.oid) as n_dead,
+        pg_catalog.pg_stat_get_live_tuples(c.oid) as n_live,
+        pg_catalog.pg_stat_get_tuples_inserted(c.oid) operator(pg_catalog.+) pg_catalog.pg_stat_get_tuples_updated(c.oid)
+        operator(pg_catalog.+) pg_catalog.pg_stat_get_tuples_deleted(c.oid) as written,
+        pg_catalog.pg_stat_get_vacuum_count(c.oid) operator(pg_catalog.+) pg_catalog.pg_stat_get_autovacuum_count(c.oid) as vacuums
+    from limits as l
+    inner join pg_catalog.pg_class as c
+        on c.relname operator(pg_catalog.=) any(array[
+            'q_' operator(pg_catalog.||) l.queue, 'q_' operator(pg_catalog.||) l.queue operator(pg_catalog.||) '_dlq'
+        ]::name [])
+    inner join pg_catalog.pg_namespace as n
+        on c.relnamespace operator(pg_catalog.=) n.oid and n.nspname operator(pg_catalog.=) 'pgmq'
+    where l.alert operator(pg_catalog.=) 'table_bloat'
+),
+
+-- The sweep's samples (table_samples) of the last hour and the hold, then
+-- now, each judged: the condition holds when the dead tuples are at the floor
+-- or above and over the threshold share of the rows, unless a vacuum since
+-- the sample before cleared what was dead then (the dead tuples are no more
+-- than the rows written since, so all of them are newer: a healthy table
+-- between two autovacuums). A sample with none before it is not judged.
+bloat_series as (
+    select
+        x.queue,
+        x.dlq,
+        x.at,
+        x.n_dead operator(pg_catalog.>=) bs.floor
+        and (x.n_dead::double precision operator(pg_catalog./) nullif(x.n_dead operator(pg_catalog.+) x.n_live, 0)) operator(pg_catalog.>) x.threshold
+        -- The first sample of the window has none before it: not judged.
+        and coalesce(not (
+            x.vacuums operator(pg_catalog.>) pg_catalog.lag(x.vacuums) over w
+            and x.n_dead operator(pg_catalog.<=) (x.written operator(pg_catalog.-) pg_catalog.lag(x.written) over w)
+        ), false) as holds
+    from (
+        select b.queue, b.threshold, b.dlq, ts.at, ts.n_dead, ts.n_live, ts.written, ts.vacuums
+        from bloat_now as b
+        cross join bloat_settings as bs2
+        inner join pgmq_jobs.table_samples as ts
+            on b.queue operator(pg_catalog.=) ts.queue and b.dlq operator(pg_catalog.=) ts.dlq
+        where ts.at operator(pg_catalog.>=) (bs2.t operator(pg_catalog.-) (bs2.hold operator(pg_catalog.+) interval '1 hour'))
+            and ts.at operator(pg_catalog.<) bs2.t
+        union all
+        select b.queue, b.threshold, b.dlq, bs2.t, b.n_dead, b.n_live, b.written, b.vacuums
+        from bloat_now as b
+        cross join bloat_settings as bs2
+    ) as x
+    cross join bloat_settings as bs
+    window w as (partition by x.queue, x.dlq order by x.at)
+),
+
+-- Since when the condition has held without a break (null: not now).
+bloat_runs as (
+    select
+        z.queue,
+        z.dlq,
+        pg_catalog.min(z.at) filter (where z.at operator(pg_catalog.>) coalesce(z.last_ok, '-infinity'::timestamptz)) as since
+    from (
+        select
+            y.queue,
+            y.dlq,
+            y.at,
+            pg_catalog.max(y.at) filter (where not y.holds) over (partition by y.queue, y.dlq) as last_ok
+        from bloat_series as y
+    ) as z
+    group by z.queue, z.dlq
 )
 
 select
@@ -5943,7 +6275,8 @@ select
     ) as since,
     pg_catalog.format('queue %s has %s%s jobs ready (threshold %s)', s.queue,
         case when s.ready_estimated then 'about ' else '' end, s.ready, l.threshold) as message,
-    pg_catalog.jsonb_build_object('ready', s.ready, 'estimated', s.ready_estimated, 'in_flight', s.in_flight) as details
+    pg_catalog.jsonb_build_object('ready', s.ready, 'estimated', s.ready_estimated, 'in_flight', s.in_flight) as details,
+    interval '0' as must_hold
 from stats as s
 inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'queue_depth'
 where s.ready operator(pg_catalog.>) l.threshold
@@ -5958,7 +6291,8 @@ select
     case when l.threshold operator(pg_catalog.<) 1000000 then pgmq_jobs._nth_at(s.queue, 'dead', pg_catalog.floor(l.threshold)::bigint operator(pg_catalog.+) 1) end,
     pg_catalog.format('queue %s has %s%s dead letters (threshold %s)', s.queue,
         case when s.dead_estimated then 'about ' else '' end, s.dead, l.threshold),
-    pg_catalog.jsonb_build_object('dead', s.dead, 'estimated', s.dead_estimated, 'dead_lettered_1h', s.dead_lettered_1h)
+    pg_catalog.jsonb_build_object('dead', s.dead, 'estimated', s.dead_estimated, 'dead_lettered_1h', s.dead_lettered_1h),
+    interval '0'
 from stats as s
 inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'dead_letters'
 where s.dead operator(pg_catalog.>) l.threshold
@@ -5977,7 +6311,8 @@ select
     pg_catalog.jsonb_build_object(
         'ready', s.ready, 'oldest_ready_seconds', extract(epoch from s.oldest_ready_age),
         'live_workers', s.live_workers
-    )
+    ),
+    interval '1 minute'
 from stats as s
 inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'low_throughput'
 where s.ready operator(pg_catalog.>) 0 and s.oldest_ready_age operator(pg_catalog.>) interval '1 minute' and s.completed_rate_1m operator(pg_catalog.<) l.threshold
@@ -5992,7 +6327,8 @@ select
     s.measured_at operator(pg_catalog.-) s.oldest_ready_age operator(pg_catalog.+) pg_catalog.make_interval(secs => l.threshold),
     pg_catalog.format('the oldest ready job of queue %s has waited %s s (threshold %s s)', s.queue,
         pg_catalog.round(extract(epoch from s.oldest_ready_age)), l.threshold),
-    pg_catalog.jsonb_build_object('ready', s.ready, 'live_workers', s.live_workers)
+    pg_catalog.jsonb_build_object('ready', s.ready, 'live_workers', s.live_workers),
+    pg_catalog.make_interval(secs => l.threshold)
 from stats as s
 inner join limits as l on s.queue operator(pg_catalog.=) l.queue and l.alert operator(pg_catalog.=) 'oldest_job_age'
 where extract(epoch from s.oldest_ready_age) operator(pg_catalog.>) l.threshold
@@ -6007,7 +6343,8 @@ select
     x.since,
     pg_catalog.format('%s worker(s) of queue %s stopped sending heartbeats: %s', x.n, x.queue,
         (select pg_catalog.string_agg(v, ', ') from pg_catalog.jsonb_array_elements_text(x.workers) as v)),
-    pg_catalog.jsonb_build_object('workers', x.workers)
+    pg_catalog.jsonb_build_object('workers', x.workers),
+    x.hold
 from stalled as x
 cross join lateral (
     select coalesce(
@@ -6035,7 +6372,8 @@ select
     pg_catalog.jsonb_build_object(
         'pid', h.pid, 'user', h.usename, 'application_name', h.application_name, 'state', h.state,
         'xact_start', h.xact_start, 'xmin_age', h.xmin_age, 'sessions', h.sessions
-    )
+    ),
+    pg_catalog.make_interval(secs => d.threshold)
 from holders as h
 inner join defaults as d on d.alert operator(pg_catalog.=) 'xmin_horizon'
 where extract(epoch from pg_catalog.statement_timestamp() operator(pg_catalog.-) h.xact_start) operator(pg_catalog.>) d.threshold
@@ -6044,27 +6382,27 @@ union all
 
 select
     'table_bloat',
-    l.queue,
-    st.n_dead_tup::double precision operator(pg_catalog./) (st.n_live_tup operator(pg_catalog.+) st.n_dead_tup),
-    l.threshold,
-    greatest(st.last_vacuum, st.last_autovacuum),
-    pg_catalog.format('table pgmq.%s is %s%% dead tuples (%s dead, %s live; threshold %s%%)', st.relname,
-        pg_catalog.round((100.0 operator(pg_catalog.*) st.n_dead_tup) operator(pg_catalog./) (st.n_live_tup operator(pg_catalog.+) st.n_dead_tup)), st.n_dead_tup, st.n_live_tup,
-        pg_catalog.round((100 operator(pg_catalog.*) l.threshold)::numeric)),
+    b.queue,
+    b.n_dead::double precision operator(pg_catalog./) (b.n_live operator(pg_catalog.+) b.n_dead),
+    b.threshold,
+    r.since,
+    pg_catalog.format('table pgmq.%s has held at least %s dead tuples over %s%% of its rows for %s minutes,'
+        ' and vacuum has not removed them: now %s dead, %s live (%s%%)',
+        b.relname, bs.floor, pg_catalog.round((100 operator(pg_catalog.*) b.threshold)::numeric),
+        pg_catalog.floor(extract(epoch from bs.t operator(pg_catalog.-) r.since) operator(pg_catalog./) 60),
+        b.n_dead, b.n_live,
+        pg_catalog.round((100.0 operator(pg_catalog.*) b.n_dead) operator(pg_catalog./) (b.n_live operator(pg_catalog.+) b.n_dead))),
     pg_catalog.jsonb_build_object(
-        'table', 'pgmq.' operator(pg_catalog.||) st.relname, 'n_dead_tup', st.n_dead_tup, 'n_live_tup', st.n_live_tup,
-        'last_autovacuum', st.last_autovacuum, 'last_vacuum', st.last_vacuum
-    )
-from limits as l
-inner join pg_catalog.pg_stat_user_tables as st
-    on st.schemaname operator(pg_catalog.=) 'pgmq' and (
-        st.relname operator(pg_catalog.=) ('q_' operator(pg_catalog.||) l.queue)
-        or st.relname operator(pg_catalog.=) ('q_' operator(pg_catalog.||) l.queue operator(pg_catalog.||) '_dlq')
-    )
-where l.alert operator(pg_catalog.=) 'table_bloat'
-    and st.n_dead_tup operator(pg_catalog.>=) 1000
-    and (st.n_dead_tup::double precision operator(pg_catalog./) (st.n_live_tup operator(pg_catalog.+) st.n_dead_tup))
-    operator(pg_catalog.>) l.threshold
+        'table', 'pgmq.' operator(pg_catalog.||) b.relname, 'n_dead_tup', b.n_dead, 'n_live_tup', b.n_live,
+        'min_dead_tuples', bs.floor,
+        'last_autovacuum', pg_catalog.pg_stat_get_last_autovacuum_time(b.rel),
+        'last_vacuum', pg_catalog.pg_stat_get_last_vacuum_time(b.rel)
+    ),
+    bs.hold
+from bloat_now as b
+cross join bloat_settings as bs
+inner join bloat_runs as r on b.queue operator(pg_catalog.=) r.queue and b.dlq operator(pg_catalog.=) r.dlq
+where r.since operator(pg_catalog.<=) (bs.t operator(pg_catalog.-) bs.hold)
 
 union all
 
@@ -6083,7 +6421,8 @@ select
     pg_catalog.jsonb_build_object(
         'database', db.datname, 'xid_age', pg_catalog.age(db.datfrozenxid),
         'autovacuum_freeze_max_age', pg_catalog.current_setting('autovacuum_freeze_max_age')::bigint
-    )
+    ),
+    interval '0'
 from pg_catalog.pg_database as db
 inner join defaults as d on d.alert operator(pg_catalog.=) 'wraparound'
 where db.datname operator(pg_catalog.=) pg_catalog.current_database()
@@ -6101,7 +6440,8 @@ select
     pg_catalog.format('partitioned queue %s has %s job(s) in its default partition: pg_partman''s maintenance'
         ' has fallen behind (run pgmq_jobs._partman_maintenance(), or check pg_cron job pgmq_jobs_partman)',
         p.queue, p.jobs),
-    pg_catalog.jsonb_build_object('table', pg_catalog.format('pgmq.q_%s_default', p.queue), 'jobs', p.jobs)
+    pg_catalog.jsonb_build_object('table', pg_catalog.format('pgmq.q_%s_default', p.queue), 'jobs', p.jobs),
+    interval '0'
 from pgmq_jobs._default_partition_jobs() as p;
 -- noqa: enable=LT01
 
@@ -6109,18 +6449,24 @@ comment on view pgmq_jobs.alerts is
 'Alert conditions firing now, one row each: alert, queue (null for the database), value,
 threshold (alert_thresholds: per queue, else the default; set_alert_threshold), since (when it
 started, from the data: the (threshold+1)-th oldest ready job or dead letter, when the oldest
-job crossed the age, the missed heartbeats, the transaction start; the last vacuum for
-table_bloat; null when unknown), a message and details. queue_depth: ready jobs > threshold
-(10000). dead_letters: dead letters > 100. low_throughput: completions per second over the 1m
-window < 10 while ready jobs have waited over a minute. oldest_job_age: the oldest ready job has
-waited more seconds than the threshold (300). stalled_workers: more workers of the queue than
-the threshold (0) missed three heartbeats or went silent within the hour without a clean stop.
-xmin_horizon: a session of this database has held a snapshot or transaction id for more seconds
-than the threshold (300; idle-in-transaction sessions included), holding back vacuum.
-table_bloat: a queue''s table (or its DLQ) has at least 1000 dead tuples making up more than the
-threshold share (0.5) of its rows. wraparound: age(datfrozenxid) is past the threshold share
-(0.5) of autovacuum_freeze_max_age. default_partition: a partitioned queue''s default partition
-holds jobs (threshold 0, fixed), i.e. partition maintenance has fallen behind.';
+job crossed the age, the missed heartbeats, the transaction start, the first sweep sample of a
+table''s bloat; null when unknown), a message, details, and must_hold: how long the condition
+must hold before the alert fires (0: at once). queue_depth: ready jobs > threshold (10000), at
+once. dead_letters: dead letters > 100, at once. low_throughput: completions per second over
+the 1m window < 10 while ready jobs have waited over a minute (must hold 1 minute).
+oldest_job_age: the oldest ready job has waited more seconds than the threshold (300; must hold
+that long). stalled_workers: more workers of the queue than the threshold (0) missed three
+heartbeats or went silent within the hour without a clean stop (must hold three heartbeat
+intervals). xmin_horizon: a session of this database has held a snapshot or transaction id for
+more seconds than the threshold (300; idle-in-transaction sessions included; must hold that
+long), holding back vacuum. table_bloat: a queue''s table (or its DLQ) has held at least
+pgmq_jobs.table_bloat_min_dead_tuples dead tuples (a setting, default 10000) making up more than
+the threshold share (0.5) of its rows, at every sweep sample for pgmq_jobs.table_bloat_minutes
+(default 10) and now, with no vacuum in between clearing them (a healthy queue''s dead tuples
+between two autovacuums never fire it); it needs the sweep''s samples. wraparound:
+age(datfrozenxid) is past the threshold share (0.5) of autovacuum_freeze_max_age, at once.
+default_partition: a partitioned queue''s default partition holds jobs (threshold 0, fixed),
+i.e. partition maintenance has fallen behind, at once.';
 
 revoke all on pgmq_jobs.alerts from public;
 grant select on pgmq_jobs.alerts to pgmq_jobs_admin;
@@ -6191,7 +6537,15 @@ begin
     for s in
         select qs.queue, qs.partitioned from pgmq_jobs.queue_settings as qs order by qs.queue
     loop
-        perform pgmq_jobs._queue_indexes(s.queue, s.partitioned);
+        -- pgmq-jobs install sets pgmq_jobs.defer_priority_index: it builds a
+        -- deep queue's priority index concurrently after this transaction.
+        update pgmq_jobs.queue_settings as qs
+        set priority_index = pgmq_jobs._queue_indexes(
+            s.queue, s.partitioned,
+            coalesce(pg_catalog.current_setting('pgmq_jobs.defer_priority_index', true), '')
+            operator(pg_catalog.=) 'on'
+        )
+        where qs.queue operator(pg_catalog.=) s.queue;
         perform pgmq_jobs._revoke_monitor_read(s.queue);
         -- The pg_cron job of a queue with a SQL handler runs this release's
         -- command (0.1.0's called the drain procedure).
