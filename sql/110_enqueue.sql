@@ -1,5 +1,44 @@
 -- 110_enqueue.sql: enqueue, add one job in the caller's transaction, with
--- optional unique key (dedupe), ordered group and priority.
+-- optional unique key (dedupe), ordered group, priority and trace context.
+
+-- A producer's W3C trace context (issue 20, item 10): a JSON object with
+-- traceparent and optionally tracestate and baggage, strings, as
+-- OpenTelemetry's propagators write them into a carrier. enqueue and
+-- enqueue_batch merge it into the job's headers (which are then a carrier the
+-- worker's propagator reads). Anything else is refused, naming what is wrong.
+create or replace function pgmq_jobs._check_trace_context(trace_context jsonb)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    k text;
+    v jsonb;
+    limit_bytes integer;
+begin
+    if trace_context is null then
+        return;
+    end if;
+    if jsonb_typeof(trace_context) <> 'object' or not trace_context ? 'traceparent' then
+        raise exception 'trace_context must be a JSON object with a traceparent (W3C trace context), got %',
+            left(trace_context::text, 200)
+            using errcode = '22023';
+    end if;
+    for k, v in select e.key, e.value from jsonb_each(trace_context) as e loop
+        if k not in ('traceparent', 'tracestate', 'baggage') then
+            raise exception 'trace_context may hold traceparent, tracestate and baggage only, not %',
+                quote_literal(left(k, 100))
+                using errcode = '22023';
+        end if;
+        limit_bytes := case when k = 'baggage' then 8192 else 512 end;
+        if jsonb_typeof(v) <> 'string' or octet_length(v #>> '{}') > limit_bytes then
+            raise exception 'trace_context.% must be a string of at most % bytes', k, limit_bytes
+                using errcode = '22023';
+        end if;
+    end loop;
+end
+$$;
 
 create or replace function pgmq_jobs.enqueue(
     queue text,
@@ -10,7 +49,8 @@ create or replace function pgmq_jobs.enqueue(
     dedupe_key text default null,
     dedupe_window interval default null,
     group_key text default null,
-    priority integer default 0
+    priority integer default 0,
+    trace_context jsonb default null
 )
 returns bigint
 language plpgsql
@@ -61,8 +101,9 @@ begin
         visible_at := clock_timestamp() + delay;
     end if;
     if max_attempts is not null or dedupe_key is not null or dedupe_window is not null
-        or group_key is not null or priority is distinct from 0 then
+        or group_key is not null or priority is distinct from 0 or trace_context is not null then
         perform pgmq_jobs._check_priority(priority);
+        perform pgmq_jobs._check_trace_context(trace_context);
         if max_attempts is not null and (max_attempts < 1 or max_attempts > 1000) then
             raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
                 using errcode = '22023';
@@ -99,8 +140,9 @@ begin
 
     -- Per-job options live in PGMQ's headers; a plain job has none.
     if max_attempts is not null or dedupe_key is not null or group_key is not null
-        or priority <> 0 then
-        headers := jsonb_strip_nulls(jsonb_build_object(
+        or priority <> 0 or trace_context is not null then
+        -- The trace context's keys first: they cannot replace ours.
+        headers := coalesce(trace_context, '{}') || jsonb_strip_nulls(jsonb_build_object(
             'max_attempts', max_attempts,
             'dedupe_key', case when dedupe_window is null then dedupe_key end,
             'group_key', group_key,
@@ -189,7 +231,7 @@ end
 $$;
 
 comment on function pgmq_jobs.enqueue(
-    text, jsonb, interval, timestamptz, integer, text, interval, text, integer
+    text, jsonb, interval, timestamptz, integer, text, interval, text, integer, jsonb
 ) is
 'Enqueue one job and return its id. Transactional with the caller: rolled back, it never
 existed. payload must be a JSON object within the queue''s size limit. delay (>= 0) or
@@ -199,4 +241,6 @@ key is unfinished (no dedupe_window), or was enqueued within dedupe_window, retu
 enqueue nothing; race-free under concurrent producers. group_key: jobs sharing it are
 delivered one at a time in enqueue order (a dead-lettered job releases the group); other
 keys run in parallel. priority (-32768..32767, default 0): among ready jobs, claim takes the
-highest priority first, then the oldest visible.';
+highest priority first, then the oldest visible. trace_context: the producer''s W3C trace
+context ({"traceparent": ..., "tracestate": ..., "baggage": ...}, strings), kept in the job''s
+headers so that the worker''s span continues the producer''s trace.';

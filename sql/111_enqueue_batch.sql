@@ -8,7 +8,8 @@ create or replace function pgmq_jobs.enqueue_batch(
     dedupe_keys text[] default null,
     dedupe_window interval default null,
     group_keys text[] default null,
-    priorities integer[] default null
+    priorities integer[] default null,
+    trace_context jsonb default null
 )
 returns setof bigint
 language plpgsql
@@ -56,6 +57,7 @@ begin
         raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
             using errcode = '22023';
     end if;
+    perform pgmq_jobs._check_trace_context(trace_context);
     if priorities is not null then
         if array_ndims(priorities) > 1 or array_lower(priorities, 1) <> 1
             or cardinality(priorities) <> cardinality(payloads) then
@@ -87,7 +89,7 @@ begin
         select pgmq_jobs.enqueue(
             queue, p.item, delay, null, max_attempts,
             dedupe_keys[p.n], case when dedupe_keys[p.n] is not null then dedupe_window end,
-            group_keys[p.n], coalesce(priorities[p.n], 0)
+            group_keys[p.n], coalesce(priorities[p.n], 0), trace_context
         )
         from unnest(payloads) with ordinality as p (item, n)
         order by p.n;
@@ -114,7 +116,9 @@ begin
             $sql$,
             'q_' || queue
         ) using clock_timestamp() + coalesce(delay, interval '0'),
-            case when max_attempts is not null then jsonb_build_object('max_attempts', max_attempts) end,
+            case when max_attempts is not null or trace_context is not null then
+                coalesce(trace_context, '{}') || jsonb_strip_nulls(jsonb_build_object('max_attempts', max_attempts))
+            end,
             payloads;
         return;
     end if;
@@ -124,7 +128,7 @@ begin
         insert into pgmq.%I (vt, message, headers)
         select
             $1, p.item,
-            nullif(jsonb_strip_nulls(jsonb_build_object(
+            nullif(coalesce($5, '{}') || jsonb_strip_nulls(jsonb_build_object(
                 'max_attempts', $2, 'priority', nullif($4[p.n], 0)
             )), '{}')
         from unnest($3) with ordinality as p (item, n)
@@ -132,16 +136,18 @@ begin
         returning msg_id
         $sql$,
         'q_' || queue
-    ) using clock_timestamp() + coalesce(delay, interval '0'), max_attempts, payloads, priorities;
+    ) using clock_timestamp() + coalesce(delay, interval '0'), max_attempts, payloads, priorities,
+        trace_context;
 end
 $$;
 
 comment on function pgmq_jobs.enqueue_batch(
-    text, jsonb[], interval, integer, text[], interval, text[], integer[]
+    text, jsonb[], interval, integer, text[], interval, text[], integer[], jsonb
 ) is
 'Enqueue many jobs in one statement and return their ids in input order. Every element must
 be a JSON object within the size limit, or nothing is enqueued and the error names the
 first bad element (payloads[n], 1-based). An empty array enqueues nothing. dedupe_keys and
 group_keys (one element per payload, nulls allowed) apply enqueue''s unique-job and ordered
 group rules per item; a duplicate yields the earlier job''s id in its place. priorities (one
-element per payload, -32768..32767) give each job its priority (as enqueue''s priority).';
+element per payload, -32768..32767) give each job its priority (as enqueue''s priority).
+trace_context: the producer''s W3C trace context, kept in every job''s headers (as enqueue''s).';

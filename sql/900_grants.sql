@@ -26,8 +26,8 @@ end
 $revoke$;
 
 grant execute on function
-    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text, integer),
-    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[], integer[]),
+    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text, integer, jsonb),
+    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[], integer[], jsonb),
     pgmq_jobs.schema_info()
 to pgmq_jobs_producer;
 

@@ -2638,7 +2638,46 @@ comment on view pgmq_jobs.queues is
 -- sql/110_enqueue.sql
 -- ======================================================================
 -- 110_enqueue.sql: enqueue, add one job in the caller's transaction, with
--- optional unique key (dedupe), ordered group and priority.
+-- optional unique key (dedupe), ordered group, priority and trace context.
+
+-- A producer's W3C trace context (issue 20, item 10): a JSON object with
+-- traceparent and optionally tracestate and baggage, strings, as
+-- OpenTelemetry's propagators write them into a carrier. enqueue and
+-- enqueue_batch merge it into the job's headers (which are then a carrier the
+-- worker's propagator reads). Anything else is refused, naming what is wrong.
+create or replace function pgmq_jobs._check_trace_context(trace_context jsonb)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    k text;
+    v jsonb;
+    limit_bytes integer;
+begin
+    if trace_context is null then
+        return;
+    end if;
+    if jsonb_typeof(trace_context) <> 'object' or not trace_context ? 'traceparent' then
+        raise exception 'trace_context must be a JSON object with a traceparent (W3C trace context), got %',
+            left(trace_context::text, 200)
+            using errcode = '22023';
+    end if;
+    for k, v in select e.key, e.value from jsonb_each(trace_context) as e loop
+        if k not in ('traceparent', 'tracestate', 'baggage') then
+            raise exception 'trace_context may hold traceparent, tracestate and baggage only, not %',
+                quote_literal(left(k, 100))
+                using errcode = '22023';
+        end if;
+        limit_bytes := case when k = 'baggage' then 8192 else 512 end;
+        if jsonb_typeof(v) <> 'string' or octet_length(v #>> '{}') > limit_bytes then
+            raise exception 'trace_context.% must be a string of at most % bytes', k, limit_bytes
+                using errcode = '22023';
+        end if;
+    end loop;
+end
+$$;
 
 create or replace function pgmq_jobs.enqueue(
     queue text,
@@ -2649,7 +2688,8 @@ create or replace function pgmq_jobs.enqueue(
     dedupe_key text default null,
     dedupe_window interval default null,
     group_key text default null,
-    priority integer default 0
+    priority integer default 0,
+    trace_context jsonb default null
 )
 returns bigint
 language plpgsql
@@ -2700,8 +2740,9 @@ begin
         visible_at := clock_timestamp() + delay;
     end if;
     if max_attempts is not null or dedupe_key is not null or dedupe_window is not null
-        or group_key is not null or priority is distinct from 0 then
+        or group_key is not null or priority is distinct from 0 or trace_context is not null then
         perform pgmq_jobs._check_priority(priority);
+        perform pgmq_jobs._check_trace_context(trace_context);
         if max_attempts is not null and (max_attempts < 1 or max_attempts > 1000) then
             raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
                 using errcode = '22023';
@@ -2738,8 +2779,9 @@ begin
 
     -- Per-job options live in PGMQ's headers; a plain job has none.
     if max_attempts is not null or dedupe_key is not null or group_key is not null
-        or priority <> 0 then
-        headers := jsonb_strip_nulls(jsonb_build_object(
+        or priority <> 0 or trace_context is not null then
+        -- The trace context's keys first: they cannot replace ours.
+        headers := coalesce(trace_context, '{}') || jsonb_strip_nulls(jsonb_build_object(
             'max_attempts', max_attempts,
             'dedupe_key', case when dedupe_window is null then dedupe_key end,
             'group_key', group_key,
@@ -2828,7 +2870,7 @@ end
 $$;
 
 comment on function pgmq_jobs.enqueue(
-    text, jsonb, interval, timestamptz, integer, text, interval, text, integer
+    text, jsonb, interval, timestamptz, integer, text, interval, text, integer, jsonb
 ) is
 'Enqueue one job and return its id. Transactional with the caller: rolled back, it never
 existed. payload must be a JSON object within the queue''s size limit. delay (>= 0) or
@@ -2838,7 +2880,9 @@ key is unfinished (no dedupe_window), or was enqueued within dedupe_window, retu
 enqueue nothing; race-free under concurrent producers. group_key: jobs sharing it are
 delivered one at a time in enqueue order (a dead-lettered job releases the group); other
 keys run in parallel. priority (-32768..32767, default 0): among ready jobs, claim takes the
-highest priority first, then the oldest visible.';
+highest priority first, then the oldest visible. trace_context: the producer''s W3C trace
+context ({"traceparent": ..., "tracestate": ..., "baggage": ...}, strings), kept in the job''s
+headers so that the worker''s span continues the producer''s trace.';
 
 -- ======================================================================
 -- sql/111_enqueue_batch.sql
@@ -2853,7 +2897,8 @@ create or replace function pgmq_jobs.enqueue_batch(
     dedupe_keys text[] default null,
     dedupe_window interval default null,
     group_keys text[] default null,
-    priorities integer[] default null
+    priorities integer[] default null,
+    trace_context jsonb default null
 )
 returns setof bigint
 language plpgsql
@@ -2901,6 +2946,7 @@ begin
         raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
             using errcode = '22023';
     end if;
+    perform pgmq_jobs._check_trace_context(trace_context);
     if priorities is not null then
         if array_ndims(priorities) > 1 or array_lower(priorities, 1) <> 1
             or cardinality(priorities) <> cardinality(payloads) then
@@ -2932,7 +2978,7 @@ begin
         select pgmq_jobs.enqueue(
             queue, p.item, delay, null, max_attempts,
             dedupe_keys[p.n], case when dedupe_keys[p.n] is not null then dedupe_window end,
-            group_keys[p.n], coalesce(priorities[p.n], 0)
+            group_keys[p.n], coalesce(priorities[p.n], 0), trace_context
         )
         from unnest(payloads) with ordinality as p (item, n)
         order by p.n;
@@ -2959,7 +3005,9 @@ begin
             $sql$,
             'q_' || queue
         ) using clock_timestamp() + coalesce(delay, interval '0'),
-            case when max_attempts is not null then jsonb_build_object('max_attempts', max_attempts) end,
+            case when max_attempts is not null or trace_context is not null then
+                coalesce(trace_context, '{}') || jsonb_strip_nulls(jsonb_build_object('max_attempts', max_attempts))
+            end,
             payloads;
         return;
     end if;
@@ -2969,7 +3017,7 @@ begin
         insert into pgmq.%I (vt, message, headers)
         select
             $1, p.item,
-            nullif(jsonb_strip_nulls(jsonb_build_object(
+            nullif(coalesce($5, '{}') || jsonb_strip_nulls(jsonb_build_object(
                 'max_attempts', $2, 'priority', nullif($4[p.n], 0)
             )), '{}')
         from unnest($3) with ordinality as p (item, n)
@@ -2977,19 +3025,21 @@ begin
         returning msg_id
         $sql$,
         'q_' || queue
-    ) using clock_timestamp() + coalesce(delay, interval '0'), max_attempts, payloads, priorities;
+    ) using clock_timestamp() + coalesce(delay, interval '0'), max_attempts, payloads, priorities,
+        trace_context;
 end
 $$;
 
 comment on function pgmq_jobs.enqueue_batch(
-    text, jsonb[], interval, integer, text[], interval, text[], integer[]
+    text, jsonb[], interval, integer, text[], interval, text[], integer[], jsonb
 ) is
 'Enqueue many jobs in one statement and return their ids in input order. Every element must
 be a JSON object within the size limit, or nothing is enqueued and the error names the
 first bad element (payloads[n], 1-based). An empty array enqueues nothing. dedupe_keys and
 group_keys (one element per payload, nulls allowed) apply enqueue''s unique-job and ordered
 group rules per item; a duplicate yields the earlier job''s id in its place. priorities (one
-element per payload, -32768..32767) give each job its priority (as enqueue''s priority).';
+element per payload, -32768..32767) give each job its priority (as enqueue''s priority).
+trace_context: the producer''s W3C trace context, kept in every job''s headers (as enqueue''s).';
 
 -- ======================================================================
 -- sql/120_claim.sql
@@ -6585,8 +6635,8 @@ end
 $revoke$;
 
 grant execute on function
-    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text, integer),
-    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[], integer[]),
+    pgmq_jobs.enqueue(text, jsonb, interval, timestamptz, integer, text, interval, text, integer, jsonb),
+    pgmq_jobs.enqueue_batch(text, jsonb[], interval, integer, text[], interval, text[], integer[], jsonb),
     pgmq_jobs.schema_info()
 to pgmq_jobs_producer;
 
