@@ -49,7 +49,9 @@ logged as (
     group by o.queue
 ),
 
-log_buckets as (
+-- Materialized: referenced inside the per-queue p95 subquery, it would
+-- otherwise be computed again for every queue.
+log_buckets as materialized (
     select
         o.queue,
         b.i,
@@ -57,7 +59,7 @@ log_buckets as (
     from pgmq_jobs.outcome_log as o
     cross join w
     cross join lateral pg_catalog.unnest(o.duration_buckets) with ordinality as b (n, i)
-    where o.at operator(pg_catalog.>=) w.since_5m
+    where o.at operator(pg_catalog.>=) w.since_5m and o.duration_buckets is not null
     group by o.queue, b.i
 ),
 
