@@ -78,6 +78,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture(scope="session")
+def server_line(cluster_dsn: str) -> str:
+    """The one line the test summary prints about how the session's server was started."""
+    [line] = _SERVER_LINE
+    return line
+
+
+@pytest.fixture(scope="session")
 def cluster_dsn() -> Iterator[str]:
     """DSN of the ``postgres`` admin database of the session's server.
 

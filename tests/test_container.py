@@ -4,6 +4,7 @@ container, and the one line the test summary prints about it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,6 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-import conftest
 from pgmq_jobs import container
 from pgmq_jobs.container import BUILT_IMAGE, IMAGE_ENV, ContainerSpec
 
@@ -120,12 +120,14 @@ def test_local_binaries_win_and_a_container_is_the_fallback(
     assert neither.kind == "none" and "no Docker engine" in neither.line
 
 
-def test_the_suite_says_in_one_line_which_server_it_used(cluster_dsn: str) -> None:
+def test_the_suite_says_in_one_line_which_server_it_used(
+    cluster_dsn: str, server_line: str
+) -> None:
     with psycopg.connect(cluster_dsn) as conn:
         row = conn.execute("show shared_preload_libraries").fetchone()
     assert row is not None and "pg_cron" in row[0]
-    [line] = conftest._SERVER_LINE
-    if conftest.os.environ.get("DATABASE_URL"):
+    line = server_line
+    if os.environ.get("DATABASE_URL"):
         assert "DATABASE_URL" in line
     elif container.local_bin_dir() is not None and not container.docker_available():
         assert line.startswith("PostgreSQL from the local binaries in ")
