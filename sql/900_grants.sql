@@ -42,7 +42,8 @@ grant execute on function
     pgmq_jobs.wait_for_jobs(text, text[], boolean),
     pgmq_jobs.schema_info(),
     pgmq_jobs.snooze(text, bigint, integer, interval),
-    pgmq_jobs.job(text, bigint)
+    pgmq_jobs.job(text, bigint),
+    pgmq_jobs.trace_contexts(text, bigint[])
 to pgmq_jobs_worker;
 
 -- The admin may call every public (non-underscore) function and read every view.

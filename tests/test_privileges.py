@@ -52,6 +52,7 @@ WORKER_FUNCTIONS = {
     "schema_info",
     "job",
     "snooze",
+    "trace_contexts",
 }
 # Private helpers the admin needs: the schedules view reads pg_cron through _cron_job.
 ADMIN_PRIVATE = {"_cron_job"}

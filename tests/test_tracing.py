@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 import pgmq_jobs
 import pgmq_jobs.client as jobs
 from pgmq_jobs import tracing
+from pgmq_jobs.api import calls
 
 trace = pytest.importorskip("opentelemetry.trace")
 sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
@@ -164,12 +165,6 @@ def test_inject_and_job_span_carry_the_trace(spans: Any) -> None:
     assert tracing.extract(None) is None and tracing.extract({"traceparent": 5}) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the worker does not pass the claimed job's headers to tracing.job_span yet: claim"
-    " must return the trace context (claimed_job.trace_context) and the executor call"
-    " job_span(queue, job_id, attempt, delivery.trace_context)",
-)
 def test_a_trace_id_set_at_enqueue_appears_in_the_worker_span(
     spans: Any, db_dsn: str, conn: psycopg.Connection[Any], queue_name: str
 ) -> None:
@@ -194,3 +189,107 @@ def test_a_trace_id_set_at_enqueue_appears_in_the_worker_span(
     assert span.attributes["messaging.message.id"] == str(row[0])
     assert span.context.trace_id == producer.get_span_context().trace_id
     assert span.parent is not None and span.parent.span_id == producer.get_span_context().span_id
+
+
+def test_the_client_enqueues_the_current_trace_context(
+    spans: Any, conn: psycopg.Connection[Any], queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    tracer = trace.get_tracer("producer")
+    with tracer.start_as_current_span("produce") as producer:
+        one = jobs.enqueue(conn, queue_name, {})
+        many = jobs.enqueue_batch(conn, queue_name, [{}, {}], priorities=[1, 0])
+        keyed = jobs.enqueue(conn, queue_name, {}, priority=2, group_key="g")
+    ctx = producer.get_span_context()
+    expected = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+    for job_id in (one, *many, keyed):
+        assert headers_of(conn, queue_name, job_id)["traceparent"] == expected
+    assert headers_of(conn, queue_name, keyed)["group_key"] == "g"
+    # Outside a span: none, and the plain enqueue keeps its two-parameter statement.
+    assert calls.enqueue(queue_name, {}).query == calls.ENQUEUE_PLAIN
+    plain = jobs.enqueue(conn, queue_name, {})
+    assert headers_of(conn, queue_name, plain) is None
+    # An explicit trace_context wins over the current one.
+    with tracer.start_as_current_span("produce"):
+        given = jobs.enqueue(conn, queue_name, {}, trace_context={"traceparent": TRACEPARENT})
+        [batch] = jobs.enqueue_batch(
+            conn, queue_name, [{}], trace_context={"traceparent": TRACEPARENT}
+        )
+    assert headers_of(conn, queue_name, given) == {"traceparent": TRACEPARENT}
+    assert headers_of(conn, queue_name, batch) == {"traceparent": TRACEPARENT}
+
+
+def test_trace_contexts_gives_each_claimed_jobs_context(
+    conn: psycopg.Connection[Any], queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    context = {"traceparent": TRACEPARENT, "tracestate": "congo=t61rcWkgMzE", "baggage": "k=v"}
+    traced = jobs.enqueue(conn, queue_name, {}, priority=1, trace_context=context)
+    plain = jobs.enqueue(conn, queue_name, {}, priority=1, trace_context=None)
+    short = jobs.enqueue(conn, queue_name, {}, trace_context={"traceparent": TRACEPARENT})
+    claimed = [j.job_id for j in jobs.claim(conn, queue_name, 10)]
+    assert sorted(claimed) == sorted([traced, plain, short])
+    rows = conn.execute(
+        "select job_id, trace_context from pgmq_jobs.trace_contexts(%s, %s)",
+        (queue_name, [*claimed, 999_999]),
+    ).fetchall()
+    # Only the trace keys (not priority and the worker's marks), only jobs that carry one.
+    assert rows == [(traced, context), (short, {"traceparent": TRACEPARENT})]
+    assert conn.execute(
+        "select count(*) from pgmq_jobs.trace_contexts(%s, '{}')", (queue_name,)
+    ).fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("queue", "job_ids", "error", "message"),
+    [
+        ("nosuchqueue", [1], psycopg.errors.UndefinedObject, "unknown queue 'nosuchqueue'"),
+        (None, None, psycopg.errors.NullValueNotAllowed, "job_ids must not be null"),
+        (None, list(range(1, 1002)), psycopg.errors.InvalidParameterValue, "at most 1000 job_ids"),
+    ],
+)
+def test_trace_contexts_refuses_bad_calls(
+    conn: psycopg.Connection[Any],
+    queue_name: str,
+    queue: str | None,
+    job_ids: Any,
+    error: type[Exception],
+    message: str,
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    with pytest.raises(error, match=message):
+        conn.execute(
+            "select * from pgmq_jobs.trace_contexts(%s, %s::bigint[])",
+            (queue or queue_name, job_ids),
+        )
+
+
+def test_trace_contexts_walks_the_primary_key(
+    conn: psycopg.Connection[Any], queue_name: str
+) -> None:
+    jobs.create_queue(conn, queue_name)
+    ids = jobs.enqueue_batch(
+        conn, queue_name, [{}] * 5000, trace_context={"traceparent": TRACEPARENT}
+    )
+    conn.execute(sql.SQL("analyze {}").format(sql.Identifier("pgmq", f"q_{queue_name}")))
+
+    def scans() -> tuple[int, int]:
+        # This transaction's scans of the queue table (not flushed to pg_stat_* yet).
+        row = conn.execute(
+            "select coalesce(seq_scan, 0), coalesce(idx_scan, 0) from pg_stat_xact_user_tables"
+            " where relid = %s::regclass",
+            (f"pgmq.q_{queue_name}",),
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    wanted = [ids[10], ids[2000], ids[4999]]
+    with conn.transaction():
+        before = scans()
+        rows = conn.execute(
+            "select job_id from pgmq_jobs.trace_contexts(%s, %s::bigint[])", (queue_name, wanted)
+        ).fetchall()
+        after = scans()
+    assert [r[0] for r in rows] == wanted
+    assert after[0] == before[0], "a sequential scan of the queue table"
+    assert after[1] > before[1], "no index scan of the queue table"

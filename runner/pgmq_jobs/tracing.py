@@ -8,7 +8,9 @@ ERROR status. Spans go wherever the application's tracer provider sends them.
 Trace context across the queue: the producer passes :func:`inject`'s result as
 ``enqueue(..., trace_context => ...)`` (and ``enqueue_batch``), which keeps it in the job's
 PGMQ headers (``traceparent``, ``tracestate``, ``baggage``: W3C trace context, as the
-application's propagator writes it). The worker passes the claimed job's headers to
+application's propagator writes it); ``pgmq_jobs.client.enqueue`` and ``enqueue_batch``
+pass it by themselves. A worker that traces (:func:`active`) reads the claimed batch's
+contexts with ``pgmq_jobs.trace_contexts(queue, job_ids)`` and passes each job's to
 :func:`job_span`, whose span then continues the producer's trace (its parent is the
 producer's span).
 """
@@ -23,19 +25,23 @@ try:  # pragma: no cover - exercised with and without the package installed
     from opentelemetry import propagate as _propagate
     from opentelemetry import trace as _trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    # What get_tracer_provider() returns while the application has set none (or the no-op).
+    _NO_PROVIDER: tuple[type, ...] = (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider)
 except ImportError:  # pragma: no cover
     _trace = None
     _propagate = None
+    _NO_PROVIDER = ()
 
 #: The header keys a trace context may use (what ``pgmq_jobs.enqueue`` accepts).
 TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 
 
-def _tracing() -> bool:
-    """OpenTelemetry is installed and the application has set a tracer provider."""
-    return _trace is not None and not isinstance(
-        _trace.get_tracer_provider(), _trace.ProxyTracerProvider
-    )
+def active() -> bool:
+    """OpenTelemetry is installed and the application has set a tracer provider (not the
+    no-op one): only then do spans go anywhere, and only then does the worker ask for the
+    claimed jobs' trace contexts. Cheap (no allocation) either way."""
+    return _trace is not None and not isinstance(_trace.get_tracer_provider(), _NO_PROVIDER)
 
 
 def inject() -> dict[str, str] | None:
@@ -44,7 +50,7 @@ def inject() -> dict[str, str] | None:
     application's global propagator; None without OpenTelemetry, a tracer provider or a
     current span (then the job carries none)."""
     if (
-        not _tracing()
+        not active()
         or _propagate is None
         or not _trace.get_current_span().get_span_context().is_valid
     ):
@@ -72,7 +78,7 @@ def job_span(
 ) -> Iterator[Any]:
     """A span around one handler run (None when OpenTelemetry is absent). Given the claimed
     job's headers, the span continues the trace context the producer put there."""
-    if not _tracing():
+    if not active():
         # No OpenTelemetry, or no tracer provider set (yet): a span would go nowhere, and
         # making one costs more than running a no-op job.
         yield None

@@ -26,6 +26,7 @@ class FakeJob:
     visible_at: float = 0.0
     state: str = "waiting"  # waiting | in_flight | completed | dead | cancelled
     errors: list[str] = field(default_factory=list)
+    trace_context: dict[str, str] | None = None  # the producer's (enqueue's trace_context)
 
 
 class FakeApi:
@@ -48,11 +49,16 @@ class FakeApi:
 
     # ------------------------------------------------------------ test set-up and reading
 
-    def add_jobs(self, queue: str, payloads: Sequence[dict[str, Any]]) -> list[int]:
+    def add_jobs(
+        self,
+        queue: str,
+        payloads: Sequence[dict[str, Any]],
+        trace_context: dict[str, str] | None = None,
+    ) -> list[int]:
         with self.lock:
             ids = []
             for payload in payloads:
-                job = FakeJob(self.next_id, payload)
+                job = FakeJob(self.next_id, payload, trace_context=trace_context)
                 self.jobs.setdefault(queue, {})[job.job_id] = job
                 ids.append(job.job_id)
                 self.next_id += 1
@@ -251,3 +257,13 @@ class FakeApi:
     def wait_for_jobs(self, worker_id: str, queues: Sequence[str], waiting: bool) -> None:
         with self.lock:
             self._enter("wait_for_jobs", (list(queues), waiting))
+
+    def trace_contexts(self, queue: str, job_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        with self.lock:
+            self._enter("trace_contexts", (queue, list(job_ids)))
+            jobs = self.jobs.get(queue, {})
+            return {
+                job_id: dict(context)
+                for job_id in job_ids
+                if job_id in jobs and (context := jobs[job_id].trace_context) is not None
+            }

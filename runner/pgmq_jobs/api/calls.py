@@ -15,6 +15,7 @@ from typing import Any, Generic, LiteralString, TypeVar, cast
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from pgmq_jobs import tracing
 from pgmq_jobs.api.types import (
     CREATE_ONLY,
     DURATION_SETTINGS,
@@ -159,22 +160,29 @@ def enqueue(
     dedupe_window: Duration | None = None,
     group_key: str | None = None,
     priority: int = 0,
+    trace_context: Mapping[str, str] | None = None,
 ) -> Call[int]:
     """Enqueue one job in the connection's current transaction; returns its job id.
 
     ``dedupe_key``: while an earlier job with that key is unfinished (or, with
     ``dedupe_window``, was enqueued within the window) its id is returned instead.
     ``group_key``: jobs sharing it run one at a time, in enqueue order. ``priority``
-    (-32768..32767): among ready jobs the highest is claimed first."""
-    options = (delay, run_at, max_attempts, dedupe_key, dedupe_window, group_key)
+    (-32768..32767): among ready jobs the highest is claimed first. ``trace_context``:
+    the W3C trace context the worker's span continues (traceparent, tracestate,
+    baggage); by default the current one where OpenTelemetry traces
+    (:func:`pgmq_jobs.tracing.inject`), else none."""
+    if trace_context is None:
+        trace_context = tracing.inject()
+    options = (delay, run_at, max_attempts, dedupe_key, dedupe_window, group_key, trace_context)
     if all(option is None for option in options) and priority == 0:
-        # The common call, with two parameters to send instead of eight.
+        # The common call, with two parameters to send instead of nine.
         return Call(ENQUEUE_PLAIN, (queue, Jsonb(payload)), _int)
     return Call(
         "select pgmq_jobs.enqueue(%(queue)s, %(payload)s, delay => %(delay)s::interval,"
         " run_at => %(run_at)s, max_attempts => %(max_attempts)s::integer,"
         " dedupe_key => %(dedupe_key)s, dedupe_window => %(dedupe_window)s::interval,"
-        " group_key => %(group_key)s, priority => %(priority)s::integer)",
+        " group_key => %(group_key)s, priority => %(priority)s::integer,"
+        " trace_context => %(trace_context)s::jsonb)",
         {
             "queue": queue,
             "payload": Jsonb(payload),
@@ -185,6 +193,7 @@ def enqueue(
             "dedupe_key": dedupe_key,
             "dedupe_window": duration(dedupe_window),
             "group_key": group_key,
+            "trace_context": None if trace_context is None else Jsonb(dict(trace_context)),
         },
         _int,
     )
@@ -200,16 +209,21 @@ def enqueue_batch(
     dedupe_window: Duration | None = None,
     group_keys: Sequence[str | None] | None = None,
     priorities: Sequence[int] | None = None,
+    trace_context: Mapping[str, str] | None = None,
 ) -> Call[list[int]]:
     """Enqueue many jobs in one statement; returns their ids in input order.
 
     ``dedupe_keys`` / ``group_keys`` give each payload its own key (None for none);
-    ``priorities`` each its priority."""
+    ``priorities`` each its priority. ``trace_context``: as :func:`enqueue`'s, for every
+    job of the batch."""
+    if trace_context is None:
+        trace_context = tracing.inject()
     return Call(
         "select pgmq_jobs.enqueue_batch(%(queue)s, %(payloads)s::jsonb[],"
         " delay => %(delay)s::interval, max_attempts => %(max_attempts)s::integer,"
         " dedupe_keys => %(dedupe_keys)s::text[], dedupe_window => %(dedupe_window)s::interval,"
-        " group_keys => %(group_keys)s::text[], priorities => %(priorities)s::integer[])",
+        " group_keys => %(group_keys)s::text[], priorities => %(priorities)s::integer[],"
+        " trace_context => %(trace_context)s::jsonb)",
         {
             "queue": queue,
             "payloads": [Jsonb(p) for p in payloads],
@@ -219,6 +233,7 @@ def enqueue_batch(
             "dedupe_window": duration(dedupe_window),
             "group_keys": None if group_keys is None else list(group_keys),
             "priorities": None if priorities is None else list(priorities),
+            "trace_context": None if trace_context is None else Jsonb(dict(trace_context)),
         },
         lambda rows: [int(r[0]) for r in rows],
     )
@@ -812,4 +827,14 @@ def queue_history(since: datetime, queue: str | None = None) -> Call[list[dict[s
         {"since": since, "queue": queue},
         _dicts,
         dicts=True,
+    )
+
+
+def worker_trace_contexts(queue: str, job_ids: Sequence[int]) -> Call[list[Row]]:
+    """``trace_contexts`` for a tracing worker: rows (job_id, trace_context) of the claimed
+    ``job_ids`` of ``queue`` that carry a producer's trace context."""
+    return Call(
+        "select job_id, trace_context from pgmq_jobs.trace_contexts(%s, %s::bigint[])",
+        (queue, array_literal(job_ids)),
+        list,
     )

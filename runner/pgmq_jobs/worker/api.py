@@ -121,6 +121,11 @@ class WorkerApi(Protocol):
 
     def wait_for_jobs(self, worker_id: str, queues: Sequence[str], waiting: bool) -> None: ...
 
+    def trace_contexts(self, queue: str, job_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The producers' trace contexts of claimed jobs, by job id (jobs without one are
+        left out); asked only while OpenTelemetry traces."""
+        ...
+
 
 def _pairs(deliveries: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
     return [d[0] for d in deliveries], [d[1] for d in deliveries]
@@ -235,3 +240,7 @@ class DatabaseApi:
 
     def wait_for_jobs(self, worker_id: str, queues: Sequence[str], waiting: bool) -> None:
         run(self._conn(), calls.wait_for_jobs(worker_id, queues, waiting))
+
+    def trace_contexts(self, queue: str, job_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        rows = run(self._conn(), calls.worker_trace_contexts(queue, job_ids))
+        return {int(job_id): context for job_id, context in rows}

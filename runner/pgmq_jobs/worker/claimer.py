@@ -1,17 +1,28 @@
 """The claimer: how many jobs to ask for (prefetch), the claims themselves, and the
-worker's waiting marks (which ask producers for wake-ups while it is idle on a queue)."""
+worker's waiting marks (which ask producers for wake-ups while it is idle on a queue).
+
+While OpenTelemetry traces (:func:`pgmq_jobs.tracing.active`), each claimed batch's trace
+contexts are read in one more call and handed to the handlers' spans; otherwise that call
+is never made."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
+import psycopg
+
+from pgmq_jobs import tracing
 from pgmq_jobs.registry import Handler, JobContext
 from pgmq_jobs.worker import options as tuning
 from pgmq_jobs.worker.api import Claimed, WorkerApi
 from pgmq_jobs.worker.options import WorkerOptions
 from pgmq_jobs.worker.state import Delivery, Report, State
+
+log = logging.getLogger("pgmq_jobs.worker")
 
 
 def moving_average(last: float | None, value: float) -> float:
@@ -43,6 +54,7 @@ class Claimer:
         # Queues this worker is marked waiting for (enqueues then NOTIFY; see wait_for_jobs).
         self.waiting: set[str] = set()
         self.order: deque[str] = deque(options.queues)
+        self.trace_contexts_failed = False  # logged once
 
     # ------------------------------------------------------------ prefetch
 
@@ -97,8 +109,9 @@ class Claimer:
                     continue
                 wakes = self.state.wakes[queue]
             rows = self.claim_rows(queue, free)
+            contexts = self.trace_contexts(queue, rows) if rows and tracing.active() else {}
             for row in rows:
-                self.start(queue, row)
+                self.start(queue, row, contexts.get(row.job_id))
             self.measure_payloads(rows)
             if len(rows) < free:
                 self.mark_drained(queue, wakes)
@@ -108,7 +121,25 @@ class Claimer:
         handler = self.handlers[queue]
         return self.api.claim(queue, qty, handler.visibility_timeout, self.worker_id)
 
-    def start(self, queue: str, row: Claimed) -> None:
+    def trace_contexts(self, queue: str, rows: list[Claimed]) -> dict[int, dict[str, Any]]:
+        """The claimed jobs' trace contexts by job id. The jobs are claimed already: should
+        the call fail they run all the same, in traces of their own (a lost connection then
+        shows in the next call, which the loop handles)."""
+        try:
+            return self.api.trace_contexts(queue, [row.job_id for row in rows])
+        except psycopg.Error as exc:
+            if not self.trace_contexts_failed:
+                self.trace_contexts_failed = True
+                log.warning(
+                    "could not read the trace contexts of jobs of %s (%s: %s); their spans"
+                    " start new traces",
+                    queue,
+                    type(exc).__name__,
+                    exc,
+                )
+            return {}
+
+    def start(self, queue: str, row: Claimed, trace_context: dict[str, Any] | None = None) -> None:
         now = time.monotonic()
         lease = max(float(row.lease), 0.001)
         context = JobContext(
@@ -124,6 +155,7 @@ class Claimer:
             lease=lease,
             lease_until=now + lease,
             extend_at=now + lease * self.options.extend_fraction,
+            trace_context=trace_context,
         )
         self.state.add(delivery)
         self.state.summary.claimed += 1

@@ -204,7 +204,9 @@ class Executor:
 def run_handler(delivery: Delivery) -> Report:
     """Call a ``def`` handler; its outcome as a report."""
     started = time.perf_counter()
-    with job_span(delivery.queue, delivery.job_id, delivery.attempt) as span:
+    with job_span(
+        delivery.queue, delivery.job_id, delivery.attempt, delivery.trace_context
+    ) as span:
         try:
             result = delivery.handler.func(delivery.payload, delivery.context)
             if result is not None and inspect.isawaitable(result):
@@ -224,7 +226,9 @@ def run_handler(delivery: Delivery) -> Report:
 async def run_async_handler(delivery: Delivery) -> Report:
     """Await an ``async def`` handler; its outcome as a report."""
     started = time.perf_counter()
-    with job_span(delivery.queue, delivery.job_id, delivery.attempt) as span:
+    with job_span(
+        delivery.queue, delivery.job_id, delivery.attempt, delivery.trace_context
+    ) as span:
         try:
             await delivery.handler.func(delivery.payload, delivery.context)
         except BaseException as exc:  # CancelledError too: its outcome is a timeout's

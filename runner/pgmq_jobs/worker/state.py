@@ -35,6 +35,7 @@ class Delivery:
     deadline: float | None = None
     settled: bool = False
     slot: Any = None  # the handler thread running it (sync handlers)
+    trace_context: dict[str, Any] | None = None  # the producer's, when the worker traces
 
 
 @dataclass(eq=False)
