@@ -17,8 +17,12 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
+
+from pgmq_jobs.api import ops
+from pgmq_jobs.api.sync import run
 
 MIN_MAJOR = 15
 PG_ROOT = Path("/usr/lib/postgresql")
@@ -351,7 +355,7 @@ class EmbeddedCluster:
         while time.monotonic() < deadline:
             try:
                 with psycopg.connect(self.dsn(), connect_timeout=2, autocommit=True) as conn:
-                    conn.execute("select 1")
+                    run(conn, ops.ping())
                 return
             except psycopg.OperationalError as exc:
                 last = exc
@@ -423,9 +427,9 @@ class EmbeddedCluster:
         if standby.initialised:
             raise ClusterError(f"{standby.data_dir} already holds a cluster")
         with psycopg.connect(primary_dsn, autocommit=True, connect_timeout=10) as conn:
-            row = conn.execute("select current_setting('cron.database_name', true)").fetchone()
-        if row and row[0] and "cron.database_name" not in standby.settings:
-            standby.settings["cron.database_name"] = row[0]
+            cron_database = run(conn, ops.setting("cron.database_name"))
+        if cron_database and "cron.database_name" not in standby.settings:
+            standby.settings["cron.database_name"] = cron_database
         standby.data_dir.parent.mkdir(parents=True, exist_ok=True)
         standby.data_dir.mkdir(mode=0o700, exist_ok=True)
         if any(standby.data_dir.iterdir()):
@@ -458,8 +462,7 @@ class EmbeddedCluster:
     def in_recovery(self) -> bool:
         """The server is a standby (``pg_is_in_recovery()``)."""
         with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=5) as conn:
-            row = conn.execute("select pg_is_in_recovery()").fetchone()
-        return bool(row and row[0])
+            return run(conn, ops.in_recovery())
 
     def wait_replayed(self, primary_dsn: str, timeout: float = 30) -> None:
         """Wait until this standby has replayed everything committed on the primary so far.
@@ -470,16 +473,11 @@ class EmbeddedCluster:
         the commit reaches the standby.
         """
         with psycopg.connect(primary_dsn, autocommit=True, connect_timeout=5) as conn:
-            row = conn.execute("select pg_current_wal_insert_lsn()::text").fetchone()
-        assert row is not None
-        target = row[0]
+            target = run(conn, ops.wal_insert_lsn())
         deadline = time.monotonic() + timeout
         with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=5) as conn:
             while True:
-                row = conn.execute(
-                    "select pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)
-                ).fetchone()
-                if row and row[0]:
+                if run(conn, ops.replayed_to(target)):
                     return
                 if time.monotonic() > deadline:
                     raise ClusterError(
@@ -495,15 +493,9 @@ class EmbeddedCluster:
         self.stop()
 
 
-def create_database(conn: psycopg.Connection[object], name: str, template: str | None) -> bool:
+def create_database(conn: psycopg.Connection[Any], name: str, template: str | None) -> bool:
     """Create database ``name`` on ``conn``'s server if missing; True if created."""
-    from psycopg import sql
-
-    exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
-    if exists:
+    if run(conn, ops.database_exists(name)):
         return False
-    stmt = sql.SQL("create database {}").format(sql.Identifier(name))
-    if template:
-        stmt = sql.SQL("{} template {}").format(stmt, sql.Identifier(template))
-    conn.execute(stmt)
+    run(conn, ops.create_database(name, template))
     return True

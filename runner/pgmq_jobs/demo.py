@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from pgmq_jobs import client
 from pgmq_jobs.registry import JobContext, Registry
@@ -83,18 +82,13 @@ def show_progress(line: str) -> None:
 # ---------------------------------------------------------------- database
 
 
-def count(conn: Connection, table: str, where: str = "true") -> int:
-    query = sql.SQL("select count(*) from pgmq.{} where " + where).format(sql.Identifier(table))
-    row = conn.execute(query).fetchone()
-    return int(row[0]) if row else 0
+def count(conn: Connection, state: str) -> int:
+    """How many of the demo queue's jobs are in ``state`` (``pgmq_jobs.list_jobs``)."""
+    return len(client.list_jobs(conn, QUEUE, state, 1000))
 
 
 def snapshot(conn: Connection, worker: Worker) -> tuple[int, int, int, int]:
-    done = count(conn, f"a_{QUEUE}")
-    retrying = count(
-        conn, f"q_{QUEUE}", "headers -> 'errors' is not null and vt > clock_timestamp()"
-    )
-    return done, worker.in_flight, retrying, count(conn, f"q_{QUEUE}_dlq")
+    return count(conn, "completed"), worker.in_flight, count(conn, "retrying"), count(conn, "dead")
 
 
 def set_up_queue(conn: Connection) -> None:
@@ -168,12 +162,17 @@ def show_dead_letter(conn: Connection) -> None:
 
 
 def show_workers(conn: Connection) -> None:
-    rows = conn.execute(
-        "select worker_id, case when stopped_at is not null then 'stopped cleanly' else status end,"
-        " jobs_done, jobs_failed from pgmq_jobs.workers"
-        " where %s = any(queues) order by last_seen_at desc limit 1",
-        (QUEUE,),
-    ).fetchall()
+    mine = [w for w in client.workers(conn, include_gone=True) if QUEUE in (w["queues"] or [])]
+    mine.sort(key=lambda w: w["last_seen_at"], reverse=True)
+    rows = [
+        (
+            w["worker_id"],
+            "stopped cleanly" if w["stopped_at"] is not None else w["status"],
+            w["jobs_done"],
+            w["jobs_failed"],
+        )
+        for w in mine[:1]
+    ]
     for worker_id, status, done, failed in rows:
         say(f"6. worker {worker_id}: {status}, {done} jobs done, {failed} failed attempts")
 

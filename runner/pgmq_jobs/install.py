@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, LiteralString, cast
 
 import psycopg
-from psycopg import sql
 
+from pgmq_jobs.api import ops
+from pgmq_jobs.api.sync import run
 from pgmq_jobs.paths import pgmq_sql_path, pgmq_sql_version, sql_dir
 from pgmq_jobs.versions import (
     PACKAGE_VERSION,
@@ -138,60 +139,27 @@ def _execute_script(conn: Connection, text: str) -> None:
     conn.execute(cast(LiteralString, text))
 
 
-def _scalar(conn: Connection, query: LiteralString, params: tuple[Any, ...] = ()) -> Any:
-    row = conn.execute(query, params).fetchone()
-    return row[0] if row else None
-
-
-def _installed_extension_version(conn: Connection, name: str) -> str | None:
-    return cast(
-        "str | None",
-        _scalar(conn, "select extversion from pg_extension where extname = %s", (name,)),
-    )
-
-
-def _extension_available(conn: Connection, name: str) -> bool:
-    return bool(
-        _scalar(
-            conn, "select exists(select 1 from pg_available_extensions where name = %s)", (name,)
-        )
-    )
-
-
-def _schema_exists(conn: Connection, name: str) -> bool:
-    return bool(
-        _scalar(conn, "select exists(select 1 from pg_namespace where nspname = %s)", (name,))
-    )
-
-
 def _ensure_pgmq(conn: Connection) -> tuple[str, str | None]:
-    if _schema_exists(conn, "pgmq"):
-        version = _installed_extension_version(conn, "pgmq")
-        return "existing", version
-    if _extension_available(conn, "pgmq"):
-        conn.execute("create extension if not exists pgmq")
-        return "extension", _installed_extension_version(conn, "pgmq")
+    if run(conn, ops.schema_exists("pgmq")):
+        return "existing", run(conn, ops.extension_version("pgmq"))
+    if run(conn, ops.extension_available("pgmq")):
+        run(conn, ops.create_extension("pgmq"))
+        return "extension", run(conn, ops.extension_version("pgmq"))
     _execute_script(conn, pgmq_sql_path().read_text(encoding="utf-8"))
     return "pypi-sql", pgmq_sql_version()
 
 
 def pg_cron_allowed(conn: Connection) -> bool:
     """pg_cron can be created here: available, and this is cron.database_name's database."""
-    return bool(
-        _scalar(
-            conn,
-            "select exists(select 1 from pg_available_extensions where name = 'pg_cron')"
-            " and current_database() = current_setting('cron.database_name', true)",
-        )
-    )
+    return run(conn, ops.pg_cron_allowed())
 
 
 def _ensure_pg_cron(conn: Connection) -> tuple[bool, bool]:
     """(pg_cron present afterwards, created by this call)."""
-    if _installed_extension_version(conn, "pg_cron") is not None:
+    if run(conn, ops.extension_version("pg_cron")) is not None:
         return True, False
     if pg_cron_allowed(conn):
-        conn.execute("create extension if not exists pg_cron")
+        run(conn, ops.create_extension("pg_cron"))
         return True, True
     return False, False
 
@@ -213,14 +181,13 @@ def upgrades_dir(directory: Path | None = None) -> Path:
 @contextmanager
 def _pinned_search_path(conn: Connection) -> Iterator[None]:
     """``search_path`` = :data:`PINNED_SEARCH_PATH` inside, the caller's again afterwards."""
-    row = conn.execute("select pg_catalog.current_setting('search_path')").fetchone()
-    previous = str(row[0]) if row else ""
-    conn.execute("select pg_catalog.set_config('search_path', %s, true)", (PINNED_SEARCH_PATH,))
+    previous = run(conn, ops.setting("search_path")) or ""
+    run(conn, ops.set_local("search_path", PINNED_SEARCH_PATH))
     try:
         yield
     finally:
         if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
-            conn.execute("select pg_catalog.set_config('search_path', %s, true)", (previous,))
+            run(conn, ops.set_local("search_path", previous))
 
 
 def _apply(conn: Connection, source: str, path: Path) -> None:
@@ -230,36 +197,23 @@ def _apply(conn: Connection, source: str, path: Path) -> None:
         raise InstallError(source, exc) from exc
 
 
-_PENDING_INDEXES = """
-select qs.queue, pgmq_jobs._priority_index_sql(qs.queue, true)
-from pgmq_jobs.queue_settings as qs
-where not qs.priority_index and not qs.partitioned
-order by qs.queue
-"""
-
-
 def _build_deferred_indexes(conn: Connection) -> list[str]:
     """Build, concurrently and outside any transaction, the priority index of every queue
     whose upgrade left it for later; claims go on meanwhile (by visibility time). Returns
     the queues done. A build that fails leaves an invalid index: it is dropped and the
     error raised (the next ``pgmq-jobs install`` tries again)."""
     conn.autocommit = True
-    if conn.execute(
-        "select pg_catalog.to_regprocedure('pgmq_jobs._finish_priority_index(text)') is null"
-    ).fetchone() != (False,):
+    if not run(conn, ops.function_exists("pgmq_jobs._finish_priority_index(text)")):
         return []
     built: list[str] = []
-    for queue, statement in conn.execute(cast(LiteralString, _PENDING_INDEXES)).fetchall():
+    for queue, statement in run(conn, ops.pending_priority_indexes()):
         try:
-            conn.execute(cast(LiteralString, statement))
-            finished = conn.execute(
-                "select pgmq_jobs._finish_priority_index(%s)", (queue,)
-            ).fetchone()
+            _execute_script(conn, statement)
+            finished = run(conn, ops.finish_priority_index(queue))
         except psycopg.Error as exc:
             raise InstallError(f"the priority index of queue {queue}", exc) from exc
-        if finished != (True,):
-            index = sql.Identifier(f"q_{queue}_priority_vt")
-            conn.execute(sql.SQL("drop index concurrently if exists pgmq.{}").format(index))
+        if not finished:
+            run(conn, ops.drop_index_concurrently("pgmq", f"q_{queue}_priority_vt"))
             raise InstallError(
                 f"the priority index of queue {queue}",
                 RuntimeError("the concurrent build left an invalid index (dropped); run again"),
@@ -300,7 +254,7 @@ def install(
     defer = isinstance(target, str)
     with _connection(target) as conn:
         with conn.transaction(), _pinned_search_path(conn):
-            conn.execute("select pg_catalog.pg_advisory_xact_lock(%s)", (INSTALL_LOCK_KEY,))
+            run(conn, ops.transaction_lock(INSTALL_LOCK_KEY))
             try:
                 source, version = _ensure_pgmq(conn)
             except psycopg.Error as exc:
@@ -309,9 +263,7 @@ def install(
             previous = installed_version(conn)
             action, steps = _plan(previous, directory, cron_created)
             if defer:
-                conn.execute(
-                    "select pg_catalog.set_config('pgmq_jobs.defer_priority_index', 'on', true)"
-                )
+                run(conn, ops.set_local("pgmq_jobs.defer_priority_index", "on"))
             for step in steps:
                 _apply(conn, f"sql/upgrades/{step.path.name}", step.path)
             if action != "unchanged":

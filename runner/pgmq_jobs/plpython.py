@@ -31,6 +31,9 @@ from typing import Any, LiteralString, cast
 
 import psycopg
 
+from pgmq_jobs.api import ops
+from pgmq_jobs.api.plpython_ddl import api_roles_revoke, function_ddl, schema_ddl
+from pgmq_jobs.api.sync import run
 from pgmq_jobs.paths import repo_root
 
 SCHEMA = "pgmq_jobs_plpy"
@@ -230,89 +233,43 @@ except Exception as exc:
 
 
 def function_sql(fn: PlFunction) -> str:
-    body = function_body(fn)
-    quote = "$plpy$"
-    if quote in body:
-        raise ValueError(f"{fn.module}.py contains {quote}, which ends the function body")
-    qualified = f"{SCHEMA}.{fn.identity}"
-    comment = fn.comment.replace("'", "''")
-    return (
-        f"create or replace function {SCHEMA}.{fn.signature}\n"
-        f"returns {fn.returns}\n"
-        f"language plpython3u\n"
-        f"{fn.attributes}\n"
-        f"set search_path = pg_catalog, pg_temp\n"
-        f"as {quote}{body}{quote};\n\n"
-        f"comment on function {qualified} is '{comment}';\n\n"
-        f"revoke all on function {qualified} from public;\n"
-        f"grant execute on function {qualified} to {ADMIN_ROLE};\n"
+    return function_ddl(
+        SCHEMA,
+        fn.signature,
+        fn.identity,
+        fn.returns,
+        fn.attributes,
+        function_body(fn),
+        fn.comment,
+        ADMIN_ROLE,
     )
-
-
-def schema_sql() -> str:
-    return (
-        f"create schema if not exists {SCHEMA};\n"
-        f"comment on schema {SCHEMA} is 'pgmq-jobs PL/Python support for self-hosted "
-        f"PostgreSQL (pgmq-jobs install --with-plpython), generated from plpy/';\n"
-        f"revoke all on schema {SCHEMA} from public;\n"
-        f"grant usage on schema {SCHEMA} to {ADMIN_ROLE};\n"
-    )
-
-
-# Where global default privileges hand new functions to Supabase's API roles (anon,
-# authenticated), take them back, as sql/900_grants.sql does for pgmq_jobs: only the admin
-# may run these SECURITY DEFINER functions.
-API_ROLES_REVOKE = f"""
-do $api_roles$
-declare
-    r text;
-begin
-    foreach r in array array['anon', 'authenticated'] loop
-        if exists (select from pg_catalog.pg_roles where rolname operator(pg_catalog.=) r) then
-            execute pg_catalog.format('revoke all on all functions in schema {SCHEMA} from %I', r);
-            execute pg_catalog.format('revoke all on schema {SCHEMA} from %I', r);
-        end if;
-    end loop;
-end
-$api_roles$;
-"""
 
 
 def install_sql(with_jsonschema: bool = True) -> str:
     """Everything :func:`install_plpython` applies (after ``create extension plpython3u``)."""
-    parts = [schema_sql()]
+    parts = [schema_ddl(SCHEMA, ADMIN_ROLE)]
     parts += [
         function_sql(fn) for fn in FUNCTIONS if with_jsonschema or fn.module != "jsonschema_check"
     ]
     parts.append((plpy_dir() / "invoke_schedule.sql").read_text(encoding="utf-8"))
-    parts.append(API_ROLES_REVOKE)
+    parts.append(api_roles_revoke(SCHEMA))
     return "\n".join(parts)
-
-
-def _scalar(conn: Connection, query: LiteralString, params: tuple[Any, ...] = ()) -> Any:
-    row = conn.execute(query, params).fetchone()
-    return row[0] if row else None
 
 
 def plpython_available(conn: Connection) -> bool:
     """The server offers the ``plpython3u`` extension (installed here or installable)."""
-    return bool(
-        _scalar(
-            conn,
-            "select exists(select from pg_available_extensions where name = 'plpython3u')",
-        )
-    )
+    return run(conn, ops.extension_available("plpython3u"))
 
 
 def _is_superuser(conn: Connection) -> bool:
-    return bool(_scalar(conn, "select rolsuper from pg_roles where rolname = current_user"))
+    return run(conn, ops.is_superuser())
 
 
 def server_has_jsonschema(conn: Connection) -> bool:
     """The server's Python (the one PL/Python runs) can import ``jsonschema``."""
     try:
         with conn.transaction():
-            conn.execute("do language plpython3u $$import jsonschema$$")
+            run(conn, ops.server_python_imports("jsonschema"))
     except psycopg.Error:
         return False
     return True
@@ -326,13 +283,13 @@ def install_plpython(conn: Connection) -> PlpythonResult:
     if not plpython_available(conn):
         return PlpythonResult(False, notes=[ABSENT_NOTE])
     if not _is_superuser(conn):
-        user = _scalar(conn, "select current_user")
+        user = run(conn, ops.current_user())
         return PlpythonResult(False, notes=[NOT_SUPERUSER_NOTE.format(user=user)])
-    conn.execute("create extension if not exists plpython3u")
+    run(conn, ops.create_extension("plpython3u"))
     result = PlpythonResult(True)
     with_jsonschema = server_has_jsonschema(conn)
     if not with_jsonschema:
-        conn.execute(f"drop function if exists {SCHEMA}.validate_json_schema(jsonb, jsonb)")
+        run(conn, ops.drop_function(f"{SCHEMA}.validate_json_schema(jsonb, jsonb)"))
         result.notes.append(NO_JSONSCHEMA_NOTE)
     conn.execute(cast(LiteralString, install_sql(with_jsonschema)))
     result.functions = [
@@ -345,4 +302,4 @@ def install_plpython(conn: Connection) -> PlpythonResult:
 
 def uninstall_plpython(conn: Connection) -> None:
     """Drop schema ``pgmq_jobs_plpy`` and everything in it (the extension stays)."""
-    conn.execute(f"drop schema if exists {SCHEMA} cascade")
+    run(conn, ops.drop_schema_cascade(SCHEMA))

@@ -112,11 +112,12 @@ def upgrade_path(installed: str, target: str, steps: list[Step]) -> list[Step]:
 
 def installed_version(conn: Connection) -> str | None:
     """The newest release recorded in ``pgmq_jobs.schema_version``, or None (not installed)."""
-    row = conn.execute("select pg_catalog.to_regclass('pgmq_jobs.schema_version')").fetchone()
-    if row is None or row[0] is None:
+    from pgmq_jobs.api import ops
+    from pgmq_jobs.api.sync import run
+
+    if not run(conn, ops.relation_exists("pgmq_jobs.schema_version")):
         return None
-    rows = conn.execute("select version from pgmq_jobs.schema_version").fetchall()
-    return newest([str(r[0]) for r in rows])
+    return newest(run(conn, ops.schema_versions()))
 
 
 def check_compatible(
