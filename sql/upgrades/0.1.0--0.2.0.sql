@@ -117,3 +117,8 @@ alter table pgmq_jobs.queue_history add column if not exists enqueued bigint not
 -- the CLI); 0.1.0 calls resolve to the new signature and ignore such ids, as
 -- before.
 drop function if exists pgmq_jobs.replay(text, bigint[]);
+
+-- Issue 20, item 8: dead_letters gained newest_first (the dashboard lists the
+-- newest dead letters first); 0.1.0 calls resolve to the new signature and
+-- list the oldest first, as before.
+drop function if exists pgmq_jobs.dead_letters(text, integer, bigint, text, interval, interval);

@@ -360,8 +360,10 @@ def dead_letters(
     error_text: str | None = None,
     older_than: Duration | None = None,
     newer_than: Duration | None = None,
+    newest_first: bool = False,
 ) -> Call[list[DeadLetter]]:
-    """The oldest ``lim`` dead letters of ``queue``, optionally filtered.
+    """The oldest ``lim`` dead letters of ``queue``, oldest first, optionally filtered; with
+    ``newest_first`` the newest ``lim``, newest first (sorted by the database).
 
     ``error_text`` matches any recorded error (case-insensitive); ``older_than`` /
     ``newer_than`` compare with the time of death."""
@@ -369,7 +371,8 @@ def dead_letters(
         "select dead_id, job_id, original_job_id, payload, attempts, reason, errors, last_error,"
         " enqueued_at, died_at, replays from pgmq_jobs.dead_letters(%(queue)s, %(lim)s::integer,"
         " dead_id => %(dead_id)s::bigint, error_text => %(error_text)s::text,"
-        " older_than => %(older_than)s::interval, newer_than => %(newer_than)s::interval)",
+        " older_than => %(older_than)s::interval, newer_than => %(newer_than)s::interval,"
+        " newest_first => %(newest_first)s::boolean)",
         {
             "queue": queue,
             "lim": lim,
@@ -377,6 +380,7 @@ def dead_letters(
             "error_text": error_text,
             "older_than": duration(older_than),
             "newer_than": duration(newer_than),
+            "newest_first": newest_first,
         },
         lambda rows: [DeadLetter(*r) for r in rows],
     )
