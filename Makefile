@@ -42,10 +42,10 @@ fmt: setup ## ruff fix + format, sqlfluff fix sql/
 	$(SQLFLUFF) fix sql/
 
 migrations: setup ## regenerate the current release's supabase migration from sql/
-	$(PY) -m pgmq_jobs.migrations
+	$(PY) -m pgmq_jobs.ops.migrations
 
 migrations-check: setup ## fail if a released migration changed or the current one is stale
-	$(PY) -m pgmq_jobs.migrations --check
+	$(PY) -m pgmq_jobs.ops.migrations --check
 
 BENCH_DEPS = $(PY) -c 'import matplotlib' 2>/dev/null || \
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'

@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def start_cluster() -> Any:
-    from pgmq_jobs.cluster import EmbeddedCluster
+    from pgmq_jobs.ops.cluster import EmbeddedCluster
 
     settings = dict(CLUSTER_SETTINGS)
     cluster = EmbeddedCluster(CLUSTER_DIR, settings=settings, quiet=True)

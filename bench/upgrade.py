@@ -3,7 +3,7 @@
 A database built from the shipped 0.1.0 migration holds ``plan.deep_n`` jobs in one queue
 (a tenth of them delayed, a thousand in flight) and a small second queue. A claimer thread
 claims and completes one job at a time from the deep queue through the whole run, noting the
-duration of every claim and of every claim-and-complete round; `pgmq_jobs.install.install`
+duration of every claim and of every claim-and-complete round; `pgmq_jobs.ops.install.install`
 then upgrades the database (its transaction, then the concurrent build of the queue's priority
 index). Reported: the upgrade's wall time, and the longest claim and round that overlapped it
 (what the upgrade's locks cost a worker) beside the claims' median before it.
@@ -20,8 +20,8 @@ import psycopg
 from bench.common import progress
 from bench.deep import fill_jobs, settle
 from bench.scenarios import Plan
-from pgmq_jobs.install import install
-from pgmq_jobs.paths import pgmq_sql_path, repo_root
+from pgmq_jobs.ops.install import install
+from pgmq_jobs.ops.paths import pgmq_sql_path, repo_root
 
 RELEASED_0_1_0 = "supabase/migrations/20261123000000_pgmq_jobs.sql"
 

@@ -2,7 +2,7 @@
 
     SOAK_SECONDS=600 python scripts/soak.py [--seconds N] [--seed N] [--workers 3]
 
-On its own throwaway :class:`~pgmq_jobs.cluster.EmbeddedCluster` with durability on (fsync,
+On its own throwaway :class:`~pgmq_jobs.ops.cluster.EmbeddedCluster` with durability on (fsync,
 synchronous_commit, full_page_writes): a producer enqueues a mix of jobs (ordinary work,
 flaky jobs that fail then succeed, unparseable payloads, rare jobs that kill their worker)
 into one queue (2 s visibility timeout, 4 attempts) while supervised ``pgmq-jobs worker``
@@ -59,8 +59,8 @@ from fault_harness import (  # noqa: E402
     terminate_workers,
 )
 from ledger_checker import check, format_table  # noqa: E402
-from pgmq_jobs.cluster import EmbeddedCluster  # noqa: E402
-from pgmq_jobs.install import install  # noqa: E402
+from pgmq_jobs.ops.cluster import EmbeddedCluster  # noqa: E402
+from pgmq_jobs.ops.install import install  # noqa: E402
 
 QUEUE = "soak"
 Connection = psycopg.Connection[Any]

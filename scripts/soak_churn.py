@@ -2,7 +2,7 @@
 
     python scripts/soak_churn.py [--jobs 2000000] [--storage fillfactor=90,...] [--json FILE]
 
-On its own throwaway :class:`~pgmq_jobs.cluster.EmbeddedCluster` with default durability
+On its own throwaway :class:`~pgmq_jobs.ops.cluster.EmbeddedCluster` with default durability
 (fsync, synchronous_commit and full_page_writes on; autovacuum at its defaults) unless
 ``--dsn`` names a server (a database ``pgmq_jobs_soak`` is created there):
 
@@ -44,8 +44,8 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from pgmq_jobs import client  # noqa: E402
-from pgmq_jobs.cluster import EmbeddedCluster  # noqa: E402
-from pgmq_jobs.install import install  # noqa: E402
+from pgmq_jobs.ops.cluster import EmbeddedCluster  # noqa: E402
+from pgmq_jobs.ops.install import install  # noqa: E402
 
 Connection = psycopg.Connection[Any]
 DATABASE = "pgmq_jobs_soak"

@@ -1,6 +1,6 @@
 """Shared fixtures: one PostgreSQL server per test session, databases cloned from a template.
 
-The server is a throwaway :class:`~pgmq_jobs.cluster.EmbeddedCluster` (durability off for
+The server is a throwaway :class:`~pgmq_jobs.ops.cluster.EmbeddedCluster` (durability off for
 speed) unless ``DATABASE_URL`` points at an existing server (its database is only used to
 reach the server; the tests create and drop their own databases there).
 """
@@ -20,8 +20,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pgmq_jobs.cluster import EmbeddedCluster, find_bin_dir
-from pgmq_jobs.install import install
+from pgmq_jobs.ops.cluster import EmbeddedCluster, find_bin_dir
+from pgmq_jobs.ops.install import install
 
 TEMPLATE_DB = "pgmq_jobs_tpl"
 TEST_DB = "pgmq_jobs_test"
@@ -90,13 +90,13 @@ def cluster_dsn() -> Iterator[str]:
 
     ``DATABASE_URL``'s server, else an embedded cluster from the local binaries, else (where
     a Docker engine exists and no local binaries do) a testcontainers container with pg_cron
-    (:mod:`pgmq_jobs.container`); the test summary says in one line which it was."""
+    (:mod:`pgmq_jobs.ops.container`); the test summary says in one line which it was."""
     external = os.environ.get("DATABASE_URL")
     if external:
         _SERVER_LINE.append("PostgreSQL from DATABASE_URL (local binaries and Docker unused)")
         yield dsn_for(external, "postgres")
         return
-    from pgmq_jobs.container import ContainerSpec, choose_server, running_container
+    from pgmq_jobs.ops.container import ContainerSpec, choose_server, running_container
 
     choice = choose_server()
     _SERVER_LINE.append(choice.line)

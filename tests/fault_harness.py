@@ -26,7 +26,7 @@ from psycopg import sql
 import pgmq_jobs.client as jobs
 from apps.fault_app import FAULT_LEDGER_DDL
 from apps.harness import CLI, TESTS_DIR
-from pgmq_jobs.cluster import EmbeddedCluster
+from pgmq_jobs.ops.cluster import EmbeddedCluster
 from support import wait_for
 
 Connection = psycopg.Connection[Any]

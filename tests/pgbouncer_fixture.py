@@ -22,7 +22,7 @@ from types import TracebackType
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pgmq_jobs.cluster import free_port
+from pgmq_jobs.ops.cluster import free_port
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 OWNER = "postgres"

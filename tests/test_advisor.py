@@ -28,7 +28,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import pgmq_jobs.client as jobs
-from pgmq_jobs.install import install
+from pgmq_jobs.ops.install import install
 
 Connection = psycopg.Connection[Any]
 

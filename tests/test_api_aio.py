@@ -223,7 +223,7 @@ def test_every_aio_function_against_the_database(db_dsn: str, queue_name: str) -
 
 
 def pgmq_jobs_version() -> str:
-    from pgmq_jobs.versions import PACKAGE_VERSION
+    from pgmq_jobs.ops.versions import PACKAGE_VERSION
 
     return PACKAGE_VERSION
 

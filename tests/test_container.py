@@ -1,4 +1,4 @@
-"""The testcontainers path (:mod:`pgmq_jobs.container`): its configuration checked without
+"""The testcontainers path (:mod:`pgmq_jobs.ops.container`): its configuration checked without
 starting anything (no Docker engine is needed), the choice between local binaries and a
 container, and the one line the test summary prints about it."""
 
@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from pgmq_jobs import container
-from pgmq_jobs.container import BUILT_IMAGE, IMAGE_ENV, ContainerSpec
+from pgmq_jobs.ops import container
+from pgmq_jobs.ops.container import BUILT_IMAGE, IMAGE_ENV, ContainerSpec
 
 
 class FakeDockerClient:
@@ -135,7 +135,7 @@ def test_the_suite_says_in_one_line_which_server_it_used(
 
 
 def test_dev_container_without_a_docker_engine_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pgmq_jobs import dev
+    from pgmq_jobs.ops import dev
 
     monkeypatch.setattr(container, "docker_available", lambda: False)
     with pytest.raises(dev.DevContainerError, match="needs a Docker engine"):

@@ -33,7 +33,7 @@ import pytest
 
 from pgmq_jobs import client
 from pgmq_jobs.cli import build_parser
-from pgmq_jobs.plpython import load_plain
+from pgmq_jobs.ops.plpython import load_plain
 from pgmq_jobs.web.dashboard import DashboardServer
 from pgmq_jobs.web.dashboard.svg import p95
 from pgmq_jobs.web.dashboard.views import environment

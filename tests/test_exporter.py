@@ -17,7 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import pgmq_jobs.client as jobs
-from pgmq_jobs import cli_observe, exporter
+from pgmq_jobs.cli import observe as cli_observe
+from pgmq_jobs.metrics import exporter
 from support import db_now
 
 Connection = psycopg.Connection[Any]

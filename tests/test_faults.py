@@ -46,8 +46,8 @@ from fault_harness import (
     terminate_workers,
 )
 from ledger_checker import LedgerReport, check
-from pgmq_jobs.cluster import EmbeddedCluster
-from pgmq_jobs.install import install
+from pgmq_jobs.ops.cluster import EmbeddedCluster
+from pgmq_jobs.ops.install import install
 from support import wait_for
 
 Connection = psycopg.Connection[Any]

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from dbutil import normalise_dump, pg_dump_schema
-from pgmq_jobs.install import (
+from pgmq_jobs.ops.install import (
     PG_CRON_ABSENT_NOTE,
     InstallError,
     InstallReport,
@@ -22,7 +22,7 @@ from pgmq_jobs.install import (
     schema_sql,
     sql_files,
 )
-from pgmq_jobs.paths import SQL_DIR_ENV, pgmq_sql_path
+from pgmq_jobs.ops.paths import SQL_DIR_ENV, pgmq_sql_path
 
 SCHEMAS = ("pgmq", "pgmq_jobs")
 

@@ -16,7 +16,7 @@ import pytest
 
 import pgmq_jobs.client as jobs
 from apps.harness import CLI, create_ledger, done_ids, stop_process, worker_env
-from pgmq_jobs.cluster import free_port
+from pgmq_jobs.ops.cluster import free_port
 from support import wait_for
 
 Connection = psycopg.Connection[Any]

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 import pgmq_jobs.client as jobs
-from pgmq_jobs.exporter import serve
+from pgmq_jobs.metrics.exporter import serve
 
 CLI = str(Path(sys.executable).with_name("pgmq-jobs"))
 

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from dbutil import dsn_to_url, normalise_dump, pg_dump_schema
-from pgmq_jobs import migrations
-from pgmq_jobs.install import install
-from pgmq_jobs.paths import pgmq_sql_path, repo_root
+from pgmq_jobs.ops import migrations
+from pgmq_jobs.ops.install import install
+from pgmq_jobs.ops.paths import pgmq_sql_path, repo_root
 
 ROOT = repo_root() or Path(__file__).resolve().parent.parent
 SUPABASE_CLI = ROOT / "node_modules" / ".bin" / "supabase"

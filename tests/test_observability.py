@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 import pgmq_jobs.client as jobs
-from pgmq_jobs.cli_observe import stats_table
+from pgmq_jobs.cli.observe import stats_table
 from support import wait_for
 
 Connection = psycopg.Connection[Any]

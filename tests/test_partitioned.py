@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 import pgmq_jobs.client as jobs
-from pgmq_jobs.install import install
-from pgmq_jobs.versions import PACKAGE_VERSION
+from pgmq_jobs.ops.install import install
+from pgmq_jobs.ops.versions import PACKAGE_VERSION
 
 Connection = psycopg.Connection[Any]
 

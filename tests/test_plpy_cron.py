@@ -19,9 +19,9 @@ import pytest
 
 import pgmq_jobs.client as jobs
 from apps.harness import CLI, archived_ids, create_ledger, done_ids, stop_process, worker_env
-from pgmq_jobs.cluster import free_port
-from pgmq_jobs.install import install
-from pgmq_jobs.plpython import load_plain, uninstall_plpython
+from pgmq_jobs.ops.cluster import free_port
+from pgmq_jobs.ops.install import install
+from pgmq_jobs.ops.plpython import load_plain, uninstall_plpython
 from support import db_now, wait_for
 from test_plpy import IMPLS, Impl, ImplError, create_plpy_database, implementation
 

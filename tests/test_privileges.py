@@ -26,8 +26,8 @@ from psycopg.types.json import Jsonb
 
 import pgmq_jobs.client as jobs
 from dbutil import dsn_to_url
-from pgmq_jobs import migrations
-from pgmq_jobs.paths import pgmq_sql_path, repo_root
+from pgmq_jobs.ops import migrations
+from pgmq_jobs.ops.paths import pgmq_sql_path, repo_root
 
 Connection = psycopg.Connection[Any]
 

@@ -26,8 +26,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 import pgmq_jobs.client as jobs
 from apps.harness import CLI, start_worker
-from pgmq_jobs.cluster import ClusterError, EmbeddedCluster
 from pgmq_jobs.errors import REPLICA_MESSAGE, ReadOnlyReplicaError, primary_only
+from pgmq_jobs.ops.cluster import ClusterError, EmbeddedCluster
 
 Connection = psycopg.Connection[Any]
 
@@ -150,7 +150,7 @@ def test_queues_dlq_schedules_and_workers_on_the_standby(
 
 
 def test_stats_and_alerts_on_the_standby(replicated_queue: str, replica_dsn: str) -> None:
-    if importlib.util.find_spec("pgmq_jobs.cli_observe") is None:
+    if importlib.util.find_spec("pgmq_jobs.cli.observe") is None:
         pytest.skip("pgmq-jobs stats/alerts (cli_observe) do not exist yet")
     stats = cli_json("stats", "--json", "--dsn", replica_dsn)
     [row] = [r for r in stats if r["queue"] == replicated_queue]
@@ -164,9 +164,9 @@ def test_stats_and_alerts_on_the_standby(replicated_queue: str, replica_dsn: str
 
 
 def test_the_exporter_on_the_standby(replicated_queue: str, replica_dsn: str) -> None:
-    if importlib.util.find_spec("pgmq_jobs.exporter") is None:
-        pytest.skip("the Prometheus exporter (pgmq_jobs.exporter) does not exist yet")
-    from pgmq_jobs.exporter import serve
+    if importlib.util.find_spec("pgmq_jobs.metrics.exporter") is None:
+        pytest.skip("the Prometheus exporter (pgmq_jobs.metrics.exporter) does not exist yet")
+    from pgmq_jobs.metrics.exporter import serve
 
     exporter = serve(replica_dsn, "127.0.0.1", 0)
     try:

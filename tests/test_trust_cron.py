@@ -37,8 +37,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 import pgmq_jobs.client as jobs
-from pgmq_jobs.install import install
-from pgmq_jobs.plpython import load_plain, uninstall_plpython
+from pgmq_jobs.ops.install import install
+from pgmq_jobs.ops.plpython import load_plain, uninstall_plpython
 
 Connection = psycopg.Connection[Any]
 ADMIN = "pgmq_jobs_admin"

@@ -19,8 +19,8 @@ import pytest
 from psycopg import sql
 
 import pgmq_jobs.client as jobs
-from pgmq_jobs.install import install
-from pgmq_jobs.paths import pgmq_sql_path, repo_root
+from pgmq_jobs.ops.install import install
+from pgmq_jobs.ops.paths import pgmq_sql_path, repo_root
 from support import drain_command, make_visible
 
 Connection = psycopg.Connection[Any]

@@ -31,8 +31,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import pgmq_jobs.client as jobs
-from pgmq_jobs.install import install, sql_files
-from pgmq_jobs.paths import pgmq_sql_path
+from pgmq_jobs.ops.install import install, sql_files
+from pgmq_jobs.ops.paths import pgmq_sql_path
 from support import drain_command
 
 Connection = psycopg.Connection[Any]

@@ -19,8 +19,8 @@ import pytest
 
 import pgmq_jobs.web.invoker as invoker_module
 from pgmq_jobs.cli import build_parser
-from pgmq_jobs.cluster import free_port
 from pgmq_jobs.invoker import InvokerConfig, InvokerServer
+from pgmq_jobs.ops.cluster import free_port
 from pgmq_jobs.registry import Registry
 from pgmq_jobs.web.dashboard import DashboardServer
 from pgmq_jobs.web.dashboard.app import host_name

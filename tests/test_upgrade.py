@@ -31,10 +31,10 @@ from psycopg import sql
 from apps.ledger_app import LEDGER_DDL
 from dbutil import normalise_dump, pg_dump_schema
 from ledger_checker import check
-from pgmq_jobs.cluster import EmbeddedCluster
-from pgmq_jobs.install import InstallError, install, status
-from pgmq_jobs.paths import pgmq_sql_path, repo_root
-from pgmq_jobs.versions import PACKAGE_VERSION
+from pgmq_jobs.ops.cluster import EmbeddedCluster
+from pgmq_jobs.ops.install import InstallError, install, status
+from pgmq_jobs.ops.paths import pgmq_sql_path, repo_root
+from pgmq_jobs.ops.versions import PACKAGE_VERSION
 from support import wait_for
 
 Connection = psycopg.Connection[Any]

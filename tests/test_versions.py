@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import pgmq_jobs
-from pgmq_jobs import migrations
-from pgmq_jobs.paths import repo_root
-from pgmq_jobs.versions import (
+from pgmq_jobs.ops import migrations
+from pgmq_jobs.ops.paths import repo_root
+from pgmq_jobs.ops.versions import (
     PACKAGE_VERSION,
     SchemaInfo,
     Step,

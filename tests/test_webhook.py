@@ -16,7 +16,7 @@ import pytest
 
 import pgmq_jobs
 import pgmq_jobs.client as jobs
-from pgmq_jobs.cluster import free_port
+from pgmq_jobs.ops.cluster import free_port
 from pgmq_jobs.registry import JobContext
 from pgmq_jobs.webhook import deliver, retry_after_seconds
 from support import db_now, queue_rows

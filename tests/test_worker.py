@@ -30,7 +30,7 @@ from apps.harness import (
     stop_process,
     worker_env,
 )
-from pgmq_jobs.cluster import free_port
+from pgmq_jobs.ops.cluster import free_port
 from support import queue_rows, wait_for
 
 Connection = psycopg.Connection[Any]

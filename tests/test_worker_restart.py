@@ -17,8 +17,8 @@ import pytest
 
 import pgmq_jobs.client as jobs
 from apps.harness import archived_ids, create_ledger, done_ids, ledger, remaining, running_worker
-from pgmq_jobs.cluster import EmbeddedCluster
-from pgmq_jobs.install import install
+from pgmq_jobs.ops.cluster import EmbeddedCluster
+from pgmq_jobs.ops.install import install
 from support import wait_for
 
 FAST = {"fsync": False, "synchronous_commit": False, "full_page_writes": False}

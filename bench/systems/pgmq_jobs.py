@@ -92,7 +92,7 @@ def batch_sender(dsn: str, queue: str = QUEUE, kind: str = "noop") -> Any:
 
 def setup(dsn: str) -> dict[str, Any]:
     from pgmq_jobs import client
-    from pgmq_jobs.install import install
+    from pgmq_jobs.ops.install import install
 
     report = install(dsn)
     with _connect(dsn) as conn:

@@ -42,7 +42,7 @@ def _connect(dsn: str) -> Any:
 
 
 def setup(dsn: str) -> dict[str, Any]:
-    from pgmq_jobs.install import _ensure_pgmq
+    from pgmq_jobs.ops.install import _ensure_pgmq
 
     with _connect(dsn) as conn:
         with conn.transaction():

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from pgmq_jobs.api.types import SchemaInfo
-from pgmq_jobs.versions import PACKAGE_VERSION
+from pgmq_jobs.ops.versions import PACKAGE_VERSION
 from pgmq_jobs.worker.api import Beat, Claimed, Failed
 
 

@@ -1,5 +1,5 @@
 """The DDL that installs ``plpy/`` as PL/Python functions (schema ``pgmq_jobs_plpy``): the
-statements :mod:`pgmq_jobs.plpython` generates from the modules' source, written here like
+statements :mod:`pgmq_jobs.ops.plpython` generates from the modules' source, written here like
 every other statement the package sends."""
 
 from __future__ import annotations

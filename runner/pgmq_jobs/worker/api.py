@@ -165,7 +165,7 @@ class DatabaseApi:
         return self.conn
 
     def schema_info(self) -> SchemaInfo | None:
-        from pgmq_jobs.versions import read_schema_info
+        from pgmq_jobs.ops.versions import read_schema_info
 
         return read_schema_info(self._conn())
 

@@ -1,7 +1,7 @@
 """The executor: runs handlers and settles their outcomes.
 
 ``def`` handlers run in a small pool of threads; ``async def`` handlers are awaited on one
-event loop in a thread of its own (:mod:`pgmq_jobs.async_runner`), started only when the
+event loop in a thread of its own (:mod:`pgmq_jobs.worker.async_runner`), started only when the
 worker has such handlers. Each kind runs up to ``concurrency`` at a time; deliveries beyond
 that wait unstarted (the prefetch) and can be taken back at a stop.
 
@@ -22,10 +22,10 @@ import threading
 import time
 from typing import Any
 
-from pgmq_jobs.async_runner import EventLoopThread
 from pgmq_jobs.outcomes import Permanent, Retry, Snooze, error_text, timeout_text
 from pgmq_jobs.registry import Handler
 from pgmq_jobs.tracing import job_span, record_failure
+from pgmq_jobs.worker.async_runner import EventLoopThread
 from pgmq_jobs.worker.options import WorkerOptions
 from pgmq_jobs.worker.state import Delivery, Report, State
 

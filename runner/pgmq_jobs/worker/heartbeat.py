@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 import psycopg
 
-from pgmq_jobs.versions import check_compatible
-from pgmq_jobs.wakeup import backoff_delay
+from pgmq_jobs.ops.versions import check_compatible
 from pgmq_jobs.worker.api import CONNECTION_ERRORS, Beat, WorkerApi
 from pgmq_jobs.worker.options import WorkerOptions
 from pgmq_jobs.worker.state import State
+from pgmq_jobs.worker.wakeup import backoff_delay
 
 log = logging.getLogger("pgmq_jobs.worker")
 

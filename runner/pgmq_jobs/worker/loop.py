@@ -33,7 +33,6 @@ from types import FrameType
 import psycopg
 
 from pgmq_jobs.registry import Registry
-from pgmq_jobs.wakeup import Listener
 from pgmq_jobs.worker.api import CONNECTION_ERRORS, DatabaseApi, WorkerApi
 from pgmq_jobs.worker.claimer import Claimer
 from pgmq_jobs.worker.executor import Executor
@@ -41,6 +40,7 @@ from pgmq_jobs.worker.heartbeat import Connection, Heartbeat
 from pgmq_jobs.worker.options import INFINITY, Summary, WorkerOptions, default_worker_id
 from pgmq_jobs.worker.reporter import Reporter
 from pgmq_jobs.worker.state import Report, State
+from pgmq_jobs.worker.wakeup import Listener
 
 log = logging.getLogger("pgmq_jobs.worker")
 

@@ -13,11 +13,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pgmq_jobs import __version__, cli_dashboard, cli_jobs, cli_observe, cli_worker
+from pgmq_jobs import __version__
+from pgmq_jobs.cli import dashboard as cli_dashboard
+from pgmq_jobs.cli import jobs as cli_jobs
+from pgmq_jobs.cli import observe as cli_observe
+from pgmq_jobs.cli import worker as cli_worker
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from pgmq_jobs.dev import reset_dev, start_dev, stop_dev
+    from pgmq_jobs.ops.dev import reset_dev, start_dev, stop_dev
 
     if args.container:
         return _dev_container(args)
@@ -41,8 +45,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def _dev_container(args: argparse.Namespace) -> int:
     """``dev --container``: the dev database in the Docker container ``pgmq-jobs-dev``."""
-    from pgmq_jobs.dev import DevContainerError, start_dev_container, stop_dev_container
     from pgmq_jobs.errors import CliError
+    from pgmq_jobs.ops.dev import DevContainerError, start_dev_container, stop_dev_container
 
     if args.reset or args.data_dir is not None or args.port is not None:
         raise CliError("--container takes no --reset, --data-dir or --port (--stop removes it)")
@@ -64,7 +68,7 @@ def _dev_container(args: argparse.Namespace) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from pgmq_jobs.install import install, status
+    from pgmq_jobs.ops.install import install, status
 
     dsn = cli_jobs.resolve_dsn(args)
     if args.check:
@@ -170,9 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit 1."""
     import psycopg
 
-    from pgmq_jobs.cluster import ClusterError
     from pgmq_jobs.errors import CliError, describe
-    from pgmq_jobs.install import InstallError
+    from pgmq_jobs.ops.cluster import ClusterError
+    from pgmq_jobs.ops.install import InstallError
 
     parser = build_parser()
     args = parser.parse_args(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgmq_jobs.cluster import DEFAULT_CRON_DATABASE, EmbeddedCluster
-from pgmq_jobs.install import InstallReport, install
+from pgmq_jobs.ops.cluster import DEFAULT_CRON_DATABASE, EmbeddedCluster
+from pgmq_jobs.ops.install import InstallReport, install
 
 DEV_DATABASE = DEFAULT_CRON_DATABASE  # pg_cron lives in this database
 DEFAULT_DEV_DIR = Path(".pgmq-jobs") / "dev"
@@ -57,14 +57,14 @@ class DevContainerError(RuntimeError):
 
 def start_dev_container(ready_timeout: float = 60.0) -> tuple[str, InstallReport]:
     """Start (or reuse) the dev container ``pgmq-jobs-dev`` (PostgreSQL with pg_cron, see
-    :mod:`pgmq_jobs.container`), create the database and install into it; returns its DSN
+    :mod:`pgmq_jobs.ops.container`), create the database and install into it; returns its DSN
     and the install report. The container keeps running: ``stop_dev_container`` removes it."""
     import time
 
     import psycopg
 
-    from pgmq_jobs import container
-    from pgmq_jobs.cluster import create_database
+    from pgmq_jobs.ops import container
+    from pgmq_jobs.ops.cluster import create_database
 
     if not container.docker_available():
         raise DevContainerError(
@@ -91,7 +91,7 @@ def start_dev_container(ready_timeout: float = 60.0) -> tuple[str, InstallReport
 
 def stop_dev_container() -> bool:
     """Stop and remove the dev container; False if there was none."""
-    from pgmq_jobs import container
+    from pgmq_jobs.ops import container
 
     if not container.docker_available():
         return False

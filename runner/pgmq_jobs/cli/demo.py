@@ -180,7 +180,7 @@ def show_workers(conn: Connection) -> None:
 def run_demo(dsn: str | None = None) -> int:
     started = time.monotonic()
     if dsn is None:
-        from pgmq_jobs.dev import start_dev
+        from pgmq_jobs.ops.dev import start_dev
 
         say("0. starting the embedded dev database (pgmq-jobs dev)…")
         dsn = start_dev().dsn

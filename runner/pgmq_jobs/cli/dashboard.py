@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from pgmq_jobs.cli_jobs import SubParsers, _dsn_parent, resolve_dsn, stop_on_signals
+from pgmq_jobs.cli.jobs import SubParsers, _dsn_parent, resolve_dsn, stop_on_signals
 
 DASHBOARD_PORT = 8469
 TOKEN_ENV = "PGMQ_JOBS_DASHBOARD_TOKEN"

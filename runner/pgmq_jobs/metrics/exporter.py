@@ -57,7 +57,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from pgmq_jobs import client
 
-log = logging.getLogger("pgmq_jobs.exporter")
+log = logging.getLogger("pgmq_jobs.metrics.exporter")
 
 DEFAULT_PORT = 9469
 

@@ -28,8 +28,8 @@ import psycopg
 
 from pgmq_jobs.api import ops
 from pgmq_jobs.api.sync import run
-from pgmq_jobs.paths import pgmq_sql_path, pgmq_sql_version, sql_dir
-from pgmq_jobs.versions import (
+from pgmq_jobs.ops.paths import pgmq_sql_path, pgmq_sql_version, sql_dir
+from pgmq_jobs.ops.versions import (
     PACKAGE_VERSION,
     Step,
     VersionError,
@@ -40,7 +40,7 @@ from pgmq_jobs.versions import (
 )
 
 if TYPE_CHECKING:
-    from pgmq_jobs.plpython import PlpythonResult
+    from pgmq_jobs.ops.plpython import PlpythonResult
 
 # Arbitrary constant key for pg_advisory_xact_lock: "pgmq_jobs" install.
 INSTALL_LOCK_KEY = 0x70676D715F6A6F62
@@ -271,7 +271,7 @@ def install(
                     _apply(conn, f"sql/{path.name}", path)
                 applied = [p.name for p in files]
             if with_plpython:
-                from pgmq_jobs.plpython import install_plpython
+                from pgmq_jobs.ops.plpython import install_plpython
 
                 try:
                     plpy_result = install_plpython(conn)

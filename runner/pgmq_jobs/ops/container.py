@@ -2,13 +2,13 @@
 
 Where a Docker engine exists and no local PostgreSQL binaries do, the test suite
 (``tests/conftest.py``) and ``pgmq-jobs dev --container`` use this instead of an
-:class:`~pgmq_jobs.cluster.EmbeddedCluster`.
+:class:`~pgmq_jobs.ops.cluster.EmbeddedCluster`.
 
 The image: by default one built from the official ``postgres:17-bookworm`` image (whose apt
 sources are PostgreSQL's own, apt.postgresql.org) with ``postgresql-17-cron`` and
 ``postgresql-17-partman`` added, tagged ``pgmq-jobs-postgres:17`` and kept, so it is built
 once. PGMQ then comes from the ``pgmq`` PyPI package's SQL, as on any server without the
-extension (``pgmq_jobs.install``). ``$PGMQ_JOBS_CONTAINER_IMAGE`` names a ready image to use
+extension (``pgmq_jobs.ops.install``). ``$PGMQ_JOBS_CONTAINER_IMAGE`` names a ready image to use
 as it is instead: it must be PostgreSQL 15+ from the official image's lineage (its entrypoint
 reads ``POSTGRES_PASSWORD``) with pg_cron installed; the ``pgmq`` extension (used when present)
 and pg_partman (partitioned queues) are optional.
@@ -141,7 +141,7 @@ def testcontainers_installed() -> bool:
 
 def local_bin_dir() -> Path | None:
     """The local PostgreSQL server binaries, or None."""
-    from pgmq_jobs.cluster import ClusterError, find_bin_dir
+    from pgmq_jobs.ops.cluster import ClusterError, find_bin_dir
 
     try:
         return find_bin_dir()

@@ -7,7 +7,7 @@ version, not yet released) is generated from ``sql/``: its upgrade step from the
 before it (``sql/upgrades/<prev>--<current>.sql``), then every ``sql/`` file, as an install
 applies them.
 
-``python -m pgmq_jobs.migrations`` writes the current release's file;
+``python -m pgmq_jobs.ops.migrations`` writes the current release's file;
 ``--check`` exits 1 when a released file changed or went missing, when the current file is
 stale (with a diff), or when ``supabase/migrations/`` holds a file that is not a release.
 The output is deterministic (no timestamps inside) so the check can compare bytes.
@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgmq_jobs.install import PINNED_SEARCH_PATH, schema_sql, upgrades_dir
-from pgmq_jobs.paths import repo_root
-from pgmq_jobs.versions import PACKAGE_VERSION, upgrade_path, upgrade_steps
+from pgmq_jobs.ops.install import PINNED_SEARCH_PATH, schema_sql, upgrades_dir
+from pgmq_jobs.ops.paths import repo_root
+from pgmq_jobs.ops.versions import PACKAGE_VERSION, upgrade_path, upgrade_steps
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def current_release() -> Release:
 def _prologue(version: str, previous: str) -> str:
     return f"""\
 -- pgmq-jobs {version}: the upgrade from {previous}, then the whole current schema.
--- GENERATED from sql/upgrades/ and sql/ by `python -m pgmq_jobs.migrations`
+-- GENERATED from sql/upgrades/ and sql/ by `python -m pgmq_jobs.ops.migrations`
 -- (make migrations): do not edit. Released migrations are never edited either:
 -- each release adds one file.
 --
@@ -169,7 +169,7 @@ def check(migrations_dir: Path | None = None, sql_directory: Path | None = None)
             )
     known = {release.filename for release in RELEASES}
     problems.extend(
-        f"{path}: not the migration of any release in pgmq_jobs.migrations.RELEASES"
+        f"{path}: not the migration of any release in pgmq_jobs.ops.migrations.RELEASES"
         for path in sorted(target_dir.glob("*.sql"))
         if path.name not in known
     )
@@ -189,7 +189,7 @@ def check(migrations_dir: Path | None = None, sql_directory: Path | None = None)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pgmq_jobs.migrations",
+        prog="python -m pgmq_jobs.ops.migrations",
         description="Generate the current release's Supabase migration from sql/.",
     )
     parser.add_argument(

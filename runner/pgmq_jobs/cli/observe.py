@@ -19,7 +19,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from pgmq_jobs import client
-from pgmq_jobs.cli_jobs import (
+from pgmq_jobs.cli.jobs import (
     DURATIONS_HELP,
     SubParsers,
     _connect,
@@ -41,8 +41,9 @@ ALERTS_FIRING = 2
 """Exit status of ``pgmq-jobs alerts`` while any alert fires."""
 
 EXPORTER_PORT = 9469
-"""Default port of ``pgmq-jobs exporter`` (the same as :data:`pgmq_jobs.exporter.DEFAULT_PORT`,
-kept here so that the CLI does not import prometheus_client for every verb)."""
+"""Default port of ``pgmq-jobs exporter`` (the same as
+:data:`pgmq_jobs.metrics.exporter.DEFAULT_PORT`, kept here so that the CLI does not import
+prometheus_client for every verb)."""
 
 ALERT_NAMES = (
     "queue_depth",
@@ -59,7 +60,7 @@ ALERT_NAMES = (
 def named_dsns(args: argparse.Namespace) -> dict[str, str]:
     """``--dsn [NAME=]URL`` (repeatable) as {name: dsn}; a DSN without a name is named by
     its database. With no ``--dsn``: the environment's one database."""
-    from pgmq_jobs.cli_worker import split_named
+    from pgmq_jobs.cli.worker import split_named
 
     given: list[str] = args.dsns or []
     if not given:
@@ -333,7 +334,7 @@ def cmd_alerts_thresholds(args: argparse.Namespace) -> int:
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
-    from pgmq_jobs.exporter import serve
+    from pgmq_jobs.metrics.exporter import serve
 
     dsns = named_dsns(args)
     try:

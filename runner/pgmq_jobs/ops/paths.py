@@ -8,7 +8,8 @@ from pathlib import Path
 
 SQL_DIR_ENV = "PGMQ_JOBS_SQL_DIR"
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+# The pgmq_jobs package (this module lives in pgmq_jobs/ops/).
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 def repo_root() -> Path | None:

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from pgmq_jobs.cli_jobs import parse_duration, resolve_dsn
+from pgmq_jobs.cli.jobs import parse_duration, resolve_dsn
 
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
 
@@ -119,7 +119,7 @@ def databases(dsn_args: list[str], listen_args: list[str]) -> list[Any]:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from pgmq_jobs.errors import describe
-    from pgmq_jobs.versions import VersionError
+    from pgmq_jobs.ops.versions import VersionError
     from pgmq_jobs.worker import run_worker, run_worker_group
 
     setup_logging(args.log_level, args.log_format)
@@ -259,7 +259,7 @@ def add_serve_parser(sub: SubParsers, dsn: argparse.ArgumentParser) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pgmq_jobs.demo import run_demo
+    from pgmq_jobs.cli.demo import run_demo
 
     return run_demo(args.dsn)
 
