@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pgmq_jobs import __version__
 from pgmq_jobs.errors import describe
-from pgmq_jobs.web.dashboard.data import JOB_STATES, QUEUE_NAME, RANGES, Database
+from pgmq_jobs.web.dashboard.data import DEAD_ORDERS, JOB_STATES, QUEUE_NAME, RANGES, Database
 from pgmq_jobs.web.dashboard.views import Context, Pages, charts, interval_text, sparks
 from pgmq_jobs.web.serving import Served, bind
 
@@ -287,6 +287,9 @@ class Dashboard:
         state = params.get("state", "waiting")
         if state not in JOB_STATES:
             state = "waiting"
+        order = params.get("order", DEAD_ORDERS[0])
+        if order not in DEAD_ORDERS:
+            order = DEAD_ORDERS[0]
         try:
             limit = min(1000, max(1, int(params.get("limit", "100"))))
         except ValueError:
@@ -294,7 +297,9 @@ class Dashboard:
         flash = flash_message(params.get("done", ""), params.get("n", ""))
 
         def build() -> Response:
-            data = self.db.queue(queue, rng, error_text=error_text, limit=limit, state=state)
+            data = self.db.queue(
+                queue, rng, error_text=error_text, limit=limit, state=state, order=order
+            )
             if data is None:
                 return self.error(HTTPStatus.NOT_FOUND, f"There is no queue named {queue}.")
             s = data["stats"]
@@ -315,6 +320,8 @@ class Dashboard:
                 jobs=data["jobs"],
                 recent=data["recent"],
                 letters=data["letters"],
+                order=order,
+                groups=data["groups"],
                 total_dead=int(s["dead"] or 0),
                 error_text=error_text,
                 limit=limit,

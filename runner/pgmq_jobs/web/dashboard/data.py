@@ -3,9 +3,9 @@
 Every statement comes from :mod:`pgmq_jobs.api` (no SQL is written here). Page loads run in
 read-only transactions with a statement timeout and read only the public views and
 functions: ``queue_stats``, ``alerts``, ``queue_history``, ``workers``, ``schedules``,
-``audit``, ``queues``, ``dead_letters()``, ``list_jobs()`` and ``job()``. Actions call
-``replay()``, ``purge_dead_letters()``, ``cancel()`` and ``reschedule()``, which write the
-audit trail themselves.
+``audit``, ``queues``, ``dead_letters()``, ``failing_jobs()``, ``list_jobs()`` and ``job()``.
+Actions call ``replay()``, ``purge_dead_letters()``, ``cancel()`` and ``reschedule()``, which
+write the audit trail themselves.
 """
 
 from __future__ import annotations
@@ -23,9 +23,17 @@ from psycopg_pool import ConnectionPool
 
 from pgmq_jobs.api import sync as api
 from pgmq_jobs.api.types import JobInfo
+from pgmq_jobs.web.dashboard.errors import group
 
 JOB_STATES = ("waiting", "delayed", "in_flight", "retrying")
 """The states the queue page lists jobs in (``list_jobs``)."""
+
+DEAD_ORDERS = ("newest", "oldest")
+"""The orders of the queue page's dead letters; the first is the default."""
+
+GROUPED = 500
+"""The error groups count the last errors of this many of the newest dead letters and of the
+failing jobs (``failing_jobs``, the most recently failed first)."""
 
 QUEUE_NAME = re.compile(r"[a-z][a-z0-9_]{0,46}")
 """Queue names as ``pgmq_jobs`` accepts them; anything else is a 404 before any query."""
@@ -63,7 +71,7 @@ def next_run(expr: str, after: datetime) -> datetime | None:
     """The next fire time of a cron expression by ``plpy/pgmq_jobs_plpy/cron.py`` run as plain
     Python (what ``schedules.next_run_at`` uses inside the database); None if unavailable."""
     try:
-        from pgmq_jobs.ops.plpython import load_plain
+        from pgmq_jobs.plpython import load_plain
 
         runs = load_plain("cron").next_runs(expr, 1, after)
     except Exception as exc:  # an unsupported expression or a missing module: show nothing
@@ -138,7 +146,14 @@ class Database:
         }
 
     def queue(
-        self, queue: str, rng: Range, *, error_text: str | None, limit: int, state: str
+        self,
+        queue: str,
+        rng: Range,
+        *,
+        error_text: str | None,
+        limit: int,
+        state: str,
+        order: str = DEAD_ORDERS[0],
     ) -> dict[str, Any] | None:
         with self.read() as conn:
             stats = api.queue_stat(conn, queue)
@@ -149,9 +164,16 @@ class Database:
                 (a for a in api.alerts(conn) if a["queue"] == queue), key=lambda a: a["alert"]
             )
             history = self._history(conn, queue, rng)
-            recent = api.dead_letters(conn, queue, 1000, newer_than=timedelta(hours=1))[-10:]
-            recent.reverse()
-            letters = api.dead_letters(conn, queue, limit, error_text=error_text or None)
+            recent = api.dead_letters(
+                conn, queue, 10, newer_than=timedelta(hours=1), newest_first=True
+            )
+            letters = api.dead_letters(
+                conn, queue, limit, error_text=error_text or None, newest_first=order != "oldest"
+            )
+            groups = group(
+                api.dead_letters(conn, queue, GROUPED, newest_first=True),
+                api.failing_jobs(conn, queue, GROUPED),
+            )
             jobs = api.list_jobs(conn, queue, state, 100)
         return {
             "stats": stats,
@@ -160,6 +182,7 @@ class Database:
             "history": history,
             "recent": recent,
             "letters": letters,
+            "groups": groups,
             "jobs": jobs,
         }
 

@@ -332,25 +332,56 @@ def sparkline(axis: Axis, values: dict[int, float], *, color: str, title: str) -
     )
 
 
+OLD_BUCKETS = 25
+"""0.1.0's duration histograms: bucket 1 is [0, 1) ms, bucket i (2..24) [2^(i-2), 2^(i-1)) ms,
+bucket 25 2^23 ms and up."""
+BUCKETS = 35
+"""Since 0.2.0 (``sql/020_private_lifecycle.sql``'s ``_duration_histogram``): buckets 1..25 as
+in 0.1.0 but bucket 1 is [0.5, 1) ms; bucket 26 is [0, 2^-10) ms and bucket i (27..35)
+[2^(i-37), 2^(i-36)) ms."""
+
+
+def bucket_bounds(i: int, layout: int) -> tuple[float, float]:
+    """The [low, high) ms of bucket ``i`` (1-based) of a histogram of ``layout`` buckets (25 or
+    35); bucket 25 has no upper bound (high is its lower bound, 2^23 ms)."""
+    if i == 25:
+        return float(2**23), float(2**23)
+    if i == 26:
+        return 0.0, 2.0**-10
+    if i > 26:
+        return 2.0 ** (i - 37), 2.0 ** (i - 36)
+    if i == 1:
+        return (0.0 if layout <= OLD_BUCKETS else 0.5), 1.0
+    return float(2 ** (i - 2)), float(2 ** (i - 1))
+
+
+def duration_order(layout: int) -> list[int]:
+    """The buckets (1-based) of a histogram of ``layout`` buckets, shortest durations first:
+    26..35 then 1..25 for 35 buckets, 1..25 for 0.1.0's 25."""
+    if layout <= OLD_BUCKETS:
+        return list(range(1, layout + 1))
+    return list(range(26, layout + 1)) + list(range(1, 26))
+
+
 def p95(buckets: Sequence[int | None] | None) -> float | None:
     """The 95th percentile (ms) of a ``queue_history.duration_buckets`` histogram, interpolated
-    inside its bucket as ``queue_stats`` does: bucket 1 is [0, 1) ms, bucket i (2..24)
-    [2^(i-2), 2^(i-1)) ms, bucket 25 2^23 ms and up (its lower bound is returned)."""
+    inside its bucket as ``queue_stats`` does. Reads both layouts (see :data:`BUCKETS` and
+    :data:`OLD_BUCKETS`): an array of 25 or fewer is 0.1.0's, a longer one 0.2.0's (histograms
+    of both releases summed element by element are 0.2.0's). Bucket 25 (2^23 ms and up)
+    reports its lower bound."""
     if not buckets:
         return None
-    counts = [int(n or 0) for n in buckets]
+    counts = [int(n or 0) for n in buckets[:BUCKETS]]
     total = sum(counts)
     if total <= 0:
         return None
+    layout = len(counts)
     goal = 0.95 * total
     cum = 0
-    for i, n in enumerate(counts, start=1):
+    for i in duration_order(layout):
+        n = counts[i - 1]
         cum += n
         if n > 0 and cum >= goal and cum - n < goal:
-            frac = (goal - (cum - n)) / n
-            if i == 1:
-                return frac
-            if i >= 25:
-                return float(2**23)
-            return float(2 ** (i - 2) * (1 + frac))
+            lo, hi = bucket_bounds(i, layout)
+            return lo + (hi - lo) * (goal - (cum - n)) / n
     return None

@@ -20,8 +20,17 @@ from urllib.parse import urlencode
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from pgmq_jobs.web.dashboard.data import JOB_STATES, RANGES, History, Range
-from pgmq_jobs.web.dashboard.svg import Axis, Series, bar_chart, line_chart, p95, sparkline
+from pgmq_jobs.web.dashboard.data import DEAD_ORDERS, GROUPED, JOB_STATES, RANGES, History, Range
+from pgmq_jobs.web.dashboard.errors import message, trim
+from pgmq_jobs.web.dashboard.svg import (
+    BUCKETS,
+    Axis,
+    Series,
+    bar_chart,
+    line_chart,
+    p95,
+    sparkline,
+)
 
 GREEN = "#2f9e44"
 AMBER = "#e8890c"
@@ -220,8 +229,12 @@ def charts(history: History, rng: Range) -> list[Markup]:
         if row["dead_letters"] is not None:
             dls[i] = float(row["dead_letters"])
         if row["duration_buckets"]:
-            acc = hist.setdefault(i, [0] * 25)
-            for j, n in enumerate(row["duration_buckets"][:25]):
+            # Element by element, as the sweep adds them: 0.1.0's 25 buckets are the first
+            # 25 of 0.2.0's 35 (a sum that has both is read as 0.2.0's, as queue_stats does).
+            acc = hist.setdefault(i, [])
+            values = row["duration_buckets"][:BUCKETS]
+            acc.extend([0] * (len(values) - len(acc)))
+            for j, n in enumerate(values):
                 acc[j] += int(n or 0)
     if per != 1:
         for values in (done, retried, dead):
@@ -294,6 +307,8 @@ def environment() -> Environment:
         ms=ms,
         pretty_json=pretty_json,
         compact_json=compact_json,
+        trim_traceback=trim,
+        error_message=message,
     )
     env.globals.update(
         relative=relative,
@@ -303,6 +318,8 @@ def environment() -> Environment:
         parse_time=parse_time,
         RANGES=RANGES,
         JOB_STATES=JOB_STATES,
+        DEAD_ORDERS=DEAD_ORDERS,
+        GROUPED=GROUPED,
         STATE_LABELS=STATE_LABELS,
         STATE_KIND=STATE_KIND,
         STATUS_KIND=STATUS_KIND,
