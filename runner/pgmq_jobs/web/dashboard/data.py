@@ -71,7 +71,7 @@ def next_run(expr: str, after: datetime) -> datetime | None:
     """The next fire time of a cron expression by ``plpy/pgmq_jobs_plpy/cron.py`` run as plain
     Python (what ``schedules.next_run_at`` uses inside the database); None if unavailable."""
     try:
-        from pgmq_jobs.plpython import load_plain
+        from pgmq_jobs.ops.plpython import load_plain
 
         runs = load_plain("cron").next_runs(expr, 1, after)
     except Exception as exc:  # an unsupported expression or a missing module: show nothing
