@@ -1,5 +1,5 @@
 -- pgmq-jobs 0.2.0: the upgrade from 0.1.0, then the whole current schema.
--- GENERATED from sql/upgrades/ and sql/ by `python -m pgmq_jobs.migrations`
+-- GENERATED from sql/upgrades/ and sql/ by `python -m pgmq_jobs.ops.migrations`
 -- (make migrations): do not edit. Released migrations are never edited either:
 -- each release adds one file.
 --
