@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -12,6 +13,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 T = TypeVar("T")
+
+TESTS_DIR = Path(__file__).resolve().parent
+"""tests/: the helpers (support, dbutil, apps, ...) live here; test modules one level down."""
+ROOT = TESTS_DIR.parent
+"""The repository."""
 
 
 def wait_for(

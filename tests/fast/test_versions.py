@@ -24,8 +24,9 @@ from pgmq_jobs.ops.versions import (
     upgrade_path,
     upgrade_steps,
 )
+from support import ROOT as SUPPORT_ROOT
 
-ROOT = repo_root() or Path(__file__).resolve().parent.parent
+ROOT = repo_root() or SUPPORT_ROOT
 
 
 def test_package_schema_and_migration_name_one_version() -> None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from test_process import HANDLERS
 
 import pgmq_jobs.client as jobs
 from support import queue_rows, wait_for
-from test_process import HANDLERS
 
 Connection = psycopg.Connection[Any]
 

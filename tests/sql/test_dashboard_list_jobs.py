@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from test_index_walks import counting
 
 import pgmq_jobs.client as jobs
-from test_index_walks import counting
 
 Connection = psycopg.Connection[Any]
 

@@ -37,7 +37,7 @@ from pgmq_jobs.ops.plpython import load_plain
 from pgmq_jobs.web.dashboard import DashboardServer
 from pgmq_jobs.web.dashboard.svg import p95
 from pgmq_jobs.web.dashboard.views import environment
-from support import make_visible, wait_for
+from support import ROOT, make_visible, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -50,7 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ROOT = Path(__file__).resolve().parent.parent
+
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 
 Connection = psycopg.Connection[Any]

@@ -11,11 +11,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from test_cli import cli
 
 import pgmq_jobs.client as jobs
 from pgmq_jobs.cli import build_parser
 from pgmq_jobs.durations import format_duration
-from test_cli import cli
 
 Connection = psycopg.Connection[Any]
 

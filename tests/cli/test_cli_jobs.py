@@ -9,10 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from test_cli import cli
 
 import pgmq_jobs.client as jobs
 from support import db_now
-from test_cli import cli
 
 Connection = psycopg.Connection[Any]
 

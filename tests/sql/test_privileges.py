@@ -28,10 +28,11 @@ import pgmq_jobs.client as jobs
 from dbutil import dsn_to_url
 from pgmq_jobs.ops import migrations
 from pgmq_jobs.ops.paths import pgmq_sql_path, repo_root
+from support import ROOT as SUPPORT_ROOT
 
 Connection = psycopg.Connection[Any]
 
-ROOT = repo_root() or Path(__file__).resolve().parent.parent
+ROOT = repo_root() or SUPPORT_ROOT
 SUPABASE_CLI = ROOT / "node_modules" / ".bin" / "supabase"
 
 SUPABASE_ROLES = ("anon", "authenticated", "service_role")

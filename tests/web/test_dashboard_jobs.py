@@ -13,9 +13,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from test_dashboard import browser, dashboard, fetch, page  # noqa: F401 (fixtures)
 
 from pgmq_jobs import client
-from test_dashboard import browser, dashboard, fetch, page  # noqa: F401 (fixtures)
+from support import TESTS_DIR
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -177,7 +178,7 @@ def test_a_busy_port_is_one_error_line(db_dsn: str) -> None:
                 env={
                     **env,
                     "PGMQ_JOBS_INVOKER_SECRET": "x" * 20,
-                    "PYTHONPATH": str(Path(__file__).parent),
+                    "PYTHONPATH": str(TESTS_DIR),
                 },
                 check=False,
             )

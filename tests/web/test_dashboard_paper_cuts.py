@@ -15,10 +15,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
-from pgmq_jobs import Permanent, Registry, client, testing
-from pgmq_jobs.web.dashboard.errors import group, is_worker_frame, message, trim
-from pgmq_jobs.web.dashboard.svg import p95
 from test_dashboard import (  # noqa: F401 (fixtures)
     browser,
     dashboard,
@@ -28,6 +24,10 @@ from test_dashboard import (  # noqa: F401 (fixtures)
     page,
     this_minute,
 )
+
+from pgmq_jobs import Permanent, Registry, client, testing
+from pgmq_jobs.web.dashboard.errors import group, is_worker_frame, message, trim
+from pgmq_jobs.web.dashboard.svg import p95
 
 Connection = psycopg.Connection[Any]
 

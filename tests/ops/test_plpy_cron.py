@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from test_plpy import IMPLS, Impl, ImplError, create_plpy_database, implementation
 
 import pgmq_jobs.client as jobs
 from apps.harness import CLI, archived_ids, create_ledger, done_ids, stop_process, worker_env
@@ -23,7 +24,6 @@ from pgmq_jobs.ops.cluster import free_port
 from pgmq_jobs.ops.install import install
 from pgmq_jobs.ops.plpython import load_plain, uninstall_plpython
 from support import db_now, wait_for
-from test_plpy import IMPLS, Impl, ImplError, create_plpy_database, implementation
 
 Connection = psycopg.Connection[Any]
 SECRET = "plpy-" + uuid.uuid4().hex

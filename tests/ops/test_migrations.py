@@ -17,8 +17,9 @@ from dbutil import dsn_to_url, normalise_dump, pg_dump_schema
 from pgmq_jobs.ops import migrations
 from pgmq_jobs.ops.install import install
 from pgmq_jobs.ops.paths import pgmq_sql_path, repo_root
+from support import ROOT as SUPPORT_ROOT
 
-ROOT = repo_root() or Path(__file__).resolve().parent.parent
+ROOT = repo_root() or SUPPORT_ROOT
 SUPABASE_CLI = ROOT / "node_modules" / ".bin" / "supabase"
 
 

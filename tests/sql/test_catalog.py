@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from support import ROOT
+
 Connection = psycopg.Connection[Any]
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = ROOT / "sql"
 
 # What PGMQ 1.5.1 (hosted Supabase) offers and the core may call (DESIGN.md).
 PGMQ_151_FUNCTIONS = {

@@ -35,11 +35,12 @@ from pgmq_jobs.ops.cluster import EmbeddedCluster
 from pgmq_jobs.ops.install import InstallError, install, status
 from pgmq_jobs.ops.paths import pgmq_sql_path, repo_root
 from pgmq_jobs.ops.versions import PACKAGE_VERSION
-from support import wait_for
+from support import ROOT as SUPPORT_ROOT
+from support import TESTS_DIR, wait_for
 
 Connection = psycopg.Connection[Any]
 
-ROOT = repo_root() or Path(__file__).resolve().parent.parent
+ROOT = repo_root() or SUPPORT_ROOT
 RELEASED_0_1_0 = ROOT / "supabase" / "migrations" / "20261123000000_pgmq_jobs.sql"
 # The commit that shipped 0.1.0: its worker is the "previous release" of the ledger run.
 RELEASE_0_1_0_COMMIT = "0aad4f5"
@@ -427,7 +428,7 @@ def test_workers_of_0_1_0_and_of_this_release_across_the_upgrade_lose_nothing(
     the upgrade. Every acknowledged job ends completed or dead exactly once, and no handler ran
     twice (there is no fault here to excuse a second run)."""
     old_tree = _release_0_1_0_tree(tmp_path / "v0.1.0")
-    tests_dir = Path(__file__).resolve().parent
+    tests_dir = TESTS_DIR
     with psycopg.connect(old_db, autocommit=True) as conn:
         conn.execute(
             "select pgmq_jobs.create_queue('ledger', max_attempts => 3, retry_base => '50 ms',"
@@ -557,7 +558,7 @@ def _diff(expected: str, actual: str) -> str:
 
 def _run_worker_briefly(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"PGMQ_JOBS_DSN", "DATABASE_URL"}}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent)
+    env["PYTHONPATH"] = str(TESTS_DIR)
     env["LEDGER_DSN"], env["LEDGER_QUEUES"] = dsn, "up"
     argv = [CLI, "worker", "--dsn", dsn, "--app", "apps.ledger_app:app", "--queue", "up"]
     return subprocess.run(

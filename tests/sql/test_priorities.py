@@ -8,10 +8,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from test_index_walks import FEW, counting
 
 import pgmq_jobs.client as jobs
 from support import make_visible
-from test_index_walks import FEW, counting
 
 Connection = psycopg.Connection[Any]
 
