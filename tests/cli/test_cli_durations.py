@@ -163,7 +163,7 @@ def test_every_error_is_one_line_exit_1(db_dsn: str, conn: Connection, queue_nam
 
 
 MY_VERBS = {"dev", "install", "enqueue", "queues", "dlq", "jobs", "audit", "schedules", "sweep"}
-MY_VERBS |= {"stats", "workers", "alerts", "exporter"}
+MY_VERBS |= {"stats", "workers", "alerts", "exporter", "worker", "serve", "demo", "dashboard"}
 
 
 def _verbs(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[Any]:

@@ -273,5 +273,5 @@ def test_a_worker_with_an_empty_registry_says_so_in_one_line(db_dsn: str) -> Non
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
-        "pgmq-jobs: apps.task_app:app registers no handler or task: nothing to work"
+        "pgmq-jobs: error: apps.task_app:app registers no handler or task: nothing to work"
     )

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from pgmq_jobs.cli.jobs import SubParsers, _dsn_parent, resolve_dsn, stop_on_signals
+from pgmq_jobs.cli.jobs import SubParsers, _dsn_parent, resolve_dsn, stop_on_signals, verb
 
 DASHBOARD_PORT = 8469
 TOKEN_ENV = "PGMQ_JOBS_DASHBOARD_TOKEN"
@@ -68,10 +68,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def register(sub: SubParsers) -> None:
     """Add ``dashboard`` to the ``pgmq-jobs`` parser."""
-    p = sub.add_parser(
+    p = verb(
+        sub,
         "dashboard",
+        "serve a local web dashboard (queues, charts, jobs, dead letters, workers, schedules)",
+        [
+            "pgmq-jobs dashboard                       # read-only, http://127.0.0.1:8469/",
+            "pgmq-jobs dashboard --allow-actions --port 8080",
+        ],
         parents=[_dsn_parent()],
-        help="serve a local web dashboard (queues, charts, jobs, dead letters, workers, schedules)",
     )
     p.add_argument("--port", type=int, default=DASHBOARD_PORT, help=f"default {DASHBOARD_PORT}")
     p.add_argument(

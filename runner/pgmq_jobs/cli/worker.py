@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from pgmq_jobs.cli.jobs import parse_duration, resolve_dsn
+from pgmq_jobs.cli.jobs import parse_duration, resolve_dsn, verb
+from pgmq_jobs.errors import error_line
 
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
 
@@ -138,10 +139,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
             group = databases(dsns, listen_dsns)
             summary = run_worker_group(group, app, worker_options(args))
     except psycopg.Error as exc:
-        print(f"pgmq-jobs: {describe(exc)}", file=sys.stderr)
+        print(error_line(describe(exc)), file=sys.stderr)
         return 1
     except (LookupError, ValueError, ImportError, VersionError) as exc:
-        print(f"pgmq-jobs: {_one_line(exc)}", file=sys.stderr)
+        print(error_line(_one_line(exc)), file=sys.stderr)
         return 1
     if args.drain or args.max_seconds is not None or args.max_jobs is not None:
         print(summary.to_json(), flush=True)
@@ -151,7 +152,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def add_worker_parser(sub: SubParsers) -> None:
-    p = sub.add_parser("worker", help="run jobs of one or more queues")
+    p = verb(
+        sub,
+        "worker",
+        "run jobs of one or more queues",
+        [
+            "pgmq-jobs worker --app myapp.jobs:app              # every queue the app knows",
+            "pgmq-jobs worker --app myapp.jobs:app --queue emails --concurrency 20",
+            "pgmq-jobs worker --app myapp.jobs:app --drain --max-seconds 50   # from a cron",
+        ],
+        description="Run the handlers of a registry (--app module:registry) on the jobs of "
+        "its queues (or those --queue names), def handlers in a thread pool, async def ones on "
+        "an event loop; SIGTERM finishes the jobs in flight and gives the unstarted ones back.",
+    )
     p.add_argument(
         "--dsn",
         action="append",
@@ -240,7 +253,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_serve_parser(sub: SubParsers, dsn: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("serve", parents=[dsn], help="HTTP invoker: POST /invoke drains a batch")
+    p = verb(
+        sub,
+        "serve",
+        "HTTP invoker: POST /invoke drains a batch",
+        ["PGMQ_JOBS_INVOKER_SECRET=… pgmq-jobs serve --app myapp.jobs:app --port 8787"],
+        parents=[dsn],
+        description="Serve POST /invoke (bearer secret from --secret-env): each request runs "
+        "the ready jobs of one queue for up to max_seconds and answers with a JSON summary, "
+        "for a scheduler (pg_cron with pg_net, a cron job) that pokes it.",
+    )
     p.add_argument("--app", required=True, help="module:registry holding the handlers")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8787)
@@ -265,7 +287,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_demo_parser(sub: SubParsers) -> None:
-    p = sub.add_parser("demo", help="the whole story on the embedded dev database")
+    p = verb(
+        sub,
+        "demo",
+        "the whole story on the embedded dev database",
+        ["pgmq-jobs demo", "pgmq-jobs demo --dsn postgresql://postgres@localhost/scratch"],
+        description="Create a queue, enqueue ordinary, flaky and poison jobs, run a worker, show "
+        "retries and the dead letter, replay it and print the stats (on the dev cluster, which "
+        "stays running: pgmq-jobs dev --stop stops it).",
+    )
     p.add_argument("--dsn", default=None, help="default: start the dev cluster (pgmq-jobs dev)")
     p.set_defaults(func=cmd_demo)
 
