@@ -58,6 +58,10 @@ create table if not exists pgmq_jobs.queue_settings (
     -- Until then (an upgrade builds it concurrently, after its transaction)
     -- claim walks the vt index, oldest visible first, ignoring priorities.
     priority_index boolean not null default false,
+    -- A job of another priority than 0 was ever enqueued (or replayed) here:
+    -- claim walks the priorities only then. Set once, by the producer that
+    -- first gives one, and never unset (no row updated on the job path).
+    prioritized boolean not null default false,
     constraint queue_settings_jitter_check check (
         jitter operator(pg_catalog.=) any(array['none', 'full', 'equal']) -- noqa: LT01
     )

@@ -69,6 +69,20 @@ begin
 end
 $$;
 
+-- The first job of another priority than 0 in a queue: from now on claim walks
+-- its priorities (until then the plain vt walk, which costs less, is right).
+-- Only this first call writes the settings row; later ones find it set.
+create or replace function pgmq_jobs._mark_prioritized(queue text)
+returns void
+language sql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+    update pgmq_jobs.queue_settings as qs
+    set prioritized = true
+    where qs.queue operator(pg_catalog.=) _mark_prioritized.queue and not qs.prioritized
+$$;
+
 -- After pgmq-jobs install built a queue's priority index concurrently: if
 -- the index is valid, claim may walk it from now on. Returns whether it is.
 create or replace function pgmq_jobs._finish_priority_index(queue text)

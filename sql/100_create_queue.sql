@@ -101,6 +101,7 @@ begin
     end if;
     perform pgmq.create(queue || '_dlq');
     s.priority_index := pgmq_jobs._queue_indexes(queue, s.partitioned);
+    s.prioritized := false;
     perform pgmq_jobs._revoke_monitor_read(queue);
 
     s.created_at := now();

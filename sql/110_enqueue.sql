@@ -104,6 +104,9 @@ begin
         or group_key is not null or priority is distinct from 0 or trace_context is not null then
         perform pgmq_jobs._check_priority(priority);
         perform pgmq_jobs._check_trace_context(trace_context);
+        if priority <> 0 and not s.prioritized then
+            perform pgmq_jobs._mark_prioritized(queue);
+        end if;
         if max_attempts is not null and (max_attempts < 1 or max_attempts > 1000) then
             raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
                 using errcode = '22023';

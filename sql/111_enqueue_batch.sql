@@ -68,6 +68,9 @@ begin
         perform pgmq_jobs._check_priority(p, format('priorities[%s]', n))
         from unnest(priorities) with ordinality as t (p, n)
         where p is null or p not between -32768 and 32767;
+        if not s.prioritized and 0 <> any(priorities) then
+            perform pgmq_jobs._mark_prioritized(queue);
+        end if;
     end if;
     if dedupe_keys is not null or group_keys is not null then
         -- Keys are matched to payloads by position: a 2-D array or one not

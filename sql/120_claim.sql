@@ -31,6 +31,7 @@ declare
     r record;
     job pgmq_jobs.claimed_job;
     stmt text;
+    prioritized boolean := false;
 begin
     if qty is null or qty < 1 or qty > 1000 then
         raise exception 'qty must be between 1 and 1000, got %', coalesce(qty::text, 'null')
@@ -65,6 +66,10 @@ begin
     -- and routed to the dead-letter queue right after. One UPDATE, not a CTE
     -- joined back to the queue: planned on every call (the table name varies),
     -- it costs half as much to plan.
+    -- A queue that never had a job of another priority than 0 (most queues) is
+    -- claimed by the plain walk of the vt index: the walk over the priorities
+    -- costs more to plan, and every call of this dynamic statement plans it.
+    prioritized := s.priority_index and s.prioritized;
     stmt := format(
         $sql$
         update pgmq.%1$I as q
@@ -95,7 +100,7 @@ begin
             q.vt as visible_until
         $sql$,
         'q_' || queue,
-        case when s.priority_index then format(
+        case when prioritized then format(
             $sql$
             with recursive levels (priority) as (
                 select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
@@ -124,8 +129,9 @@ begin
             $sql$,
             'q_' || queue
         ) else format(
-            -- Until the queue's priority index is built (an upgraded queue, for
-            -- the moments pgmq-jobs install builds it concurrently): by vt alone.
+            -- No job of another priority than 0, or the queue's priority index is
+            -- not built yet (an upgraded queue, for the moments pgmq-jobs install
+            -- builds it concurrently): by vt alone.
             $sql$
             select r.msg_id
             from pgmq.%1$I as r

@@ -16,6 +16,7 @@ declare
     grouped_ids bigint[];
     revived_ids bigint[];
     missing bigint[];
+    with_priority boolean;
     k text;
 begin
     if array_position(dead_ids, null) is not null then
@@ -48,11 +49,15 @@ begin
         )
         select count(*), array_agg(distinct q.group_key) filter (where q.group_key is not null),
             array_agg(q.msg_id) filter (where q.group_key is not null),
-            (select array_agg(r.msg_id) from revived as r)
+            (select array_agg(r.msg_id) from revived as r),
+            (select coalesce(bool_or(r.message ? 'priority'), false) from revived as r)
         from requeued as q
         $sql$,
         'q_' || queue || '_dlq', 'q_' || queue
-    ) into moved, groups, grouped_ids, revived_ids using dead_ids;
+    ) into moved, groups, grouped_ids, revived_ids, with_priority using dead_ids;
+    if with_priority and not s.prioritized then
+        perform pgmq_jobs._mark_prioritized(queue);
+    end if;
     -- strict: ids that were not dead letters (in the same statement's view, so no
     -- race) are an error that undoes the whole call, replayed jobs and audit row
     -- included. Otherwise they are ignored, as in 0.1.0.

@@ -96,6 +96,7 @@ drop aggregate if exists pgmq_jobs._sum_buckets(bigint[]);
 -- takes on a deep queue); the Supabase migration builds it in its own
 -- transaction (sql/890_queue_tables.sql).
 alter table pgmq_jobs.queue_settings add column if not exists priority_index boolean not null default false;
+alter table pgmq_jobs.queue_settings add column if not exists prioritized boolean not null default false;
 
 -- Issue 21, priorities: enqueue and enqueue_batch gained a last argument
 -- (priority, priorities). Calls written for 0.1.0 keep working: the new

@@ -140,6 +140,7 @@ drop aggregate if exists pgmq_jobs._sum_buckets(bigint[]);
 -- takes on a deep queue); the Supabase migration builds it in its own
 -- transaction (sql/890_queue_tables.sql).
 alter table pgmq_jobs.queue_settings add column if not exists priority_index boolean not null default false;
+alter table pgmq_jobs.queue_settings add column if not exists prioritized boolean not null default false;
 
 -- Issue 21, priorities: enqueue and enqueue_batch gained a last argument
 -- (priority, priorities). Calls written for 0.1.0 keep working: the new
@@ -230,6 +231,10 @@ create table if not exists pgmq_jobs.queue_settings (
     -- Until then (an upgrade builds it concurrently, after its transaction)
     -- claim walks the vt index, oldest visible first, ignoring priorities.
     priority_index boolean not null default false,
+    -- A job of another priority than 0 was ever enqueued (or replayed) here:
+    -- claim walks the priorities only then. Set once, by the producer that
+    -- first gives one, and never unset (no row updated on the job path).
+    prioritized boolean not null default false,
     constraint queue_settings_jitter_check check (
         jitter operator(pg_catalog.=) any(array['none', 'full', 'equal']) -- noqa: LT01
     )
@@ -2153,6 +2158,20 @@ begin
 end
 $$;
 
+-- The first job of another priority than 0 in a queue: from now on claim walks
+-- its priorities (until then the plain vt walk, which costs less, is right).
+-- Only this first call writes the settings row; later ones find it set.
+create or replace function pgmq_jobs._mark_prioritized(queue text)
+returns void
+language sql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+    update pgmq_jobs.queue_settings as qs
+    set prioritized = true
+    where qs.queue operator(pg_catalog.=) _mark_prioritized.queue and not qs.prioritized
+$$;
+
 -- After pgmq-jobs install built a queue's priority index concurrently: if
 -- the index is valid, claim may walk it from now on. Returns whether it is.
 create or replace function pgmq_jobs._finish_priority_index(queue text)
@@ -2412,6 +2431,7 @@ begin
     end if;
     perform pgmq.create(queue || '_dlq');
     s.priority_index := pgmq_jobs._queue_indexes(queue, s.partitioned);
+    s.prioritized := false;
     perform pgmq_jobs._revoke_monitor_read(queue);
 
     s.created_at := now();
@@ -2748,6 +2768,9 @@ begin
         or group_key is not null or priority is distinct from 0 or trace_context is not null then
         perform pgmq_jobs._check_priority(priority);
         perform pgmq_jobs._check_trace_context(trace_context);
+        if priority <> 0 and not s.prioritized then
+            perform pgmq_jobs._mark_prioritized(queue);
+        end if;
         if max_attempts is not null and (max_attempts < 1 or max_attempts > 1000) then
             raise exception 'max_attempts must be between 1 and 1000, got %', max_attempts
                 using errcode = '22023';
@@ -2962,6 +2985,9 @@ begin
         perform pgmq_jobs._check_priority(p, format('priorities[%s]', n))
         from unnest(priorities) with ordinality as t (p, n)
         where p is null or p not between -32768 and 32767;
+        if not s.prioritized and 0 <> any(priorities) then
+            perform pgmq_jobs._mark_prioritized(queue);
+        end if;
     end if;
     if dedupe_keys is not null or group_keys is not null then
         -- Keys are matched to payloads by position: a 2-D array or one not
@@ -3082,6 +3108,7 @@ declare
     r record;
     job pgmq_jobs.claimed_job;
     stmt text;
+    prioritized boolean := false;
 begin
     if qty is null or qty < 1 or qty > 1000 then
         raise exception 'qty must be between 1 and 1000, got %', coalesce(qty::text, 'null')
@@ -3116,6 +3143,10 @@ begin
     -- and routed to the dead-letter queue right after. One UPDATE, not a CTE
     -- joined back to the queue: planned on every call (the table name varies),
     -- it costs half as much to plan.
+    -- A queue that never had a job of another priority than 0 (most queues) is
+    -- claimed by the plain walk of the vt index: the walk over the priorities
+    -- costs more to plan, and every call of this dynamic statement plans it.
+    prioritized := s.priority_index and s.prioritized;
     stmt := format(
         $sql$
         update pgmq.%1$I as q
@@ -3146,7 +3177,7 @@ begin
             q.vt as visible_until
         $sql$,
         'q_' || queue,
-        case when s.priority_index then format(
+        case when prioritized then format(
             $sql$
             with recursive levels (priority) as (
                 select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
@@ -3175,8 +3206,9 @@ begin
             $sql$,
             'q_' || queue
         ) else format(
-            -- Until the queue's priority index is built (an upgraded queue, for
-            -- the moments pgmq-jobs install builds it concurrently): by vt alone.
+            -- No job of another priority than 0, or the queue's priority index is
+            -- not built yet (an upgraded queue, for the moments pgmq-jobs install
+            -- builds it concurrently): by vt alone.
             $sql$
             select r.msg_id
             from pgmq.%1$I as r
@@ -3729,6 +3761,7 @@ declare
     grouped_ids bigint[];
     revived_ids bigint[];
     missing bigint[];
+    with_priority boolean;
     k text;
 begin
     if array_position(dead_ids, null) is not null then
@@ -3761,11 +3794,15 @@ begin
         )
         select count(*), array_agg(distinct q.group_key) filter (where q.group_key is not null),
             array_agg(q.msg_id) filter (where q.group_key is not null),
-            (select array_agg(r.msg_id) from revived as r)
+            (select array_agg(r.msg_id) from revived as r),
+            (select coalesce(bool_or(r.message ? 'priority'), false) from revived as r)
         from requeued as q
         $sql$,
         'q_' || queue || '_dlq', 'q_' || queue
-    ) into moved, groups, grouped_ids, revived_ids using dead_ids;
+    ) into moved, groups, grouped_ids, revived_ids, with_priority using dead_ids;
+    if with_priority and not s.prioritized then
+        perform pgmq_jobs._mark_prioritized(queue);
+    end if;
     -- strict: ids that were not dead letters (in the same statement's view, so no
     -- race) are an error that undoes the whole call, replayed jobs and audit row
     -- included. Otherwise they are ignored, as in 0.1.0.

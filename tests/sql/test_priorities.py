@@ -193,3 +193,47 @@ def test_until_its_priority_index_is_built_a_queue_is_claimed_by_visibility_time
     third = jobs.enqueue(conn, queue_name, {}, priority=-1)
     fourth = jobs.enqueue(conn, queue_name, {}, priority=9)
     assert claim_order(conn, queue_name, 2) == [fourth, third]
+
+
+def test_the_first_job_of_another_priority_turns_the_priority_walk_on(
+    conn: Connection, queue_name: str
+) -> None:
+    """Claim walks the priorities only in a queue that has had a job of another priority
+    than 0 (the plain vt walk costs less); the first such job, enqueued singly, in a batch or
+    replayed, turns it on for good, and is then claimed first."""
+
+    def prioritized() -> bool:
+        row = conn.execute(
+            "select prioritized from pgmq_jobs.queue_settings where queue = %s", (queue_name,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    jobs.create_queue(conn, queue_name, max_attempts=1)
+    plain = jobs.enqueue_batch(conn, queue_name, [{}] * 3, priorities=[0, 0, 0])
+    assert not prioritized()
+    with conn.transaction(force_rollback=True):
+        jobs.enqueue(conn, queue_name, {}, priority=4)
+        assert prioritized()
+    assert not prioritized(), "a rolled-back enqueue leaves the flag as it was"
+    urgent = jobs.enqueue_batch(conn, queue_name, [{}, {}], priorities=[0, 2])[1]
+    assert prioritized()
+    assert claim_order(conn, queue_name, 4) == [urgent, *plain]
+
+    other = f"{queue_name}_r"
+    jobs.create_queue(conn, other, max_attempts=1)
+    conn.execute(
+        "update pgmq_jobs.queue_settings set prioritized = false where queue = %s",
+        (queue_name,),
+    )
+    dead = jobs.enqueue(conn, other, {"d": 1}, priority=5)
+    [job] = jobs.claim(conn, other)
+    assert job.job_id == dead
+    assert jobs.fail(conn, other, job.job_id, job.attempt, "x").outcome == "dead"
+    conn.execute(
+        "update pgmq_jobs.queue_settings set prioritized = false where queue = %s", (other,)
+    )
+    assert jobs.replay(conn, other) == 1
+    row = conn.execute(
+        "select prioritized from pgmq_jobs.queue_settings where queue = %s", (other,)
+    ).fetchone()
+    assert row == (True,)
