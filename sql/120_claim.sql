@@ -32,6 +32,9 @@ declare
     job pgmq_jobs.claimed_job;
     stmt text;
     prioritized boolean := false;
+    next_level text;
+    level smallint;
+    rounds integer := 0;
 begin
     if qty is null or qty < 1 or qty > 1000 then
         raise exception 'qty must be between 1 and 1000, got %', coalesce(qty::text, 'null')
@@ -56,10 +59,10 @@ begin
     -- One statement claims the ready jobs: the highest priority first, within a
     -- priority the oldest by visibility time; locked by the subquery (skipping
     -- those another claim holds), updated by msg_id. The priorities present
-    -- are found by a skip scan of the priority index (one probe per distinct
-    -- priority: the recursive "levels"), and each priority's ready jobs by a
-    -- walk of that index that stops at the first job not visible yet, so
-    -- delayed and retrying jobs at any priority are never read.
+    -- are found one at a time, highest first, by a probe of the priority
+    -- index each (the loop below), and each priority's ready jobs by a walk
+    -- of that index that stops at the first job not visible yet, so delayed
+    -- and retrying jobs at any priority are never read.
     -- A job past its attempts (its worker died on the last one) is not
     -- delivered again: it keeps its vt and headers, and its read_ct goes one
     -- past its attempts only to tell it apart in the result; it is put back
@@ -68,7 +71,7 @@ begin
     -- it costs half as much to plan.
     -- A queue that never had a job of another priority than 0 (most queues) is
     -- claimed by the plain walk of the vt index: the walk over the priorities
-    -- costs more to plan, and every call of this dynamic statement plans it.
+    -- costs a probe per priority more.
     prioritized := s.priority_index and s.prioritized;
     stmt := format(
         $sql$
@@ -100,38 +103,29 @@ begin
             q.vt as visible_until
         $sql$,
         'q_' || queue,
+        -- One priority at a time ($6, highest first: the loop below finds the
+        -- next with one probe of the priority index), or by vt alone: no job of
+        -- another priority than 0, or the queue's priority index is not built
+        -- yet (an upgraded queue, for the moments pgmq-jobs install builds it
+        -- concurrently). Each is a walk that stops at the first job not
+        -- visible yet, and simple to plan.
         case when prioritized then format(
             $sql$
-            with recursive levels (priority) as (
-                select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
-                from pgmq.%1$I as l
-                union all
-                select (
-                    select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
-                    from pgmq.%1$I as l
-                    where coalesce((l.headers ->> 'priority')::smallint, 0::smallint) < levels.priority
-                )
-                from levels
-                where levels.priority is not null
-            )
             select r.msg_id
-            from levels
-            cross join lateral (
-                select r.msg_id
-                from pgmq.%1$I as r
-                where coalesce((r.headers ->> 'priority')::smallint, 0::smallint) = levels.priority
-                    and r.vt <= $5
-                order by r.vt
-                limit $1
-                for update skip locked
-            ) as r
+            from pgmq.%1$I as r
+            -- "= any(array[...])" where "=" would do: with an equality to a
+            -- constant the planner takes the order by vt as the whole order and
+            -- may filter the vt index through every ready job of the priorities
+            -- above; an array comparison keeps it on this index, whose walk both
+            -- conditions bound (and stop at the first job not visible yet).
+            where coalesce((r.headers ->> 'priority')::smallint, 0::smallint) = any(array[$6::smallint])
+                and r.vt <= $5
+            order by coalesce((r.headers ->> 'priority')::smallint, 0::smallint), r.vt
             limit $1
+            for update skip locked
             $sql$,
             'q_' || queue
         ) else format(
-            -- No job of another priority than 0, or the queue's priority index is
-            -- not built yet (an upgraded queue, for the moments pgmq-jobs install
-            -- builds it concurrently): by vt alone.
             $sql$
             select r.msg_id
             from pgmq.%1$I as r
@@ -143,13 +137,36 @@ begin
             'q_' || queue
         ) end
     );
+    if prioritized then
+        next_level := format(
+            $sql$
+            select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
+            from pgmq.%1$I as l
+            where coalesce((l.headers ->> 'priority')::smallint, 0::smallint) < $1
+            $sql$,
+            'q_' || queue
+        );
+        -- The highest priority present.
+        execute format(
+            $sql$
+            select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
+            from pgmq.%1$I as l
+            $sql$,
+            'q_' || queue
+        ) into level;
+        if level is null then
+            return;
+        end if;
+    end if;
 
-    -- Routed dead letters free their slot: look again for ready jobs, a bounded
-    -- number of times, so a caller is not starved by a run of exhausted jobs.
-    for pass in 1..10 loop
+    -- Routed dead letters free their slot: look again for ready jobs (at the
+    -- same priority), a bounded number of times, so a caller is not starved by
+    -- a run of exhausted jobs. A priority without enough ready jobs hands on to
+    -- the next one down.
+    loop
         exhausted_ids := '{}';
         exhausted_attempts := '{}';
-        for r in execute stmt using wanted, vt, s.max_attempts, worker, clock_timestamp() loop
+        for r in execute stmt using wanted, vt, s.max_attempts, worker, clock_timestamp(), level loop
             if r.attempt > r.max_attempts then
                 exhausted_ids := exhausted_ids || r.job_id;
                 exhausted_attempts := exhausted_attempts || (r.attempt - 1);
@@ -159,12 +176,18 @@ begin
                 return next job;
             end if;
         end loop;
-        exit when cardinality(exhausted_ids) = 0;
-        execute format(
-            'update pgmq.%I as q set read_ct = q.read_ct - 1 where q.msg_id = any($1)', 'q_' || queue
-        ) using exhausted_ids;
-        perform pgmq_jobs._route_expired(queue, exhausted_ids, exhausted_attempts);
-        exit when wanted = 0;
+        if cardinality(exhausted_ids) > 0 then
+            execute format(
+                'update pgmq.%I as q set read_ct = q.read_ct - 1 where q.msg_id = any($1)', 'q_' || queue
+            ) using exhausted_ids;
+            perform pgmq_jobs._route_expired(queue, exhausted_ids, exhausted_attempts);
+            rounds := rounds + 1;
+            exit when wanted = 0 or rounds >= 10;
+            continue;
+        end if;
+        exit when wanted = 0 or not prioritized;
+        execute next_level into level using level;
+        exit when level is null;
     end loop;
 end
 $$;

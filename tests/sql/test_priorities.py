@@ -112,7 +112,9 @@ def test_delayed_top_priority_jobs_ahead_are_never_read(conn: Connection, queue_
         claimed = jobs.claim(conn, queue_name, 10)
 
     assert sorted(j.job_id for j in claimed) == sorted(ready)
-    assert sum(read[table]) <= FEW + len(ready), read[table]
+    # Bounded by the priorities present (a probe each: 100, 50, 3, 0, -2), never by the
+    # 6,000 jobs waiting at the top two.
+    assert sum(read[table]) <= FEW + len(ready) + 5, read[table]
 
 
 def test_priority_survives_retries_and_replay(conn: Connection, queue_name: str) -> None:
