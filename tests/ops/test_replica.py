@@ -245,5 +245,5 @@ def test_a_worker_pointed_at_the_standby_stops_with_the_message(
     proc = start_worker(replica_dsn, [replicated_queue], "--no-listen")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
-    assert err.splitlines()[-1] == f"pgmq-jobs: {REPLICA_MESSAGE}"
+    assert err.splitlines()[-1] == f"pgmq-jobs: error: {REPLICA_MESSAGE}"
     assert "Traceback" not in err
