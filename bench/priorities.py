@@ -71,7 +71,10 @@ def priorities(jobs_dsn: str, plan: Plan) -> dict[str, Any]:
             runs["deep"].append(claim_loop(conn, "prio_deep", plan.measure_n))
     for key, values in runs.items():
         out[f"rate_{key}"] = stats(values, 1)
-    base = out["rate_none"]["median"]
-    out["mixed_vs_none"] = round(out["rate_mixed"]["median"] / base, 3) if base else None
-    out["deep_vs_none"] = round(out["rate_deep"]["median"] / base, 3) if base else None
+    base, mixed = out["rate_none"]["median"], out["rate_mixed"]["median"]
+    # What priorities cost (mixed against none, both shallow), and what depth costs a queue
+    # with priorities (deep against shallow, both with priorities), as the deep-queue rows
+    # compare deep and shallow queues of one kind.
+    out["mixed_vs_none"] = round(mixed / base, 3) if base else None
+    out["deep_vs_shallow"] = round(out["rate_deep"]["median"] / mixed, 3) if mixed else None
     return out

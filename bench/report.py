@@ -369,11 +369,13 @@ def targets(results: dict[str, Any]) -> list[str]:
             f"{median(pr['rate_none'])} jobs/s)",
             None if pr["mixed_vs_none"] is None else pr["mixed_vs_none"] >= 0.8,
         )
+        deep = pr.get("deep_vs_shallow")
         add(
             f"claim at {pr['depth']:,} deep with {pr['delayed_ahead']:,} delayed jobs of the "
-            "top priority ahead ≥ 0.8× shallow",
-            f"{pr['deep_vs_none']}× ({median(pr['rate_deep'])} jobs/s)",
-            None if pr["deep_vs_none"] is None else pr["deep_vs_none"] >= 0.8,
+            "top priority ahead ≥ 0.8× shallow (both with priorities)",
+            f"{deep}× ({median(pr['rate_deep'])} vs {median(pr['rate_mixed'])} jobs/s; "
+            f"against the shallow queue without priorities: {pr.get('deep_vs_none', '–')}×)",
+            None if deep is None else deep >= 0.8,
         )
     up = dig(results, "upgrade")
     if isinstance(up, dict) and "upgrade_seconds" in up:
