@@ -181,9 +181,9 @@ def test_the_exporter_on_the_standby(replicated_queue: str, replica_dsn: str) ->
 
 
 def test_the_dashboard_on_the_standby(replicated_queue: str, replica_dsn: str) -> None:
-    if importlib.util.find_spec("pgmq_jobs.dashboard") is None:
-        pytest.skip("the dashboard (pgmq_jobs.dashboard) does not exist yet")
-    from pgmq_jobs.dashboard import DashboardServer
+    if importlib.util.find_spec("pgmq_jobs.web.dashboard") is None:
+        pytest.skip("the dashboard (pgmq_jobs.web.dashboard) does not exist yet")
+    from pgmq_jobs.web.dashboard import DashboardServer
 
     server = DashboardServer(replica_dsn, "127.0.0.1", 0, refresh=0)
     server.start()

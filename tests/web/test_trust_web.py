@@ -19,11 +19,11 @@ import pytest
 
 import pgmq_jobs.web.invoker as invoker_module
 from pgmq_jobs.cli import build_parser
-from pgmq_jobs.invoker import InvokerConfig, InvokerServer
 from pgmq_jobs.ops.cluster import free_port
 from pgmq_jobs.registry import Registry
 from pgmq_jobs.web.dashboard import DashboardServer
 from pgmq_jobs.web.dashboard.app import host_name
+from pgmq_jobs.web.invoker import InvokerConfig, InvokerServer
 
 SECRET = "web-trust-secret-0123456789"
 

@@ -235,7 +235,7 @@ def add_worker_parser(sub: SubParsers) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pgmq_jobs.invoker import InvokerConfig, serve
+    from pgmq_jobs.web.invoker import InvokerConfig, serve
 
     setup_logging(args.log_level)
     secret = os.environ.get(args.secret_env, "")
