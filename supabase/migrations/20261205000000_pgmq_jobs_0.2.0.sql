@@ -3223,14 +3223,8 @@ begin
             $sql$,
             'q_' || queue
         );
-        -- The highest priority present.
-        execute format(
-            $sql$
-            select max(coalesce((l.headers ->> 'priority')::smallint, 0::smallint))
-            from pgmq.%1$I as l
-            $sql$,
-            'q_' || queue
-        ) into level;
+        -- The highest priority present: the next one below 32768, above any.
+        execute next_level into level using 32768;
         if level is null then
             return;
         end if;

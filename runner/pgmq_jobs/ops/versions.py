@@ -16,7 +16,6 @@ Compatibility of clients and schemas (checked by :func:`check_compatible`):
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +37,6 @@ Connection = psycopg.Connection[Any]
 
 class VersionError(RuntimeError):
     """A database's schema and this package cannot work together (the message says why)."""
-
-
-class SchemaNewerWarning(UserWarning):
-    """The database runs a newer release that still serves this package."""
 
 
 def parse(version: str) -> Version:
@@ -159,13 +154,3 @@ def read_schema_info(conn: Connection) -> SchemaInfo | None:
             return schema_info(conn)
     except (psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName):
         return None
-
-
-def ensure_compatible(conn: Connection, who: str = "this client") -> str | None:
-    """Check the database behind ``conn`` against this package; see :func:`check_compatible`.
-
-    A compatible newer schema is reported as a :class:`SchemaNewerWarning` and returned."""
-    message = check_compatible(read_schema_info(conn), who=who)
-    if message is not None:
-        warnings.warn(message, SchemaNewerWarning, stacklevel=2)
-    return message
